@@ -1,0 +1,211 @@
+"""The ``edge-opt`` command: parse, call one library function, map errors to exit codes.
+
+Exit codes: 0 success; 1 a problem with the config, data, model or run (one line per problem,
+no traceback unless ``-v``); 2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from edge_opt import __version__
+from edge_opt.errors import ConfigError, EdgeOptError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Choose which compressed variant of a small CNN to ship to an edge device, and why.",
+)
+console = Console(stderr=True)
+out_console = Console()
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/default.yaml.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key: --set epochs=1 (repeatable)."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = RichHandler(console=console, show_path=verbose, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    # Only edge-opt's own loggers speak at INFO; libraries (matplotlib, torch) stay at WARNING.
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("edge_opt").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        # torch.ao.quantization is deprecated in torch 2.13 and says so on every call.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
+
+
+def _fail(exc: Exception, verbose: bool) -> None:
+    if verbose:
+        console.print_exception()
+    if isinstance(exc, ConfigError):
+        where = f" ({exc.source})" if exc.source else ""
+        console.print(f"[bold red]error[/]: invalid configuration{where}")
+        for problem in exc.problems:
+            console.print(f"  {problem}", markup=False, highlight=False)
+    else:
+        console.print("[bold red]error[/]: ", end="")
+        console.print(str(exc), markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"edge-opt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """edge-opt: prune x precision sweeps, honest measurements, Pareto frontiers, a verdict."""
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Print the resolved config, or every problem with it (exit 1)."""
+    _setup_logging(verbose)
+    from edge_opt.config import dump_config, load_config
+    from edge_opt.pipeline import preflight
+
+    try:
+        cfg = load_config(config, set_ or [])
+        problems = preflight(cfg)
+        if problems:
+            raise ConfigError(problems, str(config))
+    except EdgeOptError as exc:
+        _fail(exc, verbose)
+    out_console.print(dump_config(cfg), end="", markup=False, highlight=False)
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train (or load) the baseline, sweep pruning x precision, measure, and write the reports."""
+    _setup_logging(verbose)
+    from edge_opt.config import load_config
+    from edge_opt.experiments import CandidateResult
+    from edge_opt.pipeline import run as run_experiment
+
+    log = logging.getLogger("edge_opt")
+
+    def on_candidate(result: CandidateResult, index: int, total: int) -> None:
+        if result.metrics is None:
+            log.warning("[%d/%d] %s FAILED: %s", index, total, result.candidate_id, result.error)
+            return
+        m = result.metrics
+        log.info(
+            "[%d/%d] %-16s acc %.4f  p50 %.4f ms  p95 %.4f ms  %.1f KiB  %s (%.1f s)",
+            index,
+            total,
+            result.candidate_id,
+            m.accuracy,
+            m.latency_p50_ms,
+            m.latency_p95_ms,
+            m.model_size_bytes / 1024,
+            "accepted" if result.accepted else "rejected",
+            result.measure_seconds,
+        )
+
+    overrides = list(set_ or [])
+    if output_dir is not None:
+        overrides.append(f"output_dir={output_dir}")
+    try:
+        cfg = load_config(config, overrides)
+        result = run_experiment(cfg, on_candidate=on_candidate)
+    except EdgeOptError as exc:
+        _fail(exc, verbose)
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]: finished candidates are in sweep_results.csv")
+        raise typer.Exit(130) from None
+    _print_result(result, Path(cfg.output_dir))
+
+
+def _print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    sweep = result.sweep_frame()
+    table = Table(title="candidates (accuracy on validation; latency per call, measured)")
+    for col in ("candidate", "status", "accuracy", "p50 ms", "p95 ms", "KiB", "verdict"):
+        table.add_column(
+            col, justify="left" if col in ("candidate", "status", "verdict") else "right"
+        )
+    for _, row in sweep.iterrows():
+        if row["status"] != "ok":
+            table.add_row(row["candidate_id"], "failed", "", "", "", "", str(row["error"])[:60])
+            continue
+        verdict = "accepted" if row["accepted"] else "rejected"
+        if row["candidate_id"] == result.recommendation["candidate_id"]:
+            verdict = "RECOMMENDED"
+        table.add_row(
+            row["candidate_id"],
+            "ok",
+            f"{row['accuracy']:.4f}",
+            f"{row['latency_p50_ms']:.4f}",
+            f"{row['latency_p95_ms']:.4f}",
+            f"{row['model_size_bytes'] / 1024:.1f}",
+            verdict,
+        )
+    out_console.print(table)
+    rec = result.recommendation
+    out_console.print(f"recommended: {rec['candidate_id']} - {rec['reason']}", markup=False)
+    for warning in result.warnings:
+        out_console.print(f"warning: {warning}", markup=False)
+    out_console.print(
+        f"reports written to {out}/ (start with report.md and summary.json)", markup=False
+    )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run's output directory.")],
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rebuild every report file of a finished run from its run_result.json."""
+    _setup_logging(verbose)
+    from edge_opt.reporting import write_reports
+    from edge_opt.results import RunResult
+
+    source = run_dir / "run_result.json"
+    if not source.is_file():
+        _fail(
+            EdgeOptError(f"{source}: not found; pass the output directory of a finished run"),
+            verbose,
+        )
+    try:
+        paths = write_reports(RunResult.load(source), run_dir)
+    except (EdgeOptError, KeyError, ValueError) as exc:
+        _fail(EdgeOptError(f"{source}: cannot rebuild reports ({exc})"), verbose)
+    out_console.print(f"rewrote {len(paths)} files in {run_dir}/", markup=False)
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `edge-opt validate ... | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,317 @@
+"""Experiment configuration: YAML in, one validated and frozen ``ExperimentConfig`` out.
+
+Every key has a default, so an empty file is a valid configuration. Unknown keys are errors
+that name the closest valid key; bad values are errors that name the field, the value and
+what is allowed. ``describe_fields()`` is the source of the README's key table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_opt.errors import ConfigError
+
+PrecisionName = Literal["fp32", "fp16", "bf16", "int8"]
+QuantBackend = Literal["x86", "fbgemm", "onednn", "qnnpack"]
+DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "synthetic")
+_DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+
+
+class ExperimentConfig(BaseModel):
+    """The whole experiment, validated once and frozen.
+
+    Example:
+        >>> cfg = ExperimentConfig(dataset="synthetic", epochs=1)
+        >>> cfg.latency_multiplier
+        1.0
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # --- reproducibility -------------------------------------------------------------------
+    seed: int = Field(7, ge=0, description="Seed for weight init, training order and subsets.")
+    dataloader_seed: int | None = Field(
+        None, ge=0, description="Seed of the training shuffle; null uses `seed`."
+    )
+    # --- data -------------------------------------------------------------------------------
+    dataset: str = Field(
+        "fashion-mnist",
+        description="`fashion-mnist`, `mnist` or `synthetic` (tests only).",
+    )
+    data_dir: str | None = Field(
+        None, description="Directory searched first for IDX files (see Data lookup)."
+    )
+    train_subset: int | None = Field(
+        None, ge=1, description="Training images drawn at random (seeded); null = all."
+    )
+    val_subset: int | None = Field(
+        5000,
+        ge=1,
+        description="Validation images held out of the training file (selection only); "
+        "null = the dataset's default hold-out.",
+    )
+    test_subset: int | None = Field(
+        None, ge=1, description="Test images drawn at random (reporting only); null = all."
+    )
+    batch_size: int = Field(
+        128, ge=1, description="Training/evaluation batch, also the throughput batch."
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    # --- model and training -----------------------------------------------------------------
+    model: str = Field("SmallCNN", min_length=1, description="Registered model name.")
+    epochs: int = Field(2, ge=0, description="Baseline training epochs (Adam).")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    fine_tune_epochs: int = Field(
+        0, ge=0, description="Epochs of fine-tuning after each pruning level > 0."
+    )
+    device: Literal["cpu"] = Field(
+        "cpu", description="Torch device for training and measurement; only `cpu` here."
+    )
+    # --- the sweep --------------------------------------------------------------------------
+    pruning_levels: tuple[float, ...] = Field(
+        (0.0, 0.25, 0.5, 0.7),
+        min_length=1,
+        description="Fractions of conv output channels removed, each in [0, 1).",
+    )
+    precisions: tuple[PrecisionName, ...] = Field(
+        ("fp32", "fp16", "bf16", "int8"),
+        min_length=1,
+        description="Any of `fp32`, `fp16`, `bf16`, `int8` (static PTQ).",
+    )
+    quantization_backend: QuantBackend = Field(
+        "x86", description="int8 engine: `x86`, `fbgemm`, `onednn` or `qnnpack`."
+    )
+    calibration_batches: int = Field(
+        8, ge=1, description="Training batches used to calibrate int8 observers."
+    )
+    # --- measurement ------------------------------------------------------------------------
+    latency_batch_size: int = Field(
+        1, ge=1, description="Batch of the timed latency calls (1 = streaming)."
+    )
+    benchmark_warmup: int = Field(10, ge=0, description="Untimed warm-up calls per trial.")
+    benchmark_repeats: int = Field(100, ge=1, description="Timed calls per trial.")
+    benchmark_trials: int = Field(
+        3, ge=1, description="Trials; all per-call timings of all trials are pooled."
+    )
+    throughput_repeats: int = Field(
+        10, ge=1, description="Timed calls at `batch_size` for the throughput figure."
+    )
+    benchmark_threads: int = Field(
+        1, ge=1, description="Torch intra-op threads while timing (recorded)."
+    )
+    # --- device model and budgets -----------------------------------------------------------
+    power_watts: float = Field(5.0, gt=0, description="Power assumed by the energy proxy.")
+    memory_budgets_mb: tuple[float, ...] = Field(
+        (0.03125, 0.125, 1.0),
+        min_length=1,
+        description="Model-size budgets in MiB; one `violates_<b>mb` column each.",
+    )
+    active_memory_budget_mb: float = Field(
+        0.03125, gt=0, description="The budget that decides accepted/rejected."
+    )
+    cpu_frequency_scale: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Target CPU speed / this host's; != 1 adds `*_scaled` columns.",
+    )
+    memory_bandwidth_gbps: float = Field(
+        35.0, gt=0, description="Memory bandwidth the utilisation figure compares against."
+    )
+    peak_compute_gmacs: float | None = Field(
+        None, gt=0, description="Peak GMAC/s of the device; enables compute utilisation."
+    )
+    # --- selection --------------------------------------------------------------------------
+    max_accuracy_drop: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Largest validation-accuracy drop vs baseline for the recommendation.",
+    )
+    pareto_use_ci: bool = Field(
+        False, description="Frontiers rank by the 95% lower bound of accuracy."
+    )
+    # --- output -----------------------------------------------------------------------------
+    output_dir: str = Field("outputs/default", min_length=1, description="Run directory.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("dataset"), str):
+            name = data["dataset"].strip().lower()
+            data = {**data, "dataset": _DATASET_ALIASES.get(name, name)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> ExperimentConfig:
+        problems: list[str] = []
+        if self.dataset not in DATASET_NAMES:
+            problems.append(
+                f"dataset: {self.dataset!r} is not a dataset; allowed: {', '.join(DATASET_NAMES)}"
+            )
+        for i, level in enumerate(self.pruning_levels):
+            if not 0.0 <= level < 1.0:
+                problems.append(
+                    f"pruning_levels.{i}: {level!r} is outside [0, 1); "
+                    "use e.g. 0.5 to remove half the channels"
+                )
+        problems += _duplicates("pruning_levels", self.pruning_levels)
+        problems += _duplicates("precisions", self.precisions)
+        problems += _duplicates("memory_budgets_mb", self.memory_budgets_mb)
+        for i, budget in enumerate(self.memory_budgets_mb):
+            if budget <= 0:
+                problems.append(f"memory_budgets_mb.{i}: {budget!r} must be > 0")
+        if self.active_memory_budget_mb not in self.memory_budgets_mb:
+            problems.append(
+                f"active_memory_budget_mb: {self.active_memory_budget_mb!r} is not one of "
+                f"memory_budgets_mb {list(self.memory_budgets_mb)}; add it there or pick one"
+            )
+        if problems:
+            # A ValueError inside a validator becomes one pydantic error; we split it again.
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def latency_multiplier(self) -> float:
+        """Modelled slow-down of the target vs this host: 1 / cpu_frequency_scale."""
+        return 1.0 / self.cpu_frequency_scale
+
+    @property
+    def effective_dataloader_seed(self) -> int:
+        return self.seed if self.dataloader_seed is None else self.dataloader_seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-friendly values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}
+
+
+def _duplicates(field: str, values: Iterable[object]) -> list[str]:
+    seen: set[object] = set()
+    dupes = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
+    if dupes:
+        return [f"{field}: {dupes[0]!r} is listed twice; list each value once"]
+    return []
+
+
+def field_names() -> list[str]:
+    """All valid configuration keys, in declaration order."""
+    return list(ExperimentConfig.model_fields)
+
+
+def describe_fields() -> list[tuple[str, str, str]]:
+    """(key, default, description) for every key: the README's table is generated from this."""
+    rows = []
+    for name, info in ExperimentConfig.model_fields.items():
+        default = info.default
+        if isinstance(default, tuple):
+            default = list(default)
+        rows.append((name, json.dumps(default), info.description or ""))
+    return rows
+
+
+def _unknown_key_problems(keys: Iterable[str]) -> list[str]:
+    valid = field_names()
+    problems = []
+    for key in keys:
+        if key in valid:
+            continue
+        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+        problems.append(f"{key}: unknown key{hint}")
+    return problems
+
+
+def _format_validation_error(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "value_error":
+            # Our own relation checks: already "field: value ..." lines.
+            problems += msg.removeprefix("Value error, ").split("\n")
+            continue
+        field = str(err["loc"][0]) if err["loc"] else ""
+        info = ExperimentConfig.model_fields.get(field)
+        hint = f" ({info.description})" if info and info.description else ""
+        problems.append(f"{loc}: {msg}, got {err.get('input')!r}{hint}")
+    return problems
+
+
+def build_config(raw: Mapping[str, Any], source: str | None = None) -> ExperimentConfig:
+    """Validate a mapping of config keys.
+
+    Raises:
+        ConfigError: listing every unknown key and every invalid value.
+    """
+    problems = _unknown_key_problems(raw.keys())
+    known = {k: v for k, v in raw.items() if k in ExperimentConfig.model_fields}
+    try:
+        cfg = ExperimentConfig(**known)
+    except ValidationError as exc:
+        problems += _format_validation_error(exc)
+        raise ConfigError(problems, source) from None
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` override; the value is read as YAML (``[0, 0.5]``, ``true``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. --set epochs=1"])
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"--set {text!r}: value is not valid YAML ({exc})"]) from None
+    return key.strip(), parsed
+
+
+def load_config(
+    path: str | Path, overrides: Iterable[str] | Mapping[str, Any] = ()
+) -> ExperimentConfig:
+    """Read a YAML file into a validated, frozen ``ExperimentConfig``.
+
+    Args:
+        path: YAML file with a mapping of config keys (every key is optional).
+        overrides: ``"key=value"`` strings (as given to ``--set``) or a mapping, applied last.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or keys/values are invalid.
+
+    Example:
+        >>> cfg = load_config("configs/quick.yaml", ["epochs=1"])  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            [f"{path}: no such file; pass a YAML config such as configs/default.yaml"]
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            [f"top level must be a mapping of keys, got {type(raw).__name__}"], str(path)
+        )
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    merged = {**raw, **dict(items)}
+    return build_config(merged, str(path))
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML (written next to the outputs)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,41 @@
+"""One exception family for the whole library.
+
+The library raises these and never prints or exits; the CLI maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+
+class EdgeOptError(Exception):
+    """Base class of every error edge-opt raises on purpose."""
+
+
+class ConfigError(EdgeOptError):
+    """The configuration is invalid. ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class DataError(EdgeOptError):
+    """A dataset cannot be found or read."""
+
+
+class ModelError(EdgeOptError):
+    """A model cannot be built, loaded or transformed."""
+
+
+class PruningError(EdgeOptError):
+    """Structured pruning cannot be applied to this model or level."""
+
+
+class QuantizationError(EdgeOptError):
+    """A precision conversion failed; the candidate is recorded as failed, never mislabelled."""
+
+
+class MeasurementError(EdgeOptError):
+    """A measurement cannot be taken (empty loader, bad arguments)."""

@@ -1,0 +1,353 @@
+"""The whole job: config -> data -> baseline -> sweep -> frontiers -> hardware -> RunResult.
+
+``run_pipeline`` computes; ``run`` also writes every report. Each stage's inputs and outputs
+are typed; the stages do not know about each other.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from edge_opt.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edge_opt.config import ExperimentConfig, dump_config
+from edge_opt.data import (
+    DataSplits,
+    calibration_inputs,
+    load_raw_dataset,
+    make_loaders,
+    split_dataset,
+)
+from edge_opt.environment import describe_environment, has_native_fp16, load_average, sha256_file
+from edge_opt.errors import EdgeOptError, ModelError
+from edge_opt.experiments import (
+    CandidateResult,
+    EpochStats,
+    candidate_id,
+    pareto_frontier,
+    prune_variants,
+    recommend_candidate,
+    run_sweep,
+    train_model,
+)
+from edge_opt.hardware import estimate_layerwise_stats, precision_tradeoff_table, summarize_hardware
+from edge_opt.metrics import collect_metrics, evaluate_accuracy
+from edge_opt.model import count_parameters, create_model, registered_models
+from edge_opt.quantization import BYTES_PER_ELEMENT
+from edge_opt.results import HardwareAnalysis, RunResult
+
+log = logging.getLogger(__name__)
+
+LATENCY_COST = "latency_p50_ms"
+ENERGY_COST = "energy_proxy_j"
+CHECKPOINT = "models/baseline_fp32.pt"
+FP16_SLOW_RATIO = 3.0
+
+
+def preflight(cfg: ExperimentConfig) -> list[str]:
+    """Problems a run would hit before any work: unknown model, dataset not found."""
+    problems = []
+    if cfg.model not in registered_models():
+        problems.append(
+            f"model: {cfg.model!r} is not a registered model; "
+            f"allowed: {', '.join(registered_models())}"
+        )
+    try:
+        load_raw_dataset(cfg.dataset, cfg.data_dir) if cfg.dataset != "synthetic" else None
+    except EdgeOptError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch. Deterministic-algorithms mode stays off on purpose:
+    quantized kernels raise under it (HOST_NOTES.md)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check_model_input(model: nn.Module, splits: DataSplits) -> None:
+    example = splits.train.tensors[0][:1]
+    try:
+        with torch.inference_mode():
+            out = model.eval()(example)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"model does not accept the dataset's input shape {tuple(example.shape[1:])}: {exc}"
+        ) from None
+    if out.shape[-1] != splits.num_classes:
+        raise ModelError(
+            f"model outputs {out.shape[-1]} classes but dataset {splits.name!r} has "
+            f"{splits.num_classes}; set the model's num_classes"
+        )
+
+
+def _hardware(
+    model: nn.Module, row: dict[str, Any], cfg: ExperimentConfig, input_shape: tuple[int, int, int]
+) -> HardwareAnalysis:
+    layers = estimate_layerwise_stats(
+        model,
+        cfg.latency_batch_size,
+        input_shape,
+        bytes_per_element=BYTES_PER_ELEMENT[row["precision"]],
+    )
+    summary = summarize_hardware(
+        layers, row["latency_ms"], cfg.memory_bandwidth_gbps, cfg.peak_compute_gmacs
+    )
+    return HardwareAnalysis(
+        row["candidate_id"],
+        row["precision"],
+        cfg.latency_batch_size,
+        float(row["latency_ms"]),
+        layers.to_dict("records"),
+        summary,
+    )
+
+
+def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
+    """Warnings a reader must see next to the numbers."""
+    notes = []
+    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
+    for _, row in sweep[sweep["status"] == "failed"].iterrows():
+        notes.append(f"{row['candidate_id']} failed: {row['error']}")
+    if not ok.empty and {"fp16", "fp32"} <= set(ok["precision"]):
+        fp32 = ok[ok["precision"] == "fp32"].set_index("pruning_level")[LATENCY_COST]
+        fp16 = ok[ok["precision"] == "fp16"].set_index("pruning_level")[LATENCY_COST]
+        common = fp32.index.intersection(fp16.index)
+        if len(common):
+            ratio = float((fp16[common] / fp32[common]).median())
+            native = has_native_fp16(environment["cpu"])
+            if ratio > FP16_SLOW_RATIO or not native:
+                notes.append(
+                    f"fp16 ran {ratio:.1f}x the fp32 p50 latency (median over pruning levels); "
+                    f"this CPU {'reports' if native else 'lacks'} avx512_fp16, and PyTorch's "
+                    "eager CPU kernels largely emulate fp16: do not read CPU fp16 timings as "
+                    "what an fp16-native accelerator would do"
+                )
+    return notes
+
+
+def run_pipeline(
+    cfg: ExperimentConfig,
+    on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> RunResult:
+    """Run the experiment described by ``cfg`` and return its typed result.
+
+    Writes, as it goes, what must survive a crash: the resolved config, the baseline
+    checkpoint and ``sweep_results.csv`` (rewritten after every candidate).
+
+    Raises:
+        EdgeOptError: bad data, model or settings (the message says what to change).
+    """
+    started = datetime.now(UTC)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
+    load_before = load_average()
+    seed_everything(cfg.seed)
+    torch.backends.quantized.engine = cfg.quantization_backend
+
+    # --- data -----------------------------------------------------------------------------
+    t = time.perf_counter()
+    raw = load_raw_dataset(cfg.dataset, cfg.data_dir)
+    splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
+    loaders = make_loaders(splits, cfg.batch_size, cfg.effective_dataloader_seed, cfg.num_workers)
+    calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
+    log.info("data: %s from %s; sizes %s", splits.name, splits.source, splits.sizes())
+    for warning in splits.warnings:
+        log.warning("data: %s", warning)
+    timings["data"] = time.perf_counter() - t
+
+    # --- baseline ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model)
+    _check_model_input(model, splits)
+    log.info("training %s for %d epoch(s) on %d images", cfg.model, cfg.epochs, len(splits.train))
+    history: list[dict[str, Any]] = []
+
+    def record_epoch(stats: EpochStats) -> None:
+        history.append(stats.__dict__.copy())
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    baseline = train_model(
+        model,
+        loaders.train,
+        cfg.epochs,
+        cfg.learning_rate,
+        cfg.device,
+        seed=cfg.seed,
+        on_epoch=record_epoch,
+    )
+    buffer = io.BytesIO()
+    torch.save(baseline.state_dict(), buffer)
+    checkpoint = atomic_write_bytes(out / CHECKPOINT, buffer.getvalue())
+    val_acc = evaluate_accuracy(baseline, loaders.val).accuracy
+    test_acc = evaluate_accuracy(baseline, loaders.test).accuracy
+    log.info("baseline: validation accuracy %.4f, test accuracy %.4f", val_acc, test_acc)
+    timings["training"] = time.perf_counter() - t
+
+    # --- sweep ------------------------------------------------------------------------------
+    t = time.perf_counter()
+    variants = prune_variants(
+        baseline,
+        cfg.pruning_levels,
+        loaders.train,
+        cfg.fine_tune_epochs,
+        cfg.learning_rate,
+        cfg.device,
+        cfg.seed,
+    )
+    timings["pruning"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sweep = run_sweep(
+        baseline,
+        loaders.train,
+        loaders.val,
+        calibration,
+        cfg.device,
+        cfg.pruning_levels,
+        cfg.precisions,
+        cfg.power_watts,
+        cfg.calibration_batches,
+        cfg.memory_budgets_mb,
+        cfg.active_memory_budget_mb,
+        cfg.latency_multiplier,
+        cfg.benchmark_repeats,
+        cfg.benchmark_trials,
+        cfg.benchmark_warmup,
+        cfg.fine_tune_epochs,
+        cfg.learning_rate,
+        cfg.quantization_backend,
+        out,
+        test_loader=loaders.test,
+        latency_batch_size=cfg.latency_batch_size,
+        throughput_repeats=cfg.throughput_repeats,
+        threads=cfg.benchmark_threads,
+        seed=cfg.seed,
+        input_shape=splits.input_shape,
+        pruned_models=variants,
+        on_result=on_candidate,
+    )
+    timings["sweep"] = time.perf_counter() - t
+
+    # --- selection --------------------------------------------------------------------------
+    latency_front = pareto_frontier(sweep, LATENCY_COST, cfg.pareto_use_ci)
+    energy_front = pareto_frontier(sweep, ENERGY_COST, cfg.pareto_use_ci)
+    memory_front = pareto_frontier(sweep, "memory_mb", cfg.pareto_use_ci)
+    recommendation = recommend_candidate(sweep, val_acc, cfg.max_accuracy_drop, LATENCY_COST)
+    log.info("recommended: %s (%s)", recommendation.candidate_id, recommendation.reason)
+
+    # --- hardware ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    rows = {r["candidate_id"]: r for r in sweep.to_dict("records")}
+    base_id = candidate_id(0.0, "fp32")
+    base_row = rows.get(base_id)
+    if base_row is None or base_row["status"] != "ok":
+        metrics = collect_metrics(
+            baseline,
+            loaders.val,
+            cfg.device,
+            cfg.power_watts,
+            "fp32",
+            cfg.latency_multiplier,
+            cfg.benchmark_repeats,
+            benchmark_warmup=cfg.benchmark_warmup,
+            benchmark_trials=cfg.benchmark_trials,
+            latency_batch_size=cfg.latency_batch_size,
+            throughput_repeats=cfg.throughput_repeats,
+            threads=cfg.benchmark_threads,
+        )
+        base_row = {"candidate_id": "baseline-fp32", "precision": "fp32", **metrics.to_dict()}
+    hw_base = _hardware(baseline, base_row, cfg, splits.input_shape)
+    hw_rec = None
+    if recommendation.candidate_id is not None:
+        rec_row = rows[recommendation.candidate_id]
+        hw_rec = _hardware(variants[rec_row["pruning_level"]], rec_row, cfg, splits.input_shape)
+    tradeoffs = precision_tradeoff_table(sweep)
+    timings["hardware"] = time.perf_counter() - t
+
+    environment = describe_environment(cfg.benchmark_threads, torch.backends.quantized.engine)
+    environment["load_average_before"] = load_before
+    environment["load_average_after"] = load_average()
+    warnings = list(splits.warnings) + _observations(sweep, environment)
+    if recommendation.candidate_id is None:
+        warnings.append(f"no recommendation: {recommendation.reason}")
+    timings["total"] = time.perf_counter() - clock
+    return RunResult(
+        config=cfg.to_dict(),
+        environment=environment,
+        data={
+            "name": splits.name,
+            "source": splits.source,
+            "sizes": splits.sizes(),
+            "input_shape": list(splits.input_shape),
+            "num_classes": splits.num_classes,
+            "normalisation": {"mean": splits.mean, "std": splits.std},
+            "files": [{"path": str(p), "sha256": sha256_file(p)} for p in splits.files],
+        },
+        training=history,
+        baseline={
+            "model": cfg.model,
+            "parameter_count": count_parameters(baseline),
+            "val_accuracy": val_acc,
+            "test_accuracy": test_acc,
+            "candidate_id": base_row["candidate_id"],
+            "checkpoint": CHECKPOINT,
+            "checkpoint_sha256": sha256_file(checkpoint),
+        },
+        sweep=sweep.to_dict("records"),
+        latency_frontier=latency_front["candidate_id"].tolist() if not latency_front.empty else [],
+        energy_frontier=energy_front["candidate_id"].tolist() if not energy_front.empty else [],
+        memory_frontier=memory_front["candidate_id"].tolist() if not memory_front.empty else [],
+        recommendation=recommendation.to_dict(),
+        hardware_baseline=hw_base,
+        hardware_recommended=hw_rec,
+        precision_tradeoffs=tradeoffs.to_dict("records"),
+        warnings=warnings,
+        timings_s=timings,
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def run(
+    cfg: ExperimentConfig,
+    on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> RunResult:
+    """``run_pipeline`` then ``write_reports`` into ``cfg.output_dir``.
+
+    If the run fails, ``run_status.json`` in the output directory records the error; what was
+    already written (config, checkpoint, finished sweep rows) stays.
+    """
+    from edge_opt.reporting import clean_previous_outputs, write_reports
+
+    out = Path(cfg.output_dir)
+    clean_previous_outputs(out)
+    try:
+        result = run_pipeline(cfg, on_candidate, on_epoch)
+    except BaseException as exc:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            out / "run_status.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        )
+        raise
+    write_reports(result, out)
+    return result

@@ -1,0 +1,397 @@
+"""Reports from a ``RunResult``: CSV, JSON, PNG and a Markdown report, each written atomically.
+
+Reads nothing but the result, so ``edge-opt report RUN_DIR`` can rebuild every file from
+``run_result.json`` without re-running.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from edge_opt.artifacts import (
+    atomic_save_figure,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+)
+from edge_opt.environment import sha256_file
+from edge_opt.hardware import save_hardware_artifacts
+from edge_opt.results import HardwareAnalysis, RunResult
+
+# Every file a run writes at the top of its output directory (README documents each).
+OUTPUT_FILES = (
+    "sweep_results.csv",
+    "pareto_frontier_latency.csv",
+    "pareto_frontier_energy.csv",
+    "summary.json",
+    "layerwise_breakdown.csv",
+    "precision_tradeoffs.csv",
+    "hardware_summary.csv",
+    "accuracy_vs_latency.png",
+    "accuracy_vs_energy.png",
+    "accuracy_vs_memory.png",
+    "layerwise_activation_memory.png",
+    "layerwise_macs.png",
+    "config_resolved.yaml",
+    "manifest.json",
+    "run_result.json",
+    "report.md",
+    "run_status.json",
+)
+OUTPUT_DIRS = ("candidates", "models")
+MIB = 2**20
+
+
+def clean_previous_outputs(out: Path) -> None:
+    """Remove a previous run's files (only the names edge-opt writes), so none goes stale."""
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in OUTPUT_DIRS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
+def frontier_frame(sweep: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """Frontier rows in frontier order; headers only when empty."""
+    if not ids:
+        return sweep.iloc[0:0]
+    indexed = sweep.set_index("candidate_id", drop=False)
+    return indexed.loc[ids].reset_index(drop=True)
+
+
+def build_summary(result: RunResult) -> dict[str, Any]:
+    """The machine-readable verdict of a run (summary.json)."""
+    sweep = result.sweep_frame()
+    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
+    accepted = ok[ok["accepted"].astype(bool)] if not ok.empty else ok
+    rec_id = result.recommendation["candidate_id"]
+    rec_row = None
+    if rec_id is not None:
+        rec_row = sweep[sweep["candidate_id"] == rec_id].iloc[0].to_dict()
+    base_row = None
+    if not sweep.empty and (sweep["candidate_id"] == result.baseline["candidate_id"]).any():
+        base_row = sweep[sweep["candidate_id"] == result.baseline["candidate_id"]].iloc[0].to_dict()
+    cfg = result.config
+    return {
+        "status": "ok",
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "wall_seconds": round(result.timings_s.get("total", float("nan")), 2),
+        "dataset": {k: result.data[k] for k in ("name", "source", "sizes", "input_shape")},
+        "model": cfg["model"],
+        "baseline": {**result.baseline, "metrics": base_row},
+        "study_rows": len(sweep),
+        "ok_rows": len(ok),
+        "failed_rows": len(sweep) - len(ok),
+        "accepted_rows": len(accepted),
+        "rejected_rows": len(ok) - len(accepted),
+        "memory_budgets_mb": cfg["memory_budgets_mb"],
+        "active_memory_budget_mb": cfg["active_memory_budget_mb"],
+        "budget_constrains": "memory_mb (serialized model size)",
+        "latency_batch_size": cfg["latency_batch_size"],
+        "benchmark_threads": cfg["benchmark_threads"],
+        "latency_multiplier": 1.0 / cfg["cpu_frequency_scale"],
+        "best_accuracy_accepted": float(accepted["accuracy"].max()) if not accepted.empty else None,
+        "lowest_latency_p50_ms_accepted": float(accepted["latency_p50_ms"].min())
+        if not accepted.empty
+        else None,
+        "recommended": rec_id,
+        "recommended_reason": result.recommendation["reason"],
+        "recommended_metrics": rec_row,
+        "pareto_frontier_latency": result.latency_frontier,
+        "pareto_frontier_energy": result.energy_frontier,
+        "pareto_use_ci": cfg["pareto_use_ci"],
+        "hardware": {
+            "baseline": {
+                "candidate_id": result.hardware_baseline.candidate_id,
+                **result.hardware_baseline.summary,
+            },
+            "recommended": None
+            if result.hardware_recommended is None
+            else {
+                "candidate_id": result.hardware_recommended.candidate_id,
+                **result.hardware_recommended.summary,
+            },
+        },
+        "warnings": result.warnings,
+        "timings_s": {k: round(v, 2) for k, v in result.timings_s.items()},
+    }
+
+
+def _scatter(
+    sweep: pd.DataFrame,
+    frontier: pd.DataFrame,
+    x_col: str,
+    xlabel: str,
+    title: str,
+    budget_mb: float | None = None,
+) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.5, 5.5))
+    ax = fig.subplots()
+    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
+    colors = {"fp32": "tab:blue", "fp16": "tab:orange", "bf16": "tab:green", "int8": "tab:red"}
+    for precision, group in ok.groupby("precision", sort=False):
+        color = colors.get(str(precision), "tab:gray")
+        accepted = group["accepted"].astype(bool)
+        for subset, marker, verdict in (
+            (group[accepted], "o", "accepted"),
+            (group[~accepted], "x", "rejected"),
+        ):
+            if not subset.empty:
+                ax.scatter(
+                    subset[x_col],
+                    subset["accuracy"],
+                    color=color,
+                    marker=marker,
+                    s=40,
+                    alpha=1.0 if verdict == "accepted" else 0.6,
+                    label=f"{precision} {verdict}",
+                )
+    for _, row in ok.iterrows():
+        ax.annotate(
+            row["candidate_id"],
+            (row[x_col], row["accuracy"]),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    if not frontier.empty:
+        ax.plot(
+            frontier[x_col],
+            frontier["accuracy"],
+            color="black",
+            linewidth=1.2,
+            drawstyle="steps-post",
+            marker="o",
+            markersize=11,
+            markerfacecolor="none",
+            label="Pareto frontier (accepted only)",
+        )
+    if budget_mb is not None:
+        ax.axvline(
+            budget_mb,
+            color="gray",
+            linestyle="--",
+            linewidth=1,
+            label=f"active budget {budget_mb:g} MB",
+        )
+    if not ok.empty and ok[x_col].min() > 0 and ok[x_col].max() / ok[x_col].min() > 20:
+        ax.set_xscale("log")
+    failed = len(sweep) - len(ok)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title + (f" ({failed} failed candidate(s) not shown)" if failed else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def _md_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
+    if frame.empty:
+        return "_(none)_\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = []
+        for value in row:
+            if isinstance(value, float):
+                cells.append("" if pd.isna(value) else format(value, float_fmt))
+            else:
+                cells.append("" if value is None else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_report(result: RunResult, summary: dict[str, Any]) -> str:
+    """A human-readable Markdown report of the run."""
+    sweep = result.sweep_frame()
+    cols = [
+        "candidate_id",
+        "status",
+        "accepted",
+        "accuracy",
+        "test_accuracy",
+        "top1_agreement",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "throughput_sps",
+        "memory_mb",
+        "energy_proxy_j",
+    ]
+    table = sweep[[c for c in cols if c in sweep.columns]].copy()
+    if "memory_mb" in table:
+        table["memory_kib"] = table.pop("memory_mb") * 1024
+    cfg = result.config
+    env = result.environment
+    isa = ", ".join(k for k, v in env["cpu"]["isa"].items() if v)
+    rec = summary["recommended"]
+    lines = [
+        "# edge-opt report",
+        "",
+        f"Run {result.started_at} -> {result.finished_at} ({summary['wall_seconds']} s); "
+        f"edge-opt {env['edge_opt_version']}, torch {env['packages'].get('torch')}, "
+        f"commit {env['git']['commit'] or 'unknown'}.",
+        "",
+        "## Verdict",
+        "",
+        f"**Recommended: `{rec}`**" if rec else "**No recommendation.**",
+        "",
+        summary["recommended_reason"],
+        "",
+        f"Accepted {summary['accepted_rows']} of {summary['ok_rows']} measured candidates "
+        f"({summary['failed_rows']} failed) under the active budget of "
+        f"{cfg['active_memory_budget_mb']:g} MB (serialized model size, MB = 2^20 bytes).",
+        "",
+        "## Setup",
+        "",
+        f"- Data: {result.data['source']} ({result.data['name']}); sizes "
+        f"{result.data['sizes']} (selection on val, test reported only).",
+        f"- Baseline: {cfg['model']}, {result.baseline['parameter_count']} parameters, "
+        f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
+        f"{result.baseline['test_accuracy']:.4f}.",
+        f"- Latency: per call at batch {cfg['latency_batch_size']}, "
+        f"{cfg['benchmark_threads']} thread(s), {cfg['benchmark_trials']} x "
+        f"{cfg['benchmark_repeats']} timed calls after {cfg['benchmark_warmup']} warm-up calls "
+        f"per trial; throughput at batch {cfg['batch_size']}.",
+        f"- Host: {env['cpu']['model']}; ISA: {isa}; quantized engine "
+        f"{env['quantized_engine']}; load average before/after "
+        f"{env.get('load_average_before')} / {env.get('load_average_after')}.",
+        "",
+        "## Candidates",
+        "",
+        "Accuracy is on the validation split; `test_accuracy` on the held-out test split. "
+        "Latencies in ms, size in KiB, energy proxy in J per call (latency x "
+        f"{cfg['power_watts']:g} W, modelled).",
+        "",
+        _md_table(table),
+        "## Pareto frontiers (accepted candidates only)",
+        "",
+        f"- accuracy vs p50 latency: {', '.join(result.latency_frontier) or '(empty)'}",
+        f"- accuracy vs energy proxy: {', '.join(result.energy_frontier) or '(empty)'}",
+        "",
+        "## Hardware (modelled traffic over measured latency)",
+        "",
+    ]
+    for label, hw in (
+        ("Baseline", result.hardware_baseline),
+        ("Recommended", result.hardware_recommended),
+    ):
+        if hw is None:
+            continue
+        s = hw.summary
+        lines += [
+            f"**{label} `{hw.candidate_id}`** at batch {hw.batch_size}, {hw.latency_ms:.4g} ms: "
+            f"{s['estimated_total_macs']:.4g} MACs, {s['estimated_total_bytes']:.4g} bytes, "
+            f"achieved {s['achieved_gmacs']:.3g} GMAC/s and {s['achieved_bandwidth_gbps']:.3g} "
+            f"GB/s = {s['bandwidth_utilization']:.2%} of the configured "
+            f"{s['configured_memory_bandwidth_gbps']:g} GB/s.",
+            "",
+            _md_table(hw.layerwise_frame()),
+        ]
+    lines += [
+        "## Precision trade-offs",
+        "",
+        _md_table(pd.DataFrame(result.precision_tradeoffs)),
+        "## Warnings",
+        "",
+    ]
+    lines += [f"- {w}" for w in result.warnings] or ["- none"]
+    lines += [
+        "",
+        "Every file in this directory is described in edge-opt's README (section *Output files*).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_hardware(out: Path, hw: HardwareAnalysis, precision_df: pd.DataFrame) -> list[Path]:
+    summary = {
+        "candidate_id": hw.candidate_id,
+        "precision": hw.precision,
+        "batch_size": hw.batch_size,
+        "latency_ms": hw.latency_ms,
+        **hw.summary,
+    }
+    return save_hardware_artifacts(out, hw.layerwise_frame(), precision_df, summary)
+
+
+def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
+    """Write every report file of a run into ``out_dir``; returns the paths written."""
+    from edge_opt.config import build_config, dump_config
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep = result.sweep_frame()
+    lat = frontier_frame(sweep, result.latency_frontier)
+    energy = frontier_frame(sweep, result.energy_frontier)
+    precision_df = pd.DataFrame(result.precision_tradeoffs)
+    summary = build_summary(result)
+    budget = result.config["active_memory_budget_mb"]
+    paths = [
+        atomic_write_csv(out / "sweep_results.csv", sweep),
+        atomic_write_csv(out / "pareto_frontier_latency.csv", lat),
+        atomic_write_csv(out / "pareto_frontier_energy.csv", energy),
+        atomic_write_json(out / "summary.json", summary),
+        atomic_write_text(out / "config_resolved.yaml", dump_config(build_config(result.config))),
+        atomic_write_json(out / "run_result.json", result.to_dict()),
+        atomic_write_text(out / "report.md", render_report(result, summary)),
+    ]
+    paths += _write_hardware(out, result.hardware_baseline, precision_df)
+    if result.hardware_recommended is not None:
+        paths += _write_hardware(
+            out / "candidates" / result.hardware_recommended.candidate_id,
+            result.hardware_recommended,
+            precision_df,
+        )
+    for x_col, label, title, name, bud in (
+        (
+            "latency_p50_ms",
+            "p50 latency per call (ms, measured)",
+            "Accuracy vs latency",
+            "accuracy_vs_latency.png",
+            None,
+        ),
+        (
+            "energy_proxy_j",
+            "energy proxy per call (J, modelled)",
+            "Accuracy vs energy",
+            "accuracy_vs_energy.png",
+            None,
+        ),
+        (
+            "memory_mb",
+            "serialized model size (MB = 2^20 B)",
+            "Accuracy vs model size",
+            "accuracy_vs_memory.png",
+            budget,
+        ),
+    ):
+        front = {
+            "latency_p50_ms": lat,
+            "energy_proxy_j": energy,
+            "memory_mb": frontier_frame(sweep, result.memory_frontier),
+        }[x_col]
+        if not sweep.empty and x_col in sweep.columns:
+            paths.append(
+                atomic_save_figure(out / name, _scatter(sweep, front, x_col, label, title, bud))
+            )
+    manifest = {
+        "environment": result.environment,
+        "config": result.config,
+        "data": result.data,
+        "checkpoint": {
+            "path": result.baseline["checkpoint"],
+            "sha256": result.baseline["checkpoint_sha256"],
+        },
+        "files": {str(p.relative_to(out)): sha256_file(p) for p in sorted(set(paths))},
+    }
+    paths.append(atomic_write_json(out / "manifest.json", manifest))
+    paths.append(atomic_write_json(out / "run_status.json", {"status": "ok"}))
+    return paths

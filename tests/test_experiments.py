@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+
+import edge_opt.experiments as experiments
+from edge_opt.errors import QuantizationError
+from edge_opt.experiments import (
+    candidate_id,
+    pareto_frontier,
+    recommend_candidate,
+    run_sweep,
+)
+
+
+def frame(points: list[tuple[float, float, bool]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "candidate_id": f"c{i}",
+                "latency_p50_ms": x,
+                "accuracy": a,
+                "accepted": ok,
+                "status": "ok",
+                "memory_mb": 0.01,
+                "active_budget_mb": 0.03,
+            }
+            for i, (x, a, ok) in enumerate(points)
+        ]
+    )
+
+
+POINTS = [
+    (1.0, 0.80, True),
+    (2.0, 0.85, True),
+    (1.5, 0.82, False),
+    (3.0, 0.84, True),
+    (0.5, 0.70, True),
+    (2.0, 0.86, True),
+    (4.0, 0.90, True),
+    (0.5, 0.75, True),
+]
+
+
+def dominated(row: pd.Series, others: pd.DataFrame) -> bool:
+    better = others[
+        (others["latency_p50_ms"] <= row["latency_p50_ms"])
+        & (others["accuracy"] >= row["accuracy"])
+        & (
+            (others["latency_p50_ms"] < row["latency_p50_ms"])
+            | (others["accuracy"] > row["accuracy"])
+        )
+    ]
+    return not better.empty
+
+
+def test_frontier_keeps_exactly_the_non_dominated_accepted_points() -> None:
+    df = frame(POINTS)
+    front = pareto_frontier(df, "latency_p50_ms")
+    accepted = df[df["accepted"]]
+    assert front["accepted"].all()
+    assert not any(dominated(r, accepted) for _, r in front.iterrows())
+    kept = set(front["candidate_id"])
+    missing = [
+        r["candidate_id"]
+        for _, r in accepted.iterrows()
+        if r["candidate_id"] not in kept and not dominated(r, accepted)
+    ]
+    assert missing == []
+    assert list(front["candidate_id"]) == ["c7", "c0", "c5", "c6"]
+    assert front["latency_p50_ms"].is_monotonic_increasing
+    assert front["accuracy"].is_monotonic_increasing
+
+
+def test_frontier_is_empty_with_headers_when_nothing_is_accepted() -> None:
+    df = frame([(1.0, 0.9, False), (2.0, 0.95, False)])
+    front = pareto_frontier(df, "latency_p50_ms")
+    assert front.empty
+    assert list(front.columns) == list(df.columns)
+
+
+def test_frontier_ignores_failed_rows_and_can_use_the_ci_bound() -> None:
+    df = frame([(1.0, 0.80, True), (2.0, 0.82, True)])
+    df["accuracy_ci95_low"] = [0.78, 0.77]
+    assert list(pareto_frontier(df, "latency_p50_ms", use_ci=True)["candidate_id"]) == ["c0"]
+    df.loc[0, "status"] = "failed"
+    assert list(pareto_frontier(df, "latency_p50_ms")["candidate_id"]) == ["c1"]
+
+
+def test_recommendation_picks_lowest_latency_within_the_drop() -> None:
+    df = frame(POINTS)
+    rec = recommend_candidate(df, baseline_accuracy=0.86, max_accuracy_drop=0.02)
+    # Eligible (>= 0.84): c1 0.85 @ 2.0, c3 0.84 @ 3.0, c5 0.86 @ 2.0, c6 0.90 @ 4.0.
+    # c1 and c5 tie on latency; the more accurate one wins.
+    assert rec.candidate_id == "c5"
+    assert rec.reason.startswith("lowest latency_p50_ms (2) among 4 accepted candidate(s)")
+
+
+def test_recommendation_null_reasons() -> None:
+    rec = recommend_candidate(frame([(1.0, 0.9, False)]), 0.9, 0.01)
+    assert rec.candidate_id is None
+    assert rec.reason == (
+        "no candidate was accepted: none of the 1 measured candidates fits "
+        "the active memory budget of 0.03 MB"
+    )
+    rec = recommend_candidate(frame([(1.0, 0.5, True)]), 0.9, 0.01)
+    assert rec.candidate_id is None
+    assert "none is within 0.01 of the baseline's validation accuracy 0.9000" in rec.reason
+
+
+def test_candidate_ids_are_stable_and_unique() -> None:
+    ids = [
+        candidate_id(level, p)
+        for level, p in itertools.product(
+            [0.0, 0.25, 0.5, 0.7, 0.33], ["fp32", "fp16", "bf16", "int8"]
+        )
+    ]
+    assert len(set(ids)) == len(ids)
+    assert candidate_id(0.25, "int8") == "p25-int8-eager"
+    assert candidate_id(0.0, "fp32") == "p00-fp32-eager"
+
+
+def sweep_kwargs(trained_cnn, loaders, calibration, tmp_path, **extra):
+    kwargs = {
+        "base_model": trained_cnn,
+        "train_loader": loaders.train,
+        "val_loader": loaders.val,
+        "calibration_loader": calibration,
+        "device": "cpu",
+        "pruning_levels": [0.0, 0.5],
+        "precisions": ["fp32", "int8"],
+        "power_watts": 5.0,
+        "calibration_batches": 2,
+        "memory_budgets_mb": [0.03125, 1.0],
+        "active_memory_budget_mb": 0.03125,
+        "benchmark_repeats": 5,
+        "benchmark_trials": 1,
+        "benchmark_warmup": 1,
+        "output_dir": tmp_path,
+        "test_loader": loaders.test,
+        "throughput_repeats": 2,
+    }
+    kwargs.update(extra)
+    return kwargs
+
+
+def test_sweep_rows_budgets_and_flags(trained_cnn, loaders, calibration, tmp_path) -> None:
+    df = run_sweep(**sweep_kwargs(trained_cnn, loaders, calibration, tmp_path))
+    assert list(df["candidate_id"]) == [
+        "p00-fp32-eager",
+        "p00-int8-eager",
+        "p50-fp32-eager",
+        "p50-int8-eager",
+    ]
+    assert (df["status"] == "ok").all()
+    assert df["accepted"].tolist() == (df["memory_mb"] <= 0.03125).tolist()
+    assert df["violates_0.03125mb"].tolist() == (~df["accepted"]).tolist()
+    assert not df["violates_1mb"].any()
+    assert df.loc[0, "top1_agreement"] == 1.0  # the baseline agrees with itself
+    assert df["test_accuracy"].notna().all()
+    on_disk = pd.read_csv(tmp_path / "sweep_results.csv")
+    assert list(on_disk["candidate_id"]) == list(df["candidate_id"])
+
+
+def test_a_crash_half_way_keeps_finished_rows(trained_cnn, loaders, calibration, tmp_path) -> None:
+    def crash_after_two(_result, index, _total):
+        if index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(
+            **sweep_kwargs(trained_cnn, loaders, calibration, tmp_path, on_result=crash_after_two)
+        )
+    assert len(pd.read_csv(tmp_path / "sweep_results.csv")) == 2
+
+
+def test_failed_conversion_is_a_row_with_its_error(
+    trained_cnn, loaders, calibration, tmp_path, monkeypatch
+) -> None:
+    def broken(*_args, **_kwargs):
+        raise QuantizationError("int8 (x86) conversion failed: simulated")
+
+    monkeypatch.setattr(experiments, "convert_precision", broken)
+    df = run_sweep(
+        **sweep_kwargs(
+            trained_cnn, loaders, calibration, tmp_path, pruning_levels=[0.5], precisions=["int8"]
+        )
+    )
+    row = df.iloc[0]
+    assert row["status"] == "failed"
+    assert row["error"] == "QuantizationError: int8 (x86) conversion failed: simulated"
+    assert not row["accepted"]
+    assert "accuracy" not in df.columns  # no float numbers pretending to be int8
