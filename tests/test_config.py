@@ -139,3 +139,8 @@ def test_readme_documents_every_key() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for key, _default, _description in describe_fields():
         assert f"| `{key}` |" in readme, f"README.md lacks a row for config key {key!r}"
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | `{d}` | {t} |" for k, d, t in describe_fields()]
+    assert "\n".join(lines) in readme, (
+        "README's key table is stale: scripts/config_table.py --write"
+    )

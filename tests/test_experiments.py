@@ -4,8 +4,9 @@ import itertools
 
 import pandas as pd
 import pytest
+import torch
 
-import edge_opt.experiments as experiments
+import edge_opt.sweep as sweep
 from edge_opt.errors import QuantizationError
 from edge_opt.experiments import (
     candidate_id,
@@ -141,6 +142,7 @@ def sweep_kwargs(trained_cnn, loaders, calibration, tmp_path, **extra):
         "output_dir": tmp_path,
         "test_loader": loaders.test,
         "throughput_repeats": 2,
+        "measure_rss": False,
     }
     kwargs.update(extra)
     return kwargs
@@ -164,16 +166,26 @@ def test_sweep_rows_budgets_and_flags(trained_cnn, loaders, calibration, tmp_pat
     assert list(on_disk["candidate_id"]) == list(df["candidate_id"])
 
 
-def test_a_crash_half_way_keeps_finished_rows(trained_cnn, loaders, calibration, tmp_path) -> None:
-    def crash_after_two(_result, index, _total):
-        if index == 2:
-            raise KeyboardInterrupt
+def test_a_crash_half_way_keeps_finished_rows(
+    trained_cnn, loaders, calibration, tmp_path, monkeypatch
+) -> None:
+    real = sweep.evaluate_accuracy
+    calls = {"n": 0}
 
+    def crash_on_third_candidate(model, loader, dtype=torch.float32):
+        if loader is loaders.val:
+            calls["n"] += 1
+            if calls["n"] == 4:  # 1: the baseline reference, then one per candidate
+                raise KeyboardInterrupt
+        return real(model, loader, dtype)
+
+    monkeypatch.setattr(sweep, "evaluate_accuracy", crash_on_third_candidate)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(
-            **sweep_kwargs(trained_cnn, loaders, calibration, tmp_path, on_result=crash_after_two)
-        )
-    assert len(pd.read_csv(tmp_path / "sweep_results.csv")) == 2
+        run_sweep(**sweep_kwargs(trained_cnn, loaders, calibration, tmp_path))
+    rows = pd.read_csv(tmp_path / "sweep_results.csv")
+    assert list(rows["candidate_id"]) == ["p00-fp32-eager", "p00-int8-eager"]
+    assert set(rows["status"]) == {"timing_pending"}
+    assert rows["accuracy"].notna().all()
 
 
 def test_failed_conversion_is_a_row_with_its_error(
@@ -182,7 +194,7 @@ def test_failed_conversion_is_a_row_with_its_error(
     def broken(*_args, **_kwargs):
         raise QuantizationError("int8 (x86) conversion failed: simulated")
 
-    monkeypatch.setattr(experiments, "convert_precision", broken)
+    monkeypatch.setattr(sweep, "convert_precision", broken)
     df = run_sweep(
         **sweep_kwargs(
             trained_cnn, loaders, calibration, tmp_path, pruning_levels=[0.5], precisions=["int8"]
@@ -193,3 +205,38 @@ def test_failed_conversion_is_a_row_with_its_error(
     assert row["error"] == "QuantizationError: int8 (x86) conversion failed: simulated"
     assert not row["accepted"]
     assert "accuracy" not in df.columns  # no float numbers pretending to be int8
+
+
+def test_budgets_switch_with_the_metric(trained_cnn, loaders, calibration, tmp_path) -> None:
+    kwargs = sweep_kwargs(
+        trained_cnn,
+        loaders,
+        calibration,
+        tmp_path,
+        pruning_levels=[0.0],
+        precisions=["int8"],
+        memory_budgets_mb=[0.03],
+        active_memory_budget_mb=0.03,
+    )
+    by_model = run_sweep(**kwargs).iloc[0]
+    by_runtime = run_sweep(**kwargs, memory_budget_metric="runtime").iloc[0]
+    # int8 SmallCNN: ~27.5 KiB serialized (fits 0.03 MiB); + 15.3 KiB of activations (does not).
+    assert by_model["memory_mb"] < 0.03 < by_runtime["runtime_memory_mb"]
+    assert by_model["accepted"]
+    assert by_model["budget_metric"] == "model"
+    assert not by_runtime["accepted"]
+    assert by_runtime["budget_metric"] == "runtime"
+    assert by_runtime["runtime_memory_mb"] == pytest.approx(
+        (by_runtime["model_size_bytes"] + by_runtime["peak_activation_bytes"]) / 2**20
+    )
+
+
+def test_speedups_are_paired_against_the_fp32_baseline(
+    trained_cnn, loaders, calibration, tmp_path
+) -> None:
+    df = run_sweep(**sweep_kwargs(trained_cnn, loaders, calibration, tmp_path))
+    base = df[df["candidate_id"] == "p00-fp32-eager"].iloc[0]
+    assert base["speedup_vs_baseline"] == 1.0
+    assert (df["speedup_q25"] <= df["speedup_vs_baseline"]).all()
+    assert (df["speedup_vs_baseline"] <= df["speedup_q75"]).all()
+    assert (df["latency_rounds"] == df["latency_rounds"].iloc[0]).all()  # timed side by side

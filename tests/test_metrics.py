@@ -1,49 +1,10 @@
 from __future__ import annotations
 
-import time
-
 import pytest
-import torch
 
+from edge_opt.energy import energy_proxy_j
 from edge_opt.errors import MeasurementError
-from edge_opt.metrics import (
-    collect_metrics,
-    energy_proxy_j,
-    measure_latency,
-    summarize_latencies,
-    time_calls,
-    wilson_interval,
-)
-from edge_opt.model import SmallCNN
-
-
-def test_summary_statistics_of_known_samples() -> None:
-    samples_ns = [1_000_000] * 90 + [5_000_000] * 10  # 90 calls of 1 ms, 10 of 5 ms
-    s = summarize_latencies(samples_ns, batch_size=1, threads=1)
-    assert s.n == 100
-    assert s.mean_ms == pytest.approx(1.4)
-    assert s.p50_ms == pytest.approx(1.0)
-    assert s.p95_ms == pytest.approx(5.0)
-    assert s.min_ms == 1.0
-    assert s.max_ms == 5.0
-    assert s.min_ms <= s.p50_ms <= s.p95_ms <= s.max_ms
-
-
-def test_time_calls_counts_and_sees_a_known_sleep() -> None:
-    samples = time_calls(lambda: time.sleep(0.002), warmup=1, repeats=5, trials=2)
-    assert len(samples) == 10
-    assert min(samples) >= 2_000_000  # a 2 ms sleep never takes less than 2 ms
-
-
-def test_measure_latency_restores_threads_and_rejects_bad_counts() -> None:
-    before = torch.get_num_threads()
-    stats = measure_latency(
-        SmallCNN(), torch.zeros(2, 1, 28, 28), warmup=1, repeats=5, trials=2, threads=1
-    )
-    assert torch.get_num_threads() == before
-    assert (stats.n, stats.batch_size, stats.threads) == (10, 2, 1)
-    with pytest.raises(MeasurementError, match="need repeats >= 1"):
-        measure_latency(SmallCNN(), torch.zeros(1, 1, 28, 28), repeats=0)
+from edge_opt.metrics import collect_metrics, first_inputs, wilson_interval
 
 
 def test_energy_proxy_formula() -> None:
@@ -68,7 +29,8 @@ def test_collect_metrics_fields(trained_cnn, loaders) -> None:
         benchmark_trials=2,
         throughput_repeats=3,
     )
-    assert m.latency_samples == 40
+    assert m.latency_samples == m.latency_rounds * 20
+    assert m.latency_rounds >= 2
     assert m.latency_batch_size == 1
     assert m.throughput_batch_size == 50
     assert 0 < m.latency_p50_ms <= m.latency_p95_ms
@@ -101,3 +63,9 @@ def test_latency_multiplier_adds_columns_and_keeps_measured(trained_cnn, loaders
 def test_collect_metrics_rejects_other_devices(trained_cnn, loaders) -> None:
     with pytest.raises(MeasurementError, match="device: 'meta' is not supported"):
         collect_metrics(trained_cnn, loaders.val, "meta", 5.0, "fp32")
+
+
+def test_first_inputs_owns_its_storage(loaders) -> None:
+    x = first_inputs(loaders.val, 3)
+    assert x.shape == (3, 1, 28, 28)
+    assert x.untyped_storage().nbytes() == 3 * 28 * 28 * 4  # not a view of the whole batch

@@ -107,7 +107,8 @@ def run(
     _setup_logging(verbose)
     from edge_opt.config import load_config
     from edge_opt.experiments import CandidateResult
-    from edge_opt.pipeline import run as run_experiment
+    from edge_opt.multiseed import MultiSeedResult
+    from edge_opt.pipeline import run_experiment
 
     log = logging.getLogger("edge_opt")
 
@@ -140,7 +141,34 @@ def run(
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]: finished candidates are in sweep_results.csv")
         raise typer.Exit(130) from None
-    _print_result(result, Path(cfg.output_dir))
+    if isinstance(result, MultiSeedResult):
+        _print_multi_seed(result, Path(cfg.output_dir))
+    else:
+        _print_result(result, Path(cfg.output_dir))
+
+
+def _print_multi_seed(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"candidates over seeds {result.seeds} (mean [95% CI])")
+    for col in ("candidate", "accuracy", "p50 ms", "accepted share"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+
+    def ci(row, metric: str, fmt: str) -> str:  # type: ignore[no-untyped-def]
+        mean, low, high = (row[f"{metric}_{k}"] for k in ("mean", "ci95_low", "ci95_high"))
+        return f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+    for _, row in result.summary.iterrows():
+        table.add_row(
+            row["candidate_id"],
+            ci(row, "accuracy", ".4f"),
+            ci(row, "latency_p50_ms", ".4f"),
+            f"{row['accepted_share']:.2f}",
+        )
+    out_console.print(table)
+    front = ", ".join(result.frontier["candidate_id"]) if not result.frontier.empty else "(empty)"
+    out_console.print(f"frontier over seed means: {front}", markup=False)
+    out_console.print(
+        f"per-seed runs in {out}/seed_*/, summaries in {out}/multi_seed_summary.*", markup=False
+    )
 
 
 def _print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]

@@ -37,6 +37,12 @@ class ExperimentConfig(BaseModel):
 
     # --- reproducibility -------------------------------------------------------------------
     seed: int = Field(7, ge=0, description="Seed for weight init, training order and subsets.")
+    seeds: tuple[int, ...] | None = Field(
+        None,
+        min_length=1,
+        description="Run the whole experiment once per seed (overrides `seed`) and add "
+        "multi-seed summaries with 95% CIs; null = one run with `seed`.",
+    )
     dataloader_seed: int | None = Field(
         None, ge=0, description="Seed of the training shuffle; null uses `seed`."
     )
@@ -95,16 +101,44 @@ class ExperimentConfig(BaseModel):
     latency_batch_size: int = Field(
         1, ge=1, description="Batch of the timed latency calls (1 = streaming)."
     )
-    benchmark_warmup: int = Field(10, ge=0, description="Untimed warm-up calls per trial.")
-    benchmark_repeats: int = Field(100, ge=1, description="Timed calls per trial.")
-    benchmark_trials: int = Field(
-        3, ge=1, description="Trials; all per-call timings of all trials are pooled."
+    benchmark_warmup: int = Field(
+        10, ge=0, description="Warm-up block size; blocks repeat until the median settles."
+    )
+    benchmark_repeats: int = Field(
+        100, ge=1, description="Timed calls per candidate in each interleaved round."
+    )
+    benchmark_trials: int = Field(3, ge=1, description="Minimum interleaved timing rounds.")
+    benchmark_max_rounds: int = Field(20, ge=1, description="Maximum interleaved timing rounds.")
+    benchmark_iqr_threshold: float = Field(
+        0.15, gt=0, description="Stop timing once every candidate's IQR/median is below this."
+    )
+    benchmark_time_cap_s: float = Field(
+        10.0, gt=0, description="Timing budget per candidate (s); rounds stop when spent."
+    )
+    benchmark_settle_tolerance: float = Field(
+        0.05, gt=0, description="Warm-up ends when the block median moves less than this."
+    )
+    noisy_cpu_threshold: float = Field(
+        0.5,
+        ge=0,
+        description="Other processes' CPU use (cores) that makes a timing round noisy.",
+    )
+    host_slowdown_threshold: float = Field(
+        0.25,
+        gt=0,
+        description="Reference-kernel slowdown (vs its best in the run) that makes a round noisy.",
+    )
+    noisy_max_retries: int = Field(
+        2, ge=0, description="Retries of a noisy round before it is kept and flagged."
     )
     throughput_repeats: int = Field(
-        10, ge=1, description="Timed calls at `batch_size` for the throughput figure."
+        10, ge=1, description="Timed calls per round at `batch_size` for throughput."
     )
     benchmark_threads: int = Field(
         1, ge=1, description="Torch intra-op threads while timing (recorded)."
+    )
+    measure_peak_rss: bool = Field(
+        True, description="Probe each candidate's peak RSS in a fresh child process."
     )
     # --- device model and budgets -----------------------------------------------------------
     power_watts: float = Field(5.0, gt=0, description="Power assumed by the energy proxy.")
@@ -115,6 +149,11 @@ class ExperimentConfig(BaseModel):
     )
     active_memory_budget_mb: float = Field(
         0.03125, gt=0, description="The budget that decides accepted/rejected."
+    )
+    memory_budget_metric: Literal["model", "runtime"] = Field(
+        "model",
+        description="What budgets constrain: `model` (serialized size) or `runtime` "
+        "(size + peak live activations).",
     )
     cpu_frequency_scale: float = Field(
         1.0,
@@ -165,6 +204,12 @@ class ExperimentConfig(BaseModel):
         problems += _duplicates("pruning_levels", self.pruning_levels)
         problems += _duplicates("precisions", self.precisions)
         problems += _duplicates("memory_budgets_mb", self.memory_budgets_mb)
+        problems += _duplicates("seeds", self.seeds or ())
+        if self.benchmark_max_rounds < self.benchmark_trials:
+            problems.append(
+                f"benchmark_max_rounds: {self.benchmark_max_rounds} is below benchmark_trials "
+                f"({self.benchmark_trials}); raise it or lower benchmark_trials"
+            )
         for i, budget in enumerate(self.memory_budgets_mb):
             if budget <= 0:
                 problems.append(f"memory_budgets_mb.{i}: {budget!r} must be > 0")

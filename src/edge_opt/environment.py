@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import edge_opt
+from edge_opt.energy import rapl_status
 
 # ISA features that decide which precisions are fast on x86 (see HOST_NOTES.md).
 ISA_FLAGS = (
@@ -75,11 +76,13 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
-def load_average() -> list[float] | None:
+def cpu_governor() -> str:
+    """The cpufreq governor of cpu0, or why it cannot be read (VMs often hide it)."""
+    path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     try:
-        return [round(v, 2) for v in os.getloadavg()]
+        return path.read_text(encoding="ascii").strip()
     except OSError:
-        return None
+        return f"unreadable ({path} is missing; frequency scaling is the hypervisor's)"
 
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
@@ -138,6 +141,8 @@ def describe_environment(benchmark_threads: int, quantized_engine: str) -> dict[
         "torch_threads_default": torch.get_num_threads(),
         "benchmark_threads": benchmark_threads,
         "quantized_engine": quantized_engine,
+        "cpu_governor": cpu_governor(),
+        "energy_counters": rapl_status(),
         "env": {name: os.environ.get(name) for name in MALLOC_VARS},
         "git": git_commit(),
         "command": sys.argv,

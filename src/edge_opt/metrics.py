@@ -1,9 +1,8 @@
-"""Measuring one model: accuracy, per-call latency distribution, throughput, size, energy proxy.
+"""Measuring one model: accuracy, latency distribution, throughput, size, energy.
 
-Measurement rules (DESIGN.md): warm-up calls first, then every timed call is wrapped in
-``time.perf_counter_ns`` under ``torch.inference_mode()`` with a fixed thread count; the
-figures come from the distribution of per-call times (mean, std, p50, p95, n), never from a
-mean of means. Batch-1 latency and batch-N throughput are separate figures. A modelled figure
+Every latency figure comes from ``edge_opt.harness`` (warm-up until settled, per-call
+``perf_counter_ns`` under ``torch.inference_mode()``, fixed threads, noisy-round retries).
+Batch-1 latency and batch-N throughput are separate figures. A modelled figure
 (``latency_multiplier`` != 1) gets its own ``*_scaled`` field and never replaces a measured one.
 """
 
@@ -11,110 +10,24 @@ from __future__ import annotations
 
 import io
 import math
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from edge_opt.energy import RaplReader, energy_proxy_j
 from edge_opt.errors import MeasurementError
+from edge_opt.harness import HarnessSettings, LatencyStats, measure_interleaved
 
 BYTES_PER_MB = 2**20  # "MB" in edge-opt means MiB: budgets, memory_mb and sizes use 2**20 bytes
 INPUT_DTYPES = {
     "fp32": torch.float32,
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
-    "int8": torch.float32,
+    "int8": torch.float32,  # a statically quantized model quantizes its float input itself
 }
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Distribution of per-call wall times, in milliseconds."""
-
-    mean_ms: float
-    std_ms: float
-    p50_ms: float
-    p95_ms: float
-    min_ms: float
-    max_ms: float
-    n: int
-    batch_size: int
-    threads: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def summarize_latencies(
-    samples_ns: list[int] | np.ndarray, batch_size: int, threads: int
-) -> LatencyStats:
-    """Statistics of per-call times given in nanoseconds (pure)."""
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    if ms.size == 0:
-        raise MeasurementError("no latency samples to summarise")
-    return LatencyStats(
-        mean_ms=float(ms.mean()),
-        std_ms=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
-        p50_ms=float(np.percentile(ms, 50)),
-        p95_ms=float(np.percentile(ms, 95)),
-        min_ms=float(ms.min()),
-        max_ms=float(ms.max()),
-        n=int(ms.size),
-        batch_size=batch_size,
-        threads=threads,
-    )
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Fix torch's intra-op thread count for a block, then restore it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def time_calls(fn: Callable[[], object], warmup: int, repeats: int, trials: int = 1) -> list[int]:
-    """Per-call wall times (ns): each trial runs ``warmup`` untimed then ``repeats`` timed calls."""
-    samples: list[int] = []
-    clock = time.perf_counter_ns
-    with torch.inference_mode():
-        for _ in range(trials):
-            for _ in range(warmup):
-                fn()
-            for _ in range(repeats):
-                start = clock()
-                fn()
-                samples.append(clock() - start)
-    return samples
-
-
-def measure_latency(
-    model: nn.Module,
-    example: torch.Tensor,
-    warmup: int = 10,
-    repeats: int = 100,
-    trials: int = 1,
-    threads: int = 1,
-) -> LatencyStats:
-    """Time ``model(example)`` per call with a fixed thread count."""
-    if repeats < 1 or trials < 1 or warmup < 0:
-        raise MeasurementError(
-            f"measure_latency: need repeats >= 1, trials >= 1, warmup >= 0; got "
-            f"{repeats}, {trials}, {warmup}"
-        )
-    model.eval()
-    with torch_threads(threads):
-        samples = time_calls(lambda: model(example), warmup, repeats, trials)
-    return summarize_latencies(samples, batch_size=int(example.shape[0]), threads=threads)
 
 
 @dataclass(frozen=True)
@@ -165,11 +78,6 @@ def serialized_size_bytes(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def energy_proxy_j(latency_ms: float, power_watts: float) -> float:
-    """Modelled energy per call: latency_s x power_watts (not a measurement of power)."""
-    return (latency_ms / 1000.0) * power_watts
-
-
 def first_inputs(loader: DataLoader, count: int) -> torch.Tensor:
     """The first ``count`` inputs of a loader (across batches), as one tensor."""
     parts, have = [], 0
@@ -180,7 +88,7 @@ def first_inputs(loader: DataLoader, count: int) -> torch.Tensor:
             break
     if have < count:
         raise MeasurementError(f"loader holds {have} inputs, fewer than the {count} requested")
-    return torch.cat(parts)[:count]
+    return torch.cat(parts)[:count].clone()  # own storage: not a view of a whole batch
 
 
 @dataclass(frozen=True)
@@ -195,17 +103,32 @@ class CandidateMetrics:
     latency_ms: float  # mean per call at latency_batch_size, measured
     latency_std_ms: float
     latency_p50_ms: float
+    latency_p90_ms: float
     latency_p95_ms: float
+    latency_p99_ms: float
     latency_min_ms: float
+    latency_iqr_ms: float
+    latency_p50_ci95_low_ms: float
+    latency_p50_ci95_high_ms: float
     latency_samples: int
+    latency_rounds: int
     latency_batch_size: int
+    latency_stop_reason: str
+    page_faults_per_call: float | None
+    noisy: bool
+    noisy_retries: int
+    other_cpu_cores: float | None
+    host_slowdown: float | None
+    host_reference_ms: float | None
     throughput_sps: float  # samples/s at throughput_batch_size, measured
     throughput_batch_size: int
     batch_latency_ms: float  # mean per call at throughput_batch_size
+    batch_latency_p50_ms: float
     model_size_bytes: int
     memory_mb: float
     energy_proxy_j: float  # modelled: latency_ms/1000 x power_watts
     power_watts: float
+    energy_measured_j: float | None  # RAPL, per call, when the host exposes it
     threads: int
     latency_multiplier: float
     top1_agreement: float | None = None
@@ -220,6 +143,79 @@ class CandidateMetrics:
             for key in ("latency_ms_scaled", "latency_p95_ms_scaled", "energy_proxy_j_scaled"):
                 data.pop(key)
         return data
+
+
+def assemble_metrics(
+    precision: str,
+    accuracy: AccuracyResult,
+    latency: LatencyStats,
+    throughput: LatencyStats,
+    model_size_bytes: int,
+    power_watts: float,
+    latency_multiplier: float = 1.0,
+    reference_predictions: torch.Tensor | None = None,
+) -> CandidateMetrics:
+    """Combine measured parts into one ``CandidateMetrics`` (pure)."""
+    low, high = wilson_interval(accuracy.correct, accuracy.total)
+    agreement = None
+    if reference_predictions is not None:
+        agreement = float((accuracy.predictions == reference_predictions).float().mean())
+    energy = energy_proxy_j(latency.mean_ms, power_watts)
+    scaled = latency_multiplier != 1.0
+    return CandidateMetrics(
+        precision=precision,
+        accuracy=accuracy.accuracy,
+        accuracy_ci95_low=low,
+        accuracy_ci95_high=high,
+        eval_samples=accuracy.total,
+        latency_ms=latency.mean_ms,
+        latency_std_ms=latency.std_ms,
+        latency_p50_ms=latency.p50_ms,
+        latency_p90_ms=latency.p90_ms,
+        latency_p95_ms=latency.p95_ms,
+        latency_p99_ms=latency.p99_ms,
+        latency_min_ms=latency.min_ms,
+        latency_iqr_ms=latency.iqr_ms,
+        latency_p50_ci95_low_ms=latency.p50_ci95_low_ms,
+        latency_p50_ci95_high_ms=latency.p50_ci95_high_ms,
+        latency_samples=latency.n,
+        latency_rounds=latency.rounds,
+        latency_batch_size=latency.batch_size,
+        latency_stop_reason=latency.stop_reason,
+        page_faults_per_call=latency.page_faults_per_call,
+        noisy=latency.noisy,
+        noisy_retries=latency.noisy_retries,
+        other_cpu_cores=latency.other_cpu_cores,
+        host_slowdown=latency.host_slowdown,
+        host_reference_ms=latency.host_reference_ms,
+        throughput_sps=throughput.batch_size / (throughput.mean_ms / 1000.0),
+        throughput_batch_size=throughput.batch_size,
+        batch_latency_ms=throughput.mean_ms,
+        batch_latency_p50_ms=throughput.p50_ms,
+        model_size_bytes=model_size_bytes,
+        memory_mb=model_size_bytes / BYTES_PER_MB,
+        energy_proxy_j=energy,
+        power_watts=power_watts,
+        energy_measured_j=latency.energy_per_call_j,
+        threads=latency.threads,
+        latency_multiplier=latency_multiplier,
+        top1_agreement=agreement,
+        latency_ms_scaled=latency.mean_ms * latency_multiplier if scaled else None,
+        latency_p95_ms_scaled=latency.p95_ms * latency_multiplier if scaled else None,
+        energy_proxy_j_scaled=energy * latency_multiplier if scaled else None,
+    )
+
+
+def throughput_settings(settings: HarnessSettings, throughput_repeats: int) -> HarnessSettings:
+    """The harness settings for batch-N throughput: fewer, longer calls per round."""
+    from dataclasses import replace
+
+    return replace(
+        settings,
+        calls_per_round=throughput_repeats,
+        warmup_min=min(settings.warmup_min, 3),
+        max_rounds=max(settings.min_rounds, 5),
+    )
 
 
 def collect_metrics(
@@ -237,6 +233,7 @@ def collect_metrics(
     throughput_repeats: int = 10,
     threads: int = 1,
     reference_predictions: torch.Tensor | None = None,
+    settings: HarnessSettings | None = None,
 ) -> CandidateMetrics:
     """Measure one model on ``val_loader``.
 
@@ -247,13 +244,14 @@ def collect_metrics(
         power_watts: power assumed by the energy proxy.
         precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``; sets the input dtype.
         latency_multiplier: modelled slow-down of the target; != 1 adds ``*_scaled`` fields.
-        benchmark_repeats: timed calls per trial.
-        benchmark_warmup: untimed calls before each trial.
-        benchmark_trials: trials; their per-call samples are pooled.
+        benchmark_repeats: timed calls per round.
+        benchmark_warmup: warm-up block size (warm-up runs until the median settles).
+        benchmark_trials: minimum number of rounds.
         latency_batch_size: batch of the latency calls (1 = streaming).
-        throughput_repeats: timed calls at the loader's batch size for throughput.
+        throughput_repeats: timed calls per round at the loader's batch size.
         threads: torch intra-op threads during timing.
         reference_predictions: baseline predictions on the same loader, for top-1 agreement.
+        settings: full harness settings; overrides the four ``benchmark_*``/``threads`` args.
 
     Returns:
         A ``CandidateMetrics``.
@@ -269,49 +267,35 @@ def collect_metrics(
         )
     if latency_multiplier <= 0:
         raise MeasurementError(f"latency_multiplier: {latency_multiplier!r} must be > 0")
+    if settings is None:
+        settings = HarnessSettings.from_counts(
+            threads, benchmark_warmup, benchmark_repeats, benchmark_trials
+        )
     dtype = INPUT_DTYPES[precision]
     model.eval()
     acc = evaluate_accuracy(model, val_loader, dtype)
-    low, high = wilson_interval(acc.correct, acc.total)
-    agreement = None
-    if reference_predictions is not None:
-        agreement = float((acc.predictions == reference_predictions).float().mean())
-
     latency_input = first_inputs(val_loader, latency_batch_size).to(dtype)
-    lat = measure_latency(
-        model, latency_input, benchmark_warmup, benchmark_repeats, benchmark_trials, threads
-    )
     batch_input = next(iter(val_loader))[0].to(dtype)
-    batch = measure_latency(
-        model, batch_input, min(benchmark_warmup, 3), throughput_repeats, 1, threads
-    )
-    size = serialized_size_bytes(model)
-    energy = energy_proxy_j(lat.mean_ms, power_watts)
-    scaled = latency_multiplier != 1.0
-    return CandidateMetrics(
-        precision=precision,
-        accuracy=acc.accuracy,
-        accuracy_ci95_low=low,
-        accuracy_ci95_high=high,
-        eval_samples=acc.total,
-        latency_ms=lat.mean_ms,
-        latency_std_ms=lat.std_ms,
-        latency_p50_ms=lat.p50_ms,
-        latency_p95_ms=lat.p95_ms,
-        latency_min_ms=lat.min_ms,
-        latency_samples=lat.n,
-        latency_batch_size=lat.batch_size,
-        throughput_sps=batch.batch_size / (batch.mean_ms / 1000.0),
-        throughput_batch_size=batch.batch_size,
-        batch_latency_ms=batch.mean_ms,
-        model_size_bytes=size,
-        memory_mb=size / BYTES_PER_MB,
-        energy_proxy_j=energy,
-        power_watts=power_watts,
-        threads=threads,
-        latency_multiplier=latency_multiplier,
-        top1_agreement=agreement,
-        latency_ms_scaled=lat.mean_ms * latency_multiplier if scaled else None,
-        latency_p95_ms_scaled=lat.p95_ms * latency_multiplier if scaled else None,
-        energy_proxy_j_scaled=energy * latency_multiplier if scaled else None,
+    rapl = RaplReader()
+    reader = rapl if rapl.available else None
+    lat = measure_interleaved(
+        {"m": lambda: model(latency_input)},
+        settings,
+        {"m": latency_batch_size},
+        energy_reader=reader,
+    )["m"]
+    batch = measure_interleaved(
+        {"m": lambda: model(batch_input)},
+        throughput_settings(settings, throughput_repeats),
+        {"m": int(batch_input.shape[0])},
+    )["m"]
+    return assemble_metrics(
+        precision,
+        acc,
+        lat,
+        batch,
+        serialized_size_bytes(model),
+        power_watts,
+        latency_multiplier,
+        reference_predictions,
     )

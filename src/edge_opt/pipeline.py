@@ -11,9 +11,10 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from edge_opt.data import (
     make_loaders,
     split_dataset,
 )
-from edge_opt.environment import describe_environment, has_native_fp16, load_average, sha256_file
+from edge_opt.environment import describe_environment, has_native_fp16, sha256_file
 from edge_opt.errors import EdgeOptError, ModelError
 from edge_opt.experiments import (
     CandidateResult,
@@ -42,10 +43,14 @@ from edge_opt.experiments import (
     train_model,
 )
 from edge_opt.hardware import estimate_layerwise_stats, precision_tradeoff_table, summarize_hardware
+from edge_opt.harness import HarnessSettings, load_average, stabilize_allocator
 from edge_opt.metrics import collect_metrics, evaluate_accuracy
 from edge_opt.model import count_parameters, create_model, registered_models
 from edge_opt.quantization import BYTES_PER_ELEMENT
 from edge_opt.results import HardwareAnalysis, RunResult
+
+if TYPE_CHECKING:
+    from edge_opt.multiseed import MultiSeedResult
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,24 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     except EdgeOptError as exc:
         problems.append(str(exc))
     return problems
+
+
+def harness_settings(cfg: ExperimentConfig) -> HarnessSettings:
+    """The timing protocol the config asks for."""
+    return HarnessSettings(
+        threads=cfg.benchmark_threads,
+        warmup_min=cfg.benchmark_warmup,
+        settle_tolerance=cfg.benchmark_settle_tolerance,
+        calls_per_round=cfg.benchmark_repeats,
+        min_rounds=cfg.benchmark_trials,
+        max_rounds=cfg.benchmark_max_rounds,
+        target_iqr_ratio=cfg.benchmark_iqr_threshold,
+        time_cap_s=cfg.benchmark_time_cap_s,
+        noisy_cpu_threshold=cfg.noisy_cpu_threshold,
+        host_slowdown_threshold=cfg.host_slowdown_threshold,
+        noisy_max_retries=cfg.noisy_max_retries,
+        seed=cfg.seed,
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -159,6 +182,8 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
     load_before = load_average()
+    allocator = stabilize_allocator()
+    harness = harness_settings(cfg)
     seed_everything(cfg.seed)
     torch.backends.quantized.engine = cfg.quantization_backend
 
@@ -243,6 +268,9 @@ def run_pipeline(
         seed=cfg.seed,
         input_shape=splits.input_shape,
         pruned_models=variants,
+        harness=harness,
+        memory_budget_metric=cfg.memory_budget_metric,
+        measure_rss=cfg.measure_peak_rss,
         on_result=on_candidate,
     )
     timings["sweep"] = time.perf_counter() - t
@@ -272,7 +300,7 @@ def run_pipeline(
             benchmark_trials=cfg.benchmark_trials,
             latency_batch_size=cfg.latency_batch_size,
             throughput_repeats=cfg.throughput_repeats,
-            threads=cfg.benchmark_threads,
+            settings=harness,
         )
         base_row = {"candidate_id": "baseline-fp32", "precision": "fp32", **metrics.to_dict()}
     hw_base = _hardware(baseline, base_row, cfg, splits.input_shape)
@@ -284,9 +312,36 @@ def run_pipeline(
     timings["hardware"] = time.perf_counter() - t
 
     environment = describe_environment(cfg.benchmark_threads, torch.backends.quantized.engine)
+    environment["allocator"] = allocator
     environment["load_average_before"] = load_before
     environment["load_average_after"] = load_average()
+    environment["timing_protocol"] = asdict(harness)
+    ok_rows = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
+    if "noisy" in ok_rows:
+        # Every candidate is retried with its round: the max is the number of rounds redone.
+        environment["noisy_rounds_retried"] = int(ok_rows["noisy_retries"].max())
+        noisy = ok_rows["noisy"].astype(bool)
+        environment["noisy_candidates"] = ok_rows.loc[noisy, "candidate_id"].tolist()
+        environment["host_reference_ms"] = float(ok_rows["host_reference_ms"].min())
     warnings = list(splits.warnings) + _observations(sweep, environment)
+    if not ok_rows.empty and "noisy" in ok_rows:
+        noisy = ok_rows[ok_rows["noisy"].astype(bool)]
+        if not noisy.empty:
+            warnings.append(
+                f"{len(noisy)} candidate(s) were timed while the machine was loaded (other "
+                f"processes above {cfg.noisy_cpu_threshold:g} core(s), or the reference kernel "
+                f"over {cfg.host_slowdown_threshold:.0%} slower than its best) even after "
+                f"{cfg.noisy_max_retries} retries: {', '.join(noisy['candidate_id'])}; their "
+                "latencies are flagged `noisy` (rerun on a quiet machine)"
+            )
+        unconverged = ok_rows[ok_rows["latency_stop_reason"] != "converged"]
+        if len(unconverged):
+            warnings.append(
+                f"latency of {len(unconverged)} of {len(ok_rows)} candidate(s) did not reach "
+                f"IQR/median < {cfg.benchmark_iqr_threshold:g} "
+                f"({unconverged['latency_stop_reason'].iloc[0]}); per-call spread on this host "
+                "is wider than the target, so compare p50s with their bootstrap CIs"
+            )
     if recommendation.candidate_id is None:
         warnings.append(f"no recommendation: {recommendation.reason}")
     timings["total"] = time.perf_counter() - clock
@@ -351,3 +406,16 @@ def run(
         raise
     write_reports(result, out)
     return result
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> RunResult | MultiSeedResult:
+    """What ``edge-opt run`` does: one run, or one per seed when ``seeds`` is set."""
+    if cfg.seeds:
+        from edge_opt.multiseed import run_multi_seed
+
+        return run_multi_seed(cfg, on_candidate, on_epoch)
+    return run(cfg, on_candidate, on_epoch)

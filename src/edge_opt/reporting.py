@@ -91,7 +91,10 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "rejected_rows": len(ok) - len(accepted),
         "memory_budgets_mb": cfg["memory_budgets_mb"],
         "active_memory_budget_mb": cfg["active_memory_budget_mb"],
-        "budget_constrains": "memory_mb (serialized model size)",
+        "budget_constrains": {
+            "model": "memory_mb (serialized model size)",
+            "runtime": "runtime_memory_mb (serialized size + peak live activations)",
+        }[cfg.get("memory_budget_metric", "model")],
         "latency_batch_size": cfg["latency_batch_size"],
         "benchmark_threads": cfg["benchmark_threads"],
         "latency_multiplier": 1.0 / cfg["cpu_frequency_scale"],
@@ -221,13 +224,18 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "top1_agreement",
         "latency_p50_ms",
         "latency_p95_ms",
+        "speedup_vs_baseline",
         "throughput_sps",
         "memory_mb",
+        "runtime_memory_mb",
+        "measured_peak_rss_mb",
         "energy_proxy_j",
+        "noisy",
     ]
     table = sweep[[c for c in cols if c in sweep.columns]].copy()
-    if "memory_mb" in table:
-        table["memory_kib"] = table.pop("memory_mb") * 1024
+    for col in ("memory_mb", "runtime_memory_mb"):
+        if col in table:
+            table[col.replace("_mb", "_kib")] = table.pop(col) * 1024
     cfg = result.config
     env = result.environment
     isa = ", ".join(k for k, v in env["cpu"]["isa"].items() if v)
@@ -247,7 +255,8 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "",
         f"Accepted {summary['accepted_rows']} of {summary['ok_rows']} measured candidates "
         f"({summary['failed_rows']} failed) under the active budget of "
-        f"{cfg['active_memory_budget_mb']:g} MB (serialized model size, MB = 2^20 bytes).",
+        f"{cfg['active_memory_budget_mb']:g} MB on {summary['budget_constrains']} "
+        "(MB = 2^20 bytes).",
         "",
         "## Setup",
         "",
@@ -257,12 +266,20 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
         f"{result.baseline['test_accuracy']:.4f}.",
         f"- Latency: per call at batch {cfg['latency_batch_size']}, "
-        f"{cfg['benchmark_threads']} thread(s), {cfg['benchmark_trials']} x "
-        f"{cfg['benchmark_repeats']} timed calls after {cfg['benchmark_warmup']} warm-up calls "
-        f"per trial; throughput at batch {cfg['batch_size']}.",
+        f"{cfg['benchmark_threads']} thread(s); all candidates timed together in interleaved "
+        f"rounds of {cfg['benchmark_repeats']} calls each ({cfg['benchmark_trials']} to "
+        f"{cfg['benchmark_max_rounds']} rounds, until IQR/median < "
+        f"{cfg['benchmark_iqr_threshold']:g}), after warm-up until the median settled; "
+        f"allocator: {env.get('allocator', {}).get('method', 'unknown')}; throughput at batch "
+        f"{cfg['batch_size']}. `speedup_vs_baseline` is the median over paired rounds of "
+        "baseline p50 / candidate p50.",
+        f"- Memory: `memory_kib` is the serialized model; `runtime_memory_kib` adds the peak of "
+        "live activations (liveness walk); `measured_peak_rss_mb` is the peak-RSS growth of the "
+        f"first inference in a fresh process. Budgets constrain `{cfg['memory_budget_metric']}`.",
         f"- Host: {env['cpu']['model']}; ISA: {isa}; quantized engine "
         f"{env['quantized_engine']}; load average before/after "
-        f"{env.get('load_average_before')} / {env.get('load_average_after')}.",
+        f"{env.get('load_average_before')} / {env.get('load_average_after')}; energy counters: "
+        f"{env.get('energy_counters', 'unknown')}.",
         "",
         "## Candidates",
         "",

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import edge_opt.harness as harness
+from edge_opt.errors import MeasurementError
+from edge_opt.harness import (
+    HarnessSettings,
+    bootstrap_median_ci,
+    measure_callable,
+    measure_interleaved,
+    paired_speedup,
+    stabilize_allocator,
+    summarize_samples,
+)
+
+
+def busy(seconds: float):
+    def spin() -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    return spin
+
+
+FAST = HarnessSettings(
+    warmup_min=2,
+    calls_per_round=10,
+    min_rounds=2,
+    max_rounds=3,
+    time_cap_s=30,
+    noisy_cpu_threshold=99.0,
+    host_slowdown_threshold=99.0,
+)
+
+
+def test_statistics_of_known_samples() -> None:
+    samples_ns = [1_000_000] * 90 + [5_000_000] * 10  # 90 calls of 1 ms, 10 of 5 ms
+    s = summarize_samples(samples_ns, batch_size=1, threads=1)
+    assert s.n == 100
+    assert s.mean_ms == pytest.approx(1.4)
+    assert (s.p50_ms, s.p95_ms, s.min_ms, s.max_ms) == (1.0, 5.0, 1.0, 5.0)
+    assert s.p50_ms <= s.p90_ms <= s.p95_ms <= s.p99_ms
+    assert s.p50_ci95_low_ms == s.p50_ci95_high_ms == 1.0  # 90% identical values
+    with pytest.raises(MeasurementError, match="no latency samples"):
+        summarize_samples([], 1, 1)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_median() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.lognormal(0, 0.3, 500)
+    a, b = bootstrap_median_ci(data, seed=3), bootstrap_median_ci(data, seed=3)
+    assert a == b
+    assert a[0] <= np.median(data) <= a[1]
+
+
+def test_busy_loop_of_known_length() -> None:
+    stats = measure_callable(busy(0.0005), FAST)
+    assert stats.n == stats.rounds * FAST.calls_per_round
+    assert FAST.min_rounds <= stats.rounds <= FAST.max_rounds
+    assert stats.p50_ms >= 0.5  # never shorter than the loop
+    assert stats.p50_ms <= stats.p95_ms <= stats.p99_ms <= stats.max_ms
+    assert stats.p50_ci95_low_ms <= stats.p50_ms <= stats.p50_ci95_high_ms
+    assert stats.stop_reason in {"converged", "max_rounds", "time_cap"}
+    assert stats.warmup_calls >= FAST.warmup_min
+    assert stats.page_faults_per_call is not None
+
+
+def test_a_sleep_of_known_length_converges() -> None:
+    settings = HarnessSettings(
+        warmup_min=1,
+        calls_per_round=5,
+        min_rounds=2,
+        max_rounds=10,
+        target_iqr_ratio=0.5,
+        noisy_cpu_threshold=99.0,
+        host_slowdown_threshold=99.0,
+    )
+    stats = measure_callable(lambda: time.sleep(0.002), settings)
+    assert stats.min_ms >= 2.0
+    assert stats.stop_reason == "converged"
+    assert stats.rounds == 2
+
+
+def test_rounds_are_interleaved_and_rotated() -> None:
+    log: list[str] = []
+    settings = HarnessSettings(
+        warmup_min=0,
+        calls_per_round=2,
+        min_rounds=3,
+        max_rounds=3,
+        noisy_cpu_threshold=99.0,
+        host_slowdown_threshold=99.0,
+    )
+    measure_interleaved({k: (lambda k=k: log.append(k)) for k in "ABC"}, settings)
+    assert "".join(log) == "AABBCC" + "BBCCAA" + "CCAABB"
+
+
+def test_noisy_rounds_are_retried_then_flagged(monkeypatch) -> None:
+    readings = iter(
+        [2.0, 2.0, 0.1, 2.0, 2.0, 2.0]
+    )  # round 1: noisy, noisy, calm; round 2: noisy x3
+    monkeypatch.setattr(harness._LoadProbe, "other_cores", lambda self: next(readings))
+    settings = HarnessSettings(
+        warmup_min=0,
+        calls_per_round=3,
+        min_rounds=2,
+        max_rounds=2,
+        noisy_cpu_threshold=0.5,
+        noisy_max_retries=2,
+        host_slowdown_threshold=99.0,
+    )
+    stats = measure_interleaved({"a": lambda: None, "b": lambda: None}, settings)
+    for s in stats.values():
+        assert s.noisy_retries == 4  # 2 retries in each round
+        assert s.noisy  # round 2 stayed noisy after its retries
+        assert s.n == 6  # discarded rounds are not in the samples
+        assert s.other_cpu_cores == 2.0
+
+
+def test_calm_rounds_are_not_flagged(monkeypatch) -> None:
+    monkeypatch.setattr(harness._LoadProbe, "other_cores", lambda self: 0.1)
+    stats = measure_callable(lambda: None, FAST)
+    assert not stats.noisy
+    assert stats.noisy_retries == 0
+
+
+def test_energy_reader_gives_energy_per_call() -> None:
+    counter = iter(range(0, 10_000))
+    stats = measure_callable(lambda: None, FAST)
+    assert stats.energy_per_call_j is None
+    stats = measure_interleaved(
+        {"a": lambda: None}, FAST, energy_reader=lambda: float(next(counter))
+    )["a"]
+    assert stats.energy_per_call_j == pytest.approx(1 / FAST.calls_per_round)
+
+
+def test_paired_speedup_uses_round_pairs() -> None:
+    ref = summarize_samples([2_000_000] * 4, 1, 1, round_medians_ms=(2.0, 2.0, 4.0, 2.0))
+    cand = summarize_samples([1_000_000] * 4, 1, 1, round_medians_ms=(1.0, 1.0, 2.0, 0.5))
+    s = paired_speedup(ref, cand)
+    assert s.rounds == 4
+    assert s.median == pytest.approx(2.0)
+    assert s.q25 == pytest.approx(2.0)
+    assert s.q75 == pytest.approx(2.5)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(MeasurementError, match=r"max_rounds \(2\) must be >= min_rounds \(3\)"):
+        HarnessSettings(min_rounds=3, max_rounds=2)
+    with pytest.raises(MeasurementError, match="calls_per_round: 0 must be >= 1"):
+        HarnessSettings(calls_per_round=0)
+
+
+def test_allocator_is_stabilised_on_glibc() -> None:
+    state = stabilize_allocator()
+    assert state["method"] == "glibc mallopt"
+    assert state["mmap_threshold"] == 1 << 30
+    assert stabilize_allocator() is state  # idempotent
+
+
+def test_a_slowed_host_is_detected_by_the_reference_kernel(monkeypatch) -> None:
+    # Calibration (5 reads) at 1.0 ms; round 1 runs at 2.0 ms (twice: before and after) for all
+    # three attempts; round 2 is back to 1.0 ms.
+    reads = iter([1.0] * 5 + [2.0] * 6 + [1.0] * 2)
+    monkeypatch.setattr(harness, "reference_kernel_ms", lambda: next(reads))
+    monkeypatch.setattr(harness._LoadProbe, "other_cores", lambda self: 0.0)
+    settings = HarnessSettings(
+        warmup_min=0,
+        calls_per_round=2,
+        min_rounds=2,
+        max_rounds=2,
+        host_slowdown_threshold=0.25,
+        noisy_max_retries=2,
+    )
+    stats = measure_callable(lambda: None, settings)
+    assert stats.noisy_retries == 2
+    assert stats.noisy
+    assert stats.host_slowdown == pytest.approx(1.0)
+    assert stats.host_reference_ms == 1.0
