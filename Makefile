@@ -26,8 +26,8 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts examples
+	$(BIN)/ruff format --check src tests benchmarks scripts examples
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache src/*.egg-info

@@ -78,9 +78,11 @@ def main() -> None:
     # Diagnostic only: how fast this core was in each run (reference kernel, best in the run).
     ref1 = first["host_reference_ms"].min()
     ref2 = second["host_reference_ms"].min()
-    print(f"host reference kernel: run1 {ref1:.4f} ms, run2 {ref2:.4f} ms "
-          f"(ratio {ref2 / ref1:.3f}); noisy candidates: run1 {int(first['noisy'].sum())}, "
-          f"run2 {int(second['noisy'].sum())} of {len(table)}")
+    print(
+        f"host reference kernel: run1 {ref1:.4f} ms, run2 {ref2:.4f} ms "
+        f"(ratio {ref2 / ref1:.3f}); noisy candidates: run1 {int(first['noisy'].sum())}, "
+        f"run2 {int(second['noisy'].sum())} of {len(table)}"
+    )
     tau = kendall_tau_b(table["p50_run1_ms"].tolist(), table["p50_run2_ms"].tolist())
     worst = table["ratio_run2_over_run1"].iloc[(table["ratio_run2_over_run1"] - 1).abs().argmax()]
     ok = tau >= 0.9 and (table["ratio_run2_over_run1"] - 1).abs().max() <= 0.10

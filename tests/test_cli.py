@@ -79,6 +79,10 @@ def test_quick_run_on_real_mnist_writes_every_file(quick_run) -> None:
     assert len(manifest["checkpoint"]["sha256"]) == 64
     assert manifest["data"]["files"][0]["sha256"]
     assert "recommended:" in proc.stdout
+    for cid in sweep.loc[sweep["status"] == "ok", "candidate_id"]:  # per-candidate analysis
+        layers = pd.read_csv(out / "candidates" / cid / "layerwise_breakdown.csv")
+        assert {"conv", "linear"} <= set(layers["kind"])
+        assert (out / "candidates" / cid / "hardware_summary.csv").is_file()
 
 
 @pytest.mark.slow

@@ -32,13 +32,30 @@ EXPECTED = {
 def test_smallcnn_layerwise_matches_hand_computed(batch: int, bytes_per_element: int) -> None:
     df = estimate_layerwise_stats(SmallCNN(), batch, (1, 28, 28), bytes_per_element)
     assert list(df.columns) == LAYER_COLUMNS
-    assert list(df["layer"]) == ["conv1", "conv2", "classifier"]
-    for _, row in df.iterrows():
+    assert list(df.columns[:5]) == [
+        "layer",
+        "output_elements",
+        "parameter_bytes",
+        "activation_bytes",
+        "macs",
+    ]  # the specified columns first
+    assert list(df["layer"]) == ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "classifier"]
+    assert (df.loc[~df["kind"].isin(["conv", "linear"]), "macs"] == 0).all()
+    for _, row in df[df["kind"].isin(["conv", "linear"])].iterrows():
         exp = EXPECTED[row["layer"]]
         assert row["macs"] == batch * exp["macs"]
         assert row["output_elements"] == batch * exp["output_elements"]
         assert row["activation_bytes"] == batch * exp["output_elements"] * bytes_per_element
         assert row["parameter_bytes"] == exp["params"] * bytes_per_element
+
+
+def test_elementwise_rows_of_smallcnn() -> None:
+    df = estimate_layerwise_stats(SmallCNN(), 1).set_index("layer")
+    assert df.loc["relu1", "kind"] == "activation"
+    assert df.loc["relu1", "flops"] == 16 * 28 * 28
+    assert df.loc["pool1", "output_elements"] == 16 * 14 * 14
+    assert df.loc["pool1", "flops"] == 16 * 28 * 28  # one compare per input element
+    assert df.loc["conv1", "flops"] == 2 * 112_896
 
 
 def test_default_bytes_follow_parameter_dtype() -> None:

@@ -5,7 +5,7 @@ import torch
 
 from edge_opt.errors import PruningError
 from edge_opt.model import SmallCNN
-from edge_opt.pruning import kept_channel_count, structured_channel_prune
+from edge_opt.pruning import kept_channel_count, reference_l1_prune, structured_channel_prune
 
 
 @pytest.mark.parametrize(
@@ -73,9 +73,19 @@ def test_invalid_level_is_an_error(level: float) -> None:
         structured_channel_prune(SmallCNN(), level)
 
 
-def test_unsupported_model_is_an_error() -> None:
+def test_reference_supports_only_smallcnn() -> None:
     with pytest.raises(PruningError, match="supports SmallCNN, got Sequential"):
-        structured_channel_prune(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.5)
+        reference_l1_prune(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.5)
+
+
+@pytest.mark.parametrize("level", [0.25, 0.3, 0.5, 0.7])
+def test_library_matches_the_hand_written_oracle_exactly(level: float) -> None:
+    torch.manual_seed(3)
+    model = SmallCNN()
+    library, oracle = structured_channel_prune(model, level), reference_l1_prune(model, level)
+    assert library.state_dict().keys() == oracle.state_dict().keys()
+    for key, value in library.state_dict().items():
+        assert torch.equal(value, oracle.state_dict()[key]), key
 
 
 def test_kept_channel_count_matches_torch_pruning_rounding() -> None:

@@ -24,6 +24,44 @@ DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "synthetic")
 _DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
 
 
+class ModelSpec(BaseModel):
+    """Which model to build: a registered ``name`` or a ``factory``, plus its arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = Field(None, min_length=1, description="A registered model name.")
+    factory: str | None = Field(
+        None,
+        min_length=3,
+        description="'package.module:function' or 'path/to/file.py:function' returning a model.",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Factory arguments.")
+    checkpoint: str | None = Field(
+        None, description="State dict to load (torch.load with weights_only=True)."
+    )
+    input_shape: tuple[int, int, int] | None = Field(
+        None, description="(C, H, W) of one input; default: what the model declares."
+    )
+    num_classes: int | None = Field(None, ge=1, description="Passed to the factory if set.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.name is None) == (self.factory is None):
+            raise ValueError(
+                "model: give exactly one of `name` (a registered model) or `factory` "
+                "('package.module:function' or 'path/to/file.py:function')"
+            )
+        if self.input_shape is not None and min(self.input_shape) < 1:
+            raise ValueError(f"model.input_shape: {list(self.input_shape)} must be positive")
+        return self
+
+    def label(self) -> str:
+        return self.name or str(self.factory)
+
+
+MODEL_SPEC_KEYS = tuple(ModelSpec.model_fields)
+
+
 class ExperimentConfig(BaseModel):
     """The whole experiment, validated once and frozen.
 
@@ -71,7 +109,11 @@ class ExperimentConfig(BaseModel):
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     # --- model and training -----------------------------------------------------------------
-    model: str = Field("SmallCNN", min_length=1, description="Registered model name.")
+    model: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(name="SmallCNN"),
+        description="A registered model name (`SmallCNN`, `TinyResNet`, `TinyMobileNet`) or a "
+        "mapping with `name` or `factory`, `kwargs`, `checkpoint`, `input_shape`, `num_classes`.",
+    )
     epochs: int = Field(2, ge=0, description="Baseline training epochs (Adam).")
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
     fine_tune_epochs: int = Field(
@@ -85,6 +127,11 @@ class ExperimentConfig(BaseModel):
         (0.0, 0.25, 0.5, 0.7),
         min_length=1,
         description="Fractions of conv output channels removed, each in [0, 1).",
+    )
+    pruning_scope: Literal["uniform", "global"] = Field(
+        "uniform",
+        description="`uniform`: every channel group loses the same fraction; `global`: one "
+        "L1 threshold across groups (mean-normalised).",
     )
     precisions: tuple[PrecisionName, ...] = Field(
         ("fp32", "fp16", "bf16", "int8"),
@@ -183,9 +230,17 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and isinstance(data.get("dataset"), str):
+        if not isinstance(data, Mapping):
+            return data
+        if isinstance(data.get("dataset"), str):
             name = data["dataset"].strip().lower()
             data = {**data, "dataset": _DATASET_ALIASES.get(name, name)}
+        if isinstance(data.get("model"), str):
+            data = {**data, "model": {"name": data["model"]}}
+        model = data.get("model")
+        if isinstance(model, Mapping) and model.get("checkpoint") and "epochs" not in data:
+            # A checkpoint is a trained model: train only if `epochs` asks for it.
+            data = {**data, "epochs": 0}
         return data
 
     @model_validator(mode="after")
@@ -233,8 +288,12 @@ class ExperimentConfig(BaseModel):
         return self.seed if self.dataloader_seed is None else self.dataloader_seed
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON-friendly values (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}
+        """Plain YAML/JSON-friendly values (tuples become lists; a bare model name stays a name)."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}
+        model = {k: list(v) if isinstance(v, tuple) else v for k, v in data["model"].items()}
+        only_name = all(model[k] in (None, {}) for k in model if k != "name")
+        data["model"] = model["name"] if only_name else {k: v for k, v in model.items() if v}
+        return data
 
 
 def _duplicates(field: str, values: Iterable[object]) -> list[str]:
@@ -254,22 +313,23 @@ def describe_fields() -> list[tuple[str, str, str]]:
     """(key, default, description) for every key: the README's table is generated from this."""
     rows = []
     for name, info in ExperimentConfig.model_fields.items():
-        default = info.default
+        default = info.get_default(call_default_factory=True)
         if isinstance(default, tuple):
             default = list(default)
+        if isinstance(default, ModelSpec):
+            default = default.label()
         rows.append((name, json.dumps(default), info.description or ""))
     return rows
 
 
-def _unknown_key_problems(keys: Iterable[str]) -> list[str]:
-    valid = field_names()
+def _unknown_key_problems(keys: Iterable[str], valid: list[str], prefix: str = "") -> list[str]:
     problems = []
     for key in keys:
         if key in valid:
             continue
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-        problems.append(f"{key}: unknown key{hint}")
+        problems.append(f"{prefix}{key}: unknown key{hint}")
     return problems
 
 
@@ -295,8 +355,13 @@ def build_config(raw: Mapping[str, Any], source: str | None = None) -> Experimen
     Raises:
         ConfigError: listing every unknown key and every invalid value.
     """
-    problems = _unknown_key_problems(raw.keys())
+    problems = _unknown_key_problems(raw.keys(), field_names())
     known = {k: v for k, v in raw.items() if k in ExperimentConfig.model_fields}
+    if isinstance(known.get("model"), Mapping):
+        extra = _unknown_key_problems(known["model"].keys(), list(MODEL_SPEC_KEYS), "model.")
+        problems += extra
+        if extra:
+            known["model"] = {k: v for k, v in known["model"].items() if k in MODEL_SPEC_KEYS}
     try:
         cfg = ExperimentConfig(**known)
     except ValidationError as exc:

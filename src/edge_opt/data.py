@@ -162,8 +162,17 @@ def make_synthetic(
     return RawDataset("synthetic", f"synthetic (seed {seed})", train_x, train_y, test_x, test_y, ())
 
 
-def load_raw_dataset(name: str, data_dir: str | Path | None = None) -> RawDataset:
+def load_raw_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    synthetic_shape: tuple[int, int, int] = (1, 28, 28),
+) -> RawDataset:
     """Find and read a dataset, following the documented lookup order.
+
+    Args:
+        name: ``mnist``, ``fashion-mnist`` or ``synthetic``.
+        data_dir: directory searched first.
+        synthetic_shape: image shape of ``synthetic`` (it takes the model's).
 
     Raises:
         DataError: naming every place looked and how to provide the files.
@@ -171,7 +180,7 @@ def load_raw_dataset(name: str, data_dir: str | Path | None = None) -> RawDatase
     if name not in DATASET_NAMES:
         raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASET_NAMES)}")
     if name == "synthetic":
-        return make_synthetic()
+        return make_synthetic(shape=synthetic_shape)
     looked: list[str] = []
     candidates: list[Path] = []
     if data_dir is not None:

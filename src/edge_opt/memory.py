@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from edge_opt.hooks import run_with_leaf_hooks
+
 BYTES_PER_MB = 2**20
 
 
@@ -94,13 +96,7 @@ def _hook_peak(model: nn.Module, example: torch.Tensor) -> ActivationPeak:
         if total > peak[0]:
             peak[0], at[0] = total, type(module).__name__
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.inference_mode():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_with_leaf_hooks(model, example, hook)
     return ActivationPeak(peak[0], at[0], "hooks (approximate)")
 
 

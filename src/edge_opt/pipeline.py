@@ -45,7 +45,7 @@ from edge_opt.experiments import (
 from edge_opt.hardware import estimate_layerwise_stats, precision_tradeoff_table, summarize_hardware
 from edge_opt.harness import HarnessSettings, load_average, stabilize_allocator
 from edge_opt.metrics import collect_metrics, evaluate_accuracy
-from edge_opt.model import count_parameters, create_model, registered_models
+from edge_opt.model import BuiltModel, build_model, count_parameters
 from edge_opt.quantization import BYTES_PER_ELEMENT
 from edge_opt.results import HardwareAnalysis, RunResult
 
@@ -60,16 +60,52 @@ CHECKPOINT = "models/baseline_fp32.pt"
 FP16_SLOW_RATIO = 3.0
 
 
-def preflight(cfg: ExperimentConfig) -> list[str]:
-    """Problems a run would hit before any work: unknown model, dataset not found."""
-    problems = []
-    if cfg.model not in registered_models():
-        problems.append(
-            f"model: {cfg.model!r} is not a registered model; "
-            f"allowed: {', '.join(registered_models())}"
+def build_configured_model(cfg: ExperimentConfig) -> BuiltModel:
+    """The model the config describes (registered or a user factory, checkpoint loaded)."""
+    spec = cfg.model
+    return build_model(
+        spec.name, spec.factory, spec.kwargs, spec.checkpoint, spec.input_shape, spec.num_classes
+    )
+
+
+def check_data_fits_model(splits: DataSplits, built: BuiltModel) -> None:
+    """The dataset's images must have the model's input shape, and its classes must match.
+
+    Raises:
+        ModelError: saying what does not match and what to change.
+    """
+    if tuple(splits.input_shape) != tuple(built.input_shape):
+        raise ModelError(
+            f"model {built.label!r} expects inputs of shape {list(built.input_shape)} (C, H, W) "
+            f"but dataset {splits.name!r} has images of shape {list(splits.input_shape)}; use a "
+            "model built for that shape (e.g. model.kwargs in_channels and model.input_shape) "
+            "or a dataset with matching images"
         )
+    with torch.inference_mode():
+        classes = int(built.model.eval()(splits.train.tensors[0][:1]).shape[-1])
+    if classes != splits.num_classes:
+        raise ModelError(
+            f"model {built.label!r} outputs {classes} classes but dataset {splits.name!r} has "
+            f"{splits.num_classes}; set model.num_classes: {splits.num_classes}"
+        )
+
+
+def preflight(cfg: ExperimentConfig) -> list[str]:
+    """Problems a run would hit before any work: bad model, dataset missing or mismatched."""
+    problems = []
     try:
-        load_raw_dataset(cfg.dataset, cfg.data_dir) if cfg.dataset != "synthetic" else None
+        built = build_configured_model(cfg)
+    except EdgeOptError as exc:
+        problems.append(str(exc))
+        built = None
+    try:
+        shape = built.input_shape if built is not None else (1, 28, 28)
+        raw = load_raw_dataset(cfg.dataset, cfg.data_dir, shape)
+        if built is not None and tuple(raw.train_images.shape[1:]) != tuple(built.input_shape):
+            problems.append(
+                f"model {built.label!r} expects inputs of shape {list(built.input_shape)} but "
+                f"dataset {cfg.dataset!r} has images of shape {list(raw.train_images.shape[1:])}"
+            )
     except EdgeOptError as exc:
         problems.append(str(exc))
     return problems
@@ -99,22 +135,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _check_model_input(model: nn.Module, splits: DataSplits) -> None:
-    example = splits.train.tensors[0][:1]
-    try:
-        with torch.inference_mode():
-            out = model.eval()(example)
-    except RuntimeError as exc:
-        raise ModelError(
-            f"model does not accept the dataset's input shape {tuple(example.shape[1:])}: {exc}"
-        ) from None
-    if out.shape[-1] != splits.num_classes:
-        raise ModelError(
-            f"model outputs {out.shape[-1]} classes but dataset {splits.name!r} has "
-            f"{splits.num_classes}; set the model's num_classes"
-        )
 
 
 def _hardware(
@@ -187,23 +207,30 @@ def run_pipeline(
     seed_everything(cfg.seed)
     torch.backends.quantized.engine = cfg.quantization_backend
 
-    # --- data -----------------------------------------------------------------------------
+    # --- model and data ---------------------------------------------------------------------
     t = time.perf_counter()
-    raw = load_raw_dataset(cfg.dataset, cfg.data_dir)
+    torch.manual_seed(cfg.seed)
+    built = build_configured_model(cfg)
+    raw = load_raw_dataset(cfg.dataset, cfg.data_dir, built.input_shape)
     splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
     loaders = make_loaders(splits, cfg.batch_size, cfg.effective_dataloader_seed, cfg.num_workers)
     calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
     log.info("data: %s from %s; sizes %s", splits.name, splits.source, splits.sizes())
     for warning in splits.warnings:
         log.warning("data: %s", warning)
+    check_data_fits_model(splits, built)
     timings["data"] = time.perf_counter() - t
 
     # --- baseline ---------------------------------------------------------------------------
     t = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model)
-    _check_model_input(model, splits)
-    log.info("training %s for %d epoch(s) on %d images", cfg.model, cfg.epochs, len(splits.train))
+    model = built.model
+    log.info(
+        "training %s for %d epoch(s) on %d images%s",
+        built.label,
+        cfg.epochs,
+        len(splits.train),
+        f" from checkpoint {built.checkpoint}" if built.checkpoint else "",
+    )
     history: list[dict[str, Any]] = []
 
     def record_epoch(stats: EpochStats) -> None:
@@ -238,6 +265,8 @@ def run_pipeline(
         cfg.learning_rate,
         cfg.device,
         cfg.seed,
+        splits.input_shape,
+        cfg.pruning_scope,
     )
     timings["pruning"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -304,10 +333,13 @@ def run_pipeline(
         )
         base_row = {"candidate_id": "baseline-fp32", "precision": "fp32", **metrics.to_dict()}
     hw_base = _hardware(baseline, base_row, cfg, splits.input_shape)
-    hw_rec = None
-    if recommendation.candidate_id is not None:
-        rec_row = rows[recommendation.candidate_id]
-        hw_rec = _hardware(variants[rec_row["pruning_level"]], rec_row, cfg, splits.input_shape)
+    # Every measured candidate gets its own layer table and summary (dtype-aware bytes).
+    hw_candidates = [
+        _hardware(variants[row["pruning_level"]], row, cfg, splits.input_shape)
+        for row in rows.values()
+        if row["status"] == "ok" and pd.notna(row.get("latency_ms"))
+    ]
+    hw_rec = next((h for h in hw_candidates if h.candidate_id == recommendation.candidate_id), None)
     tradeoffs = precision_tradeoff_table(sweep)
     timings["hardware"] = time.perf_counter() - t
 
@@ -359,7 +391,7 @@ def run_pipeline(
         },
         training=history,
         baseline={
-            "model": cfg.model,
+            "model": built.label,
             "parameter_count": count_parameters(baseline),
             "val_accuracy": val_acc,
             "test_accuracy": test_acc,
@@ -374,6 +406,7 @@ def run_pipeline(
         recommendation=recommendation.to_dict(),
         hardware_baseline=hw_base,
         hardware_recommended=hw_rec,
+        hardware_candidates=hw_candidates,
         precision_tradeoffs=tradeoffs.to_dict("records"),
         warnings=warnings,
         timings_s=timings,

@@ -1,15 +1,23 @@
-"""Structured channel pruning: remove whole conv output channels by L1 norm, fix consumers.
+"""Structured channel pruning: remove whole output channels by L1 norm, fix every consumer.
 
-A filter's importance is the L1 norm of its weights; the ``int(C * (1 - level))`` most
-important filters of each conv layer survive (at least one), in their original order. The
-consumers are fixed to match: the next conv's input channels and the classifier's input
-features (for SmallCNN, each kept conv2 channel owns 7*7 consecutive classifier inputs).
-The keep count rounds like torch-pruning's, so the two give the same shapes.
+``structured_channel_prune`` works on any traceable CNN through torch-pruning's dependency
+graph (DepGraph): a group is a set of coupled channels (a conv's filters, its BatchNorm, the
+next layer's input channels, the channels tied together by a residual add, a depthwise conv's
+groups), scored by the L1 norm of the group's first layer (``group_reduction="first"``,
+no normalisation: exactly plain per-filter L1). Each group keeps ``int(C * (1 - level))`` of
+its channels (at least one); the classifier's outputs are never pruned. With ``scope="global"``
+one threshold is applied across groups instead of the same ratio per group; scores are then
+mean-reduced over the group and mean-normalised per group, so that layers of different sizes
+compare fairly.
+
+``reference_l1_prune`` is the hand-written SmallCNN version: the test oracle the library's
+result must match exactly.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 from torch import nn
@@ -17,12 +25,104 @@ from torch import nn
 from edge_opt.errors import PruningError
 from edge_opt.model import SmallCNN
 
+PruningScope = Literal["uniform", "global"]
+
 
 def kept_channel_count(channels: int, pruning_level: float) -> int:
     """Channels that survive ``pruning_level`` (torch-pruning's rounding, at least 1)."""
     return max(1, int(channels * (1.0 - pruning_level)))
 
 
+def _check_level(pruning_level: float) -> None:
+    if not 0.0 <= pruning_level < 1.0:
+        raise PruningError(
+            f"pruning_level: {pruning_level!r} is outside [0, 1); e.g. 0.5 removes half"
+        )
+
+
+def classifier_layer(model: nn.Module) -> nn.Module | None:
+    """The layer whose outputs are the classes: the last Linear (or last conv if none)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        return linears[-1]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1] if convs else None
+
+
+def structured_channel_prune(
+    model: nn.Module,
+    pruning_level: float,
+    example_inputs: torch.Tensor | None = None,
+    *,
+    scope: PruningScope = "uniform",
+) -> nn.Module:
+    """Return a new, smaller model with whole channels removed (the caller's is untouched).
+
+    Args:
+        model: any CNN torch-pruning can trace (BatchNorm, residual adds, depthwise convs and
+            several linear layers are handled).
+        pruning_level: fraction of channels to remove, in [0, 1); 0 returns a copy.
+        example_inputs: one input batch for tracing; default: zeros of the model's
+            ``input_shape`` attribute (every built-in model has one) or 1x28x28.
+        scope: ``uniform`` (the same ratio in every group) or ``global`` (one L1 threshold
+            across groups; the average ratio is ``pruning_level``).
+
+    Returns:
+        The pruned copy: a dense model with fewer channels, same class.
+
+    Raises:
+        PruningError: bad level or scope, or a model the dependency graph cannot handle.
+
+    Example:
+        >>> pruned = structured_channel_prune(SmallCNN(), 0.5)
+        >>> pruned.conv1.out_channels, pruned.classifier.in_features
+        (8, 784)
+    """
+    _check_level(pruning_level)
+    if scope not in ("uniform", "global"):
+        raise PruningError(f"pruning_scope: {scope!r} is not 'uniform' or 'global'")
+    pruned = copy.deepcopy(model)
+    if pruning_level == 0.0:
+        return pruned
+    if example_inputs is None:
+        shape = getattr(model, "input_shape", (1, 28, 28))
+        example_inputs = torch.zeros(1, *shape)
+    import torch_pruning as tp  # imported here: it is only needed when something is pruned
+
+    head = classifier_layer(pruned)
+    was_training = pruned.training
+    pruned.eval()
+    try:
+        if scope == "uniform":
+            # Plain per-filter L1 of the group's first layer: what the hand-written oracle does.
+            importance = tp.importance.MagnitudeImportance(
+                p=1, group_reduction="first", normalizer=None
+            )
+        else:
+            # Across layers raw L1 is not comparable (fan-in differs): mean-normalise per
+            # group, torch-pruning's default for global ranking.
+            importance = tp.importance.MagnitudeImportance(
+                p=1, group_reduction="mean", normalizer="mean"
+            )
+        pruner = tp.pruner.BasePruner(
+            pruned,
+            example_inputs,
+            importance=importance,
+            pruning_ratio=pruning_level,
+            global_pruning=scope == "global",
+            ignored_layers=[head] if head is not None else [],
+        )
+        pruner.step()
+        with torch.no_grad():
+            pruned(example_inputs)  # the pruned graph must still run
+    except Exception as exc:  # torch-pruning raises many types; say which model and why
+        raise PruningError(
+            f"cannot prune {type(model).__name__} at {pruning_level}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return pruned.train(was_training)
+
+
+# ------------------------------------------------------------------------- the test oracle
 def l1_filter_importance(conv: nn.Conv2d) -> torch.Tensor:
     """L1 norm of each output filter: shape (out_channels,)."""
     return conv.weight.detach().abs().sum(dim=(1, 2, 3))
@@ -37,43 +137,25 @@ def select_channels(conv: nn.Conv2d, pruning_level: float) -> torch.Tensor:
     return torch.sort(order[:keep]).values
 
 
-def structured_channel_prune(model: nn.Module, pruning_level: float) -> nn.Module:
-    """Return a new, smaller model with whole conv output channels removed.
+def reference_l1_prune(model: SmallCNN, pruning_level: float) -> SmallCNN:
+    """Hand-written L1 structured pruning of a SmallCNN (the oracle for the library path).
 
-    Args:
-        model: a ``SmallCNN`` (dependency-aware pruning of other models is issue #4).
-        pruning_level: fraction of each conv layer's output channels to remove, in [0, 1).
-
-    Returns:
-        A new ``SmallCNN`` with ``int(C * (1 - level))`` channels per conv layer; the
-        caller's model is never modified. Level 0 returns an unchanged copy.
-
-    Raises:
-        PruningError: the level is out of range or the model is not supported.
-
-    Example:
-        >>> pruned = structured_channel_prune(SmallCNN(), 0.5)
-        >>> pruned.conv1.out_channels, pruned.classifier.in_features
-        (8, 784)
+    Each conv keeps its ``int(C * (1 - level))`` largest-L1 filters in their original order;
+    conv2's input channels and the classifier's input features (each kept conv2 channel owns
+    H/4 x W/4 consecutive features) are cut to match.
     """
-    if not 0.0 <= pruning_level < 1.0:
-        raise PruningError(
-            f"pruning_level: {pruning_level!r} is outside [0, 1); e.g. 0.5 removes half"
-        )
+    _check_level(pruning_level)
     if not isinstance(model, SmallCNN):
-        raise PruningError(
-            f"structured_channel_prune supports SmallCNN, got {type(model).__name__}"
-        )
+        raise PruningError(f"reference_l1_prune supports SmallCNN, got {type(model).__name__}")
     if pruning_level == 0.0:
         return copy.deepcopy(model)
-
     keep1 = select_channels(model.conv1, pruning_level)
     keep2 = select_channels(model.conv2, pruning_level)
-    spatial = model.classifier.in_features // model.conv2.out_channels  # 7*7 for 28x28 input
+    spatial = model.classifier.in_features // model.conv2.out_channels
     # Flatten order is (channel, h, w): channel c owns features [c*spatial, (c+1)*spatial).
     keep_features = (keep2[:, None] * spatial + torch.arange(spatial)[None, :]).reshape(-1)
-
-    pruned = SmallCNN(len(keep1), len(keep2), model.classifier.out_features)
+    channels, size, _ = model.input_shape
+    pruned = SmallCNN(len(keep1), len(keep2), model.classifier.out_features, channels, size)
     with torch.no_grad():
         pruned.conv1.weight.copy_(model.conv1.weight[keep1])
         pruned.conv1.bias.copy_(model.conv1.bias[keep1])

@@ -82,7 +82,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "finished_at": result.finished_at,
         "wall_seconds": round(result.timings_s.get("total", float("nan")), 2),
         "dataset": {k: result.data[k] for k in ("name", "source", "sizes", "input_shape")},
-        "model": cfg["model"],
+        "model": result.baseline["model"],
         "baseline": {**result.baseline, "metrics": base_row},
         "study_rows": len(sweep),
         "ok_rows": len(ok),
@@ -262,7 +262,7 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "",
         f"- Data: {result.data['source']} ({result.data['name']}); sizes "
         f"{result.data['sizes']} (selection on val, test reported only).",
-        f"- Baseline: {cfg['model']}, {result.baseline['parameter_count']} parameters, "
+        f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters, "
         f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
         f"{result.baseline['test_accuracy']:.4f}.",
         f"- Latency: per call at batch {cfg['latency_batch_size']}, "
@@ -339,6 +339,20 @@ def _write_hardware(out: Path, hw: HardwareAnalysis, precision_df: pd.DataFrame)
     return save_hardware_artifacts(out, hw.layerwise_frame(), precision_df, summary)
 
 
+def _write_candidate_hardware(folder: Path, hw: HardwareAnalysis) -> list[Path]:
+    summary = {
+        "candidate_id": hw.candidate_id,
+        "precision": hw.precision,
+        "batch_size": hw.batch_size,
+        "latency_ms": hw.latency_ms,
+        **hw.summary,
+    }
+    return [
+        atomic_write_csv(folder / "layerwise_breakdown.csv", hw.layerwise_frame()),
+        atomic_write_csv(folder / "hardware_summary.csv", pd.DataFrame([summary])),
+    ]
+
+
 def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     """Write every report file of a run into ``out_dir``; returns the paths written."""
     from edge_opt.config import build_config, dump_config
@@ -361,12 +375,8 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
         atomic_write_text(out / "report.md", render_report(result, summary)),
     ]
     paths += _write_hardware(out, result.hardware_baseline, precision_df)
-    if result.hardware_recommended is not None:
-        paths += _write_hardware(
-            out / "candidates" / result.hardware_recommended.candidate_id,
-            result.hardware_recommended,
-            precision_df,
-        )
+    for hw in result.hardware_candidates:
+        paths += _write_candidate_hardware(out / "candidates" / hw.candidate_id, hw)
     for x_col, label, title, name, bud in (
         (
             "latency_p50_ms",

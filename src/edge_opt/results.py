@@ -45,6 +45,7 @@ class RunResult:
     hardware_baseline: HardwareAnalysis
     hardware_recommended: HardwareAnalysis | None
     precision_tradeoffs: list[dict[str, Any]]
+    hardware_candidates: list[HardwareAnalysis] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     started_at: str = ""
@@ -65,6 +66,9 @@ class RunResult:
         values["hardware_baseline"] = HardwareAnalysis(**data["hardware_baseline"])
         if data.get("hardware_recommended"):
             values["hardware_recommended"] = HardwareAnalysis(**data["hardware_recommended"])
+        values["hardware_candidates"] = [
+            HardwareAnalysis(**h) for h in data.get("hardware_candidates", [])
+        ]
         return cls(**values)
 
     @classmethod

@@ -41,7 +41,7 @@ from edge_opt.metrics import (
     throughput_settings,
 )
 from edge_opt.model import count_parameters
-from edge_opt.pruning import structured_channel_prune
+from edge_opt.pruning import PruningScope, structured_channel_prune
 from edge_opt.quantization import ConvertedModel, convert_precision
 from edge_opt.training import train_model
 
@@ -132,11 +132,14 @@ def prune_variants(
     learning_rate: float = 1e-3,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    scope: PruningScope = "uniform",
 ) -> dict[float, nn.Module]:
     """One pruned (and optionally fine-tuned) float model per level; level 0 is never tuned."""
     variants: dict[float, nn.Module] = {}
+    example = torch.zeros(1, *input_shape)
     for index, level in enumerate(pruning_levels):
-        pruned = structured_channel_prune(base_model, level)
+        pruned = structured_channel_prune(base_model, level, example, scope=scope)
         if level > 0 and fine_tune_epochs > 0:
             if train_loader is None:
                 raise ValueError("fine_tune_epochs > 0 needs a train_loader")
@@ -383,7 +386,14 @@ def run_sweep(
     calibration = _first_batches(calibration_loader, calibration_batches)
     if pruned_models is None:
         pruned_models = prune_variants(
-            base_model, pruning_levels, train_loader, fine_tune_epochs, learning_rate, device, seed
+            base_model,
+            pruning_levels,
+            train_loader,
+            fine_tune_epochs,
+            learning_rate,
+            device,
+            seed,
+            input_shape,
         )
     reference = evaluate_accuracy(copy.deepcopy(base_model).float().eval(), val_loader).predictions
     latency_input = first_inputs(val_loader, latency_batch_size)
