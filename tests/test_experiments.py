@@ -4,8 +4,8 @@ import itertools
 
 import pandas as pd
 import pytest
-import torch
 
+import edge_opt.runtimes as runtimes
 import edge_opt.sweep as sweep
 from edge_opt.errors import QuantizationError
 from edge_opt.experiments import (
@@ -169,17 +169,17 @@ def test_sweep_rows_budgets_and_flags(trained_cnn, loaders, calibration, tmp_pat
 def test_a_crash_half_way_keeps_finished_rows(
     trained_cnn, loaders, calibration, tmp_path, monkeypatch
 ) -> None:
-    real = sweep.evaluate_accuracy
+    real = sweep.evaluate_predict
     calls = {"n": 0}
 
-    def crash_on_third_candidate(model, loader, dtype=torch.float32):
+    def crash_on_third_candidate(predict, loader):
         if loader is loaders.val:
             calls["n"] += 1
-            if calls["n"] == 4:  # 1: the baseline reference, then one per candidate
+            if calls["n"] == 3:  # the third candidate's validation pass
                 raise KeyboardInterrupt
-        return real(model, loader, dtype)
+        return real(predict, loader)
 
-    monkeypatch.setattr(sweep, "evaluate_accuracy", crash_on_third_candidate)
+    monkeypatch.setattr(sweep, "evaluate_predict", crash_on_third_candidate)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(**sweep_kwargs(trained_cnn, loaders, calibration, tmp_path))
     rows = pd.read_csv(tmp_path / "sweep_results.csv")
@@ -194,7 +194,7 @@ def test_failed_conversion_is_a_row_with_its_error(
     def broken(*_args, **_kwargs):
         raise QuantizationError("int8 (x86) conversion failed: simulated")
 
-    monkeypatch.setattr(sweep, "convert_precision", broken)
+    monkeypatch.setattr(runtimes, "convert_precision", broken)
     df = run_sweep(
         **sweep_kwargs(
             trained_cnn, loaders, calibration, tmp_path, pruning_levels=[0.5], precisions=["int8"]

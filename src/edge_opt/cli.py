@@ -176,11 +176,13 @@ def _print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     table = Table(title="candidates (accuracy on validation; latency per call, measured)")
     for col in ("candidate", "status", "accuracy", "p50 ms", "p95 ms", "KiB", "verdict"):
         table.add_column(
-            col, justify="left" if col in ("candidate", "status", "verdict") else "right"
+            col,
+            justify="left" if col in ("candidate", "status", "verdict") else "right",
+            no_wrap=col in ("candidate", "verdict"),
         )
     for _, row in sweep.iterrows():
         if row["status"] != "ok":
-            table.add_row(row["candidate_id"], "failed", "", "", "", "", str(row["error"])[:60])
+            table.add_row(row["candidate_id"], row["status"], "", "", "", "", "-")
             continue
         verdict = "accepted" if row["accepted"] else "rejected"
         if row["candidate_id"] == result.recommendation["candidate_id"]:
@@ -195,6 +197,11 @@ def _print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
             verdict,
         )
     out_console.print(table)
+    reasons: dict[str, list[str]] = {}
+    for _, row in sweep[sweep["status"] != "ok"].iterrows():
+        reasons.setdefault(f"{row['status']}: {row['error']}", []).append(row["candidate_id"])
+    for reason, ids in reasons.items():
+        out_console.print(f"{reason} ({', '.join(ids)})", markup=False)
     rec = result.recommendation
     out_console.print(f"recommended: {rec['candidate_id']} - {rec['reason']}", markup=False)
     for warning in result.warnings:
@@ -225,6 +232,31 @@ def report(
     except (EdgeOptError, KeyError, ValueError) as exc:
         _fail(EdgeOptError(f"{source}: cannot rebuild reports ({exc})"), verbose)
     out_console.print(f"rewrote {len(paths)} files in {run_dir}/", markup=False)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run's output directory.")],
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", "-c", help="Candidate id; default: recommended.")
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="onnx or torchscript.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Re-export a candidate of a finished run (ONNX or TorchScript) and print its sha256."""
+    _setup_logging(verbose)
+    from edge_opt.export import export_candidate
+
+    try:
+        result = export_candidate(run_dir, candidate, fmt, output)
+    except EdgeOptError as exc:
+        _fail(exc, verbose)
+    out_console.print(
+        f"{result.candidate_id}: {result.path} ({result.format}, {result.bytes} bytes, "
+        f"sha256 {result.sha256}); {result.note}",
+        markup=False,
+    )
 
 
 def entrypoint() -> None:

@@ -138,6 +138,12 @@ class ExperimentConfig(BaseModel):
         min_length=1,
         description="Any of `fp32`, `fp16`, `bf16`, `int8` (static PTQ).",
     )
+    runtimes: tuple[Literal["eager", "onnxruntime", "compiled"], ...] = Field(
+        ("eager",),
+        min_length=1,
+        description="Where candidates run: `eager` PyTorch, `onnxruntime` (ONNX export), "
+        "`compiled` (torch.compile with freezing).",
+    )
     quantization_backend: QuantBackend = Field(
         "x86", description="int8 engine: `x86`, `fbgemm`, `onednn` or `qnnpack`."
     )
@@ -258,6 +264,7 @@ class ExperimentConfig(BaseModel):
                 )
         problems += _duplicates("pruning_levels", self.pruning_levels)
         problems += _duplicates("precisions", self.precisions)
+        problems += _duplicates("runtimes", self.runtimes)
         problems += _duplicates("memory_budgets_mb", self.memory_budgets_mb)
         problems += _duplicates("seeds", self.seeds or ())
         if self.benchmark_max_rounds < self.benchmark_trials:

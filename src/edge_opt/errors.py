@@ -39,3 +39,7 @@ class QuantizationError(EdgeOptError):
 
 class MeasurementError(EdgeOptError):
     """A measurement cannot be taken (empty loader, bad arguments)."""
+
+
+class RuntimeBuildError(EdgeOptError):
+    """A runtime (ONNX export, ONNX Runtime, torch.compile) could not build a candidate."""

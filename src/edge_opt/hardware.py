@@ -296,13 +296,17 @@ def summarize_hardware(
 
 
 def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
-    """Per precision, over successfully measured candidates: means, acceptance, and ratios
-    against fp32 at the same pruning level (median over levels; < 1 means faster/smaller).
+    """Per runtime and precision, over successfully measured candidates: means, acceptance,
+    and ratios against fp32 eager at the same pruning level (median over levels; < 1 means
+    faster / smaller than fp32 eager).
     """
     ok = sweep_df
     if "status" in sweep_df.columns:
         ok = sweep_df[sweep_df["status"] == "ok"]
+    if "runtime" not in ok.columns:
+        ok = ok.assign(runtime="eager")
     columns = [
+        "runtime",
         "precision",
         "candidates",
         "accuracy_mean",
@@ -316,7 +320,7 @@ def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
     ]
     if ok.empty:
         return pd.DataFrame(columns=columns)
-    table = ok.groupby("precision", as_index=False, sort=False).agg(
+    table = ok.groupby(["runtime", "precision"], as_index=False, sort=False).agg(
         candidates=("accuracy", "size"),
         accuracy_mean=("accuracy", "mean"),
         latency_ms_mean=("latency_ms", "mean"),
@@ -325,23 +329,21 @@ def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
         energy_proxy_j_mean=("energy_proxy_j", "mean"),
         accepted_ratio=("accepted", "mean"),
     )
-    fp32 = ok[ok["precision"] == "fp32"].set_index("pruning_level")
+    fp32 = ok[(ok["precision"] == "fp32") & (ok["runtime"] == "eager")]
+    fp32 = fp32.set_index("pruning_level")
     latency_ratio, size_ratio = [], []
-    for precision in table["precision"]:
-        rows = ok[ok["precision"] == precision].set_index("pruning_level")
+    for runtime, precision in zip(table["runtime"], table["precision"], strict=True):
+        rows = ok[(ok["precision"] == precision) & (ok["runtime"] == runtime)]
+        rows = rows.set_index("pruning_level")
         common = rows.index.intersection(fp32.index)
         if len(common) == 0:
             latency_ratio.append(float("nan"))
             size_ratio.append(float("nan"))
             continue
-        latency_ratio.append(
-            float(
-                (rows.loc[common, "latency_p50_ms"] / fp32.loc[common, "latency_p50_ms"]).median()
-            )
-        )
-        size_ratio.append(
-            float((rows.loc[common, "memory_mb"] / fp32.loc[common, "memory_mb"]).median())
-        )
+        lat = rows.loc[common, "latency_p50_ms"] / fp32.loc[common, "latency_p50_ms"]
+        size = rows.loc[common, "memory_mb"] / fp32.loc[common, "memory_mb"]
+        latency_ratio.append(float(lat.median()))
+        size_ratio.append(float(size.median()))
     table["latency_p50_ratio_vs_fp32"] = latency_ratio
     table["size_ratio_vs_fp32"] = size_ratio
     return table.sort_values("latency_ms_mean").reset_index(drop=True)[columns]

@@ -16,8 +16,9 @@ Protocol, for one or many callables (candidates):
    sibling hyperthread, a throttled host) shows up as a slower reference. A round during which
    others used more than ``noisy_cpu_threshold`` cores, or whose reference ran more than
    ``host_slowdown_threshold`` slower than its best, is discarded and redone for every callable,
-   at most ``noisy_max_retries`` times; a round kept noisy after that flags the callables
-   ``noisy``. Rounds shorter than 5 clock ticks (50 ms) cannot be judged by ``/proc/stat``;
+   at most ``noisy_max_retries`` times; callables are flagged ``noisy`` when more than 20% of
+   their kept rounds stayed noisy after the retries (``noisy_rounds`` counts them). Rounds
+   shorter than 5 clock ticks (50 ms) cannot be judged by ``/proc/stat``;
 6. rounds stop once every callable has ``min_rounds`` rounds and IQR/median below
    ``target_iqr_ratio``, or at ``max_rounds``, or when the time cap is hit.
 
@@ -44,6 +45,7 @@ from edge_opt.errors import MeasurementError
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 STABLE_THRESHOLD_BYTES = 1 << 30
+NOISY_SHARE = 0.2  # a candidate is flagged noisy when more of its kept rounds were noisy
 _ALLOCATOR_STATE: dict[str, Any] | None = None
 
 
@@ -224,8 +226,9 @@ class LatencyStats:
     other_cpu_cores: float | None = None  # max over kept rounds
     host_slowdown: float | None = None  # max over kept rounds: reference time / best - 1
     host_reference_ms: float | None = None  # fastest reference-kernel time in this measurement
-    noisy: bool = False
+    noisy: bool = False  # more than NOISY_SHARE of the kept rounds stayed noisy
     noisy_retries: int = 0
+    noisy_rounds: int = 0  # kept rounds that were still noisy after their retries
     stop_reason: str = ""
     energy_per_call_j: float | None = None  # from RAPL counters when the host exposes them
     round_medians_ms: tuple[float, ...] = field(default=(), repr=False)
@@ -323,7 +326,7 @@ class _Track:
     faults: int = 0
     other_max: float | None = None
     slowdown_max: float | None = None
-    noisy: bool = False
+    noisy_rounds: int = 0
     retries: int = 0
     warmup_calls: int = 0
     energy_j: float | None = None
@@ -391,7 +394,7 @@ def measure_interleaved(
                 track.samples += block
                 track.faults += faults
                 track.round_medians.append(float(np.median(block)) / 1e6)
-                track.noisy |= noisy
+                track.noisy_rounds += int(noisy)
                 if energy is not None:
                     track.energy_j = (track.energy_j or 0.0) + energy
                 if other is not None:
@@ -421,8 +424,9 @@ def measure_interleaved(
             other_cpu_cores=track.other_max,
             host_slowdown=track.slowdown_max,
             host_reference_ms=reference_best,
-            noisy=track.noisy,
+            noisy=track.noisy_rounds > NOISY_SHARE * len(track.round_medians),
             noisy_retries=track.retries,
+            noisy_rounds=track.noisy_rounds,
             stop_reason=stop,
             energy_per_call_j=None
             if track.energy_j is None

@@ -104,8 +104,19 @@ _PROBE = r"""
 import sys, torch
 torch.set_num_threads(int(sys.argv[3]))
 path = sys.argv[1]
-model = torch.jit.load(path) if path.endswith(".ts") else torch.load(path, weights_only=False)
 x = torch.load(sys.argv[2], weights_only=True)
+if path.endswith(".onnx"):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(sys.argv[3])
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.float().numpy()}
+    model = lambda _x: session.run(None, feed)
+elif path.endswith(".ts"):
+    model = torch.jit.load(path)
+else:
+    model = torch.load(path, weights_only=False)
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
@@ -146,15 +157,24 @@ def _save_for_probe(model: nn.Module, example: torch.Tensor, folder: Path) -> Pa
 
 
 def measure_peak_rss_delta_mb(
-    model: nn.Module, example: torch.Tensor, threads: int = 1, timeout_s: float = 120.0
+    model: nn.Module,
+    example: torch.Tensor,
+    threads: int = 1,
+    timeout_s: float = 120.0,
+    onnx_path: Path | None = None,
 ) -> RssProbe:
-    """Run the model once cold and once warm in a fresh child process; measure peak-RSS growth."""
+    """Run the model once cold and once warm in a fresh child process; measure peak-RSS growth.
+
+    With ``onnx_path`` the child runs that ONNX file in ONNX Runtime instead of ``model``.
+    """
     if not Path("/proc/self/clear_refs").exists():
         return RssProbe(None, None, "unavailable: /proc/self/clear_refs is missing (not Linux)")
     with tempfile.TemporaryDirectory(prefix="edge-opt-rss-") as tmp:
         input_path = Path(tmp) / "input.pt"
         try:
-            model_path = _save_for_probe(model, example, Path(tmp))
+            model_path = (
+                onnx_path if onnx_path is not None else _save_for_probe(model, example, Path(tmp))
+            )
         except Exception as exc:  # neither traceable nor picklable: say so rather than guess
             return RssProbe(None, None, f"unavailable: model cannot be saved for the probe ({exc})")
         torch.save(example, input_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,10 +47,17 @@ def evaluate_accuracy(
 ) -> AccuracyResult:
     """Top-1 accuracy over a loader, keeping the predictions (for agreement checks)."""
     model.eval()
+    return evaluate_predict(lambda x: model(x.to(input_dtype)), loader)
+
+
+def evaluate_predict(
+    predict: Callable[[torch.Tensor], torch.Tensor], loader: DataLoader
+) -> AccuracyResult:
+    """Top-1 accuracy of any ``predict(float batch) -> logits`` (a runtime), with predictions."""
     correct, total, preds = 0, 0, []
     with torch.inference_mode():
         for inputs, targets in loader:
-            pred = model(inputs.to(input_dtype)).float().argmax(dim=1)
+            pred = predict(inputs).float().argmax(dim=1)
             preds.append(pred)
             correct += int((pred == targets).sum())
             total += int(targets.numel())
@@ -117,6 +125,7 @@ class CandidateMetrics:
     page_faults_per_call: float | None
     noisy: bool
     noisy_retries: int
+    noisy_rounds: int
     other_cpu_cores: float | None
     host_slowdown: float | None
     host_reference_ms: float | None
@@ -185,6 +194,7 @@ def assemble_metrics(
         page_faults_per_call=latency.page_faults_per_call,
         noisy=latency.noisy,
         noisy_retries=latency.noisy_retries,
+        noisy_rounds=latency.noisy_rounds,
         other_cpu_cores=latency.other_cpu_cores,
         host_slowdown=latency.host_slowdown,
         host_reference_ms=latency.host_reference_ms,

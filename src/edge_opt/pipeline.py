@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -48,6 +49,7 @@ from edge_opt.metrics import collect_metrics, evaluate_accuracy
 from edge_opt.model import BuiltModel, build_model, count_parameters
 from edge_opt.quantization import BYTES_PER_ELEMENT
 from edge_opt.results import HardwareAnalysis, RunResult
+from edge_opt.runtimes import RuntimeModel
 
 if TYPE_CHECKING:
     from edge_opt.multiseed import MultiSeedResult
@@ -165,6 +167,7 @@ def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]
     ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
     for _, row in sweep[sweep["status"] == "failed"].iterrows():
         notes.append(f"{row['candidate_id']} failed: {row['error']}")
+    ok = ok[ok["runtime"] == "eager"] if "runtime" in ok else ok  # fp16 check: eager kernels
     if not ok.empty and {"fp16", "fp32"} <= set(ok["precision"]):
         fp32 = ok[ok["precision"] == "fp32"].set_index("pruning_level")[LATENCY_COST]
         fp16 = ok[ok["precision"] == "fp16"].set_index("pruning_level")[LATENCY_COST]
@@ -180,6 +183,49 @@ def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]
                     "what an fp16-native accelerator would do"
                 )
     return notes
+
+
+def variant_path(folder: Path, level: float) -> Path:
+    return folder / f"p{round(level * 100):02d}.pt"
+
+
+def save_variants(variants: dict[float, nn.Module], folder: Path) -> None:
+    """Keep each pruned float model (pickled module) so `edge-opt export` can rebuild any
+    candidate of a finished run without pruning or fine-tuning again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for level, model in variants.items():
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        atomic_write_bytes(variant_path(folder, level), buffer.getvalue())
+
+
+def export_deployables(
+    built: dict[str, RuntimeModel], candidate_ids: list[str], folder: Path
+) -> list[dict[str, Any]]:
+    """Write ``models/<id>.onnx`` (onnxruntime) or ``models/<id>.pt`` (TorchScript, eager and
+    compiled) for the given candidates; returns their paths and sha256."""
+    records = []
+    for cid in candidate_ids:
+        model = built.get(cid)
+        if model is None:
+            continue
+        suffix = ".onnx" if model.artifact is not None else ".pt"
+        try:
+            path = model.save(folder / f"{cid}{suffix}")
+        except Exception as exc:  # an export that fails is reported, not fatal
+            log.warning("could not export %s: %s", cid, exc)
+            records.append({"candidate_id": cid, "path": None, "error": str(exc)})
+            continue
+        records.append(
+            {
+                "candidate_id": cid,
+                "path": str(path.relative_to(folder.parent)),
+                "format": "onnx" if suffix == ".onnx" else "torchscript",
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+            }
+        )
+    return records
 
 
 def run_pipeline(
@@ -205,6 +251,9 @@ def run_pipeline(
     allocator = stabilize_allocator()
     harness = harness_settings(cfg)
     seed_everything(cfg.seed)
+    built_models: dict[str, RuntimeModel] = {}
+    work = tempfile.TemporaryDirectory(prefix="edge-opt-work-")
+    workdir = Path(work.name)
     torch.backends.quantized.engine = cfg.quantization_backend
 
     # --- model and data ---------------------------------------------------------------------
@@ -300,6 +349,9 @@ def run_pipeline(
         harness=harness,
         memory_budget_metric=cfg.memory_budget_metric,
         measure_rss=cfg.measure_peak_rss,
+        runtimes=cfg.runtimes,
+        workdir=workdir,
+        keep_models=built_models,
         on_result=on_candidate,
     )
     timings["sweep"] = time.perf_counter() - t
@@ -310,11 +362,16 @@ def run_pipeline(
     memory_front = pareto_frontier(sweep, "memory_mb", cfg.pareto_use_ci)
     recommendation = recommend_candidate(sweep, val_acc, cfg.max_accuracy_drop, LATENCY_COST)
     log.info("recommended: %s (%s)", recommendation.candidate_id, recommendation.reason)
+    deploy_ids = [recommendation.candidate_id] if recommendation.candidate_id else []
+    for front in (latency_front, energy_front):
+        deploy_ids += [c for c in front.get("candidate_id", []) if c not in deploy_ids]
+    exported = export_deployables(built_models, deploy_ids, out / "models")
+    save_variants(variants, out / "models" / "variants")
 
     # --- hardware ---------------------------------------------------------------------------
     t = time.perf_counter()
     rows = {r["candidate_id"]: r for r in sweep.to_dict("records")}
-    base_id = candidate_id(0.0, "fp32")
+    base_id = candidate_id(0.0, "fp32", "eager")
     base_row = rows.get(base_id)
     if base_row is None or base_row["status"] != "ok":
         metrics = collect_metrics(
@@ -377,6 +434,7 @@ def run_pipeline(
     if recommendation.candidate_id is None:
         warnings.append(f"no recommendation: {recommendation.reason}")
     timings["total"] = time.perf_counter() - clock
+    work.cleanup()
     return RunResult(
         config=cfg.to_dict(),
         environment=environment,
@@ -407,6 +465,7 @@ def run_pipeline(
         hardware_baseline=hw_base,
         hardware_recommended=hw_rec,
         hardware_candidates=hw_candidates,
+        exported_models=exported,
         precision_tradeoffs=tradeoffs.to_dict("records"),
         warnings=warnings,
         timings_s=timings,

@@ -86,7 +86,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "baseline": {**result.baseline, "metrics": base_row},
         "study_rows": len(sweep),
         "ok_rows": len(ok),
-        "failed_rows": len(sweep) - len(ok),
+        "failed_rows": int((sweep["status"] == "failed").sum()) if not sweep.empty else 0,
+        "skipped_rows": int((sweep["status"] == "skipped").sum()) if not sweep.empty else 0,
         "accepted_rows": len(accepted),
         "rejected_rows": len(ok) - len(accepted),
         "memory_budgets_mb": cfg["memory_budgets_mb"],
@@ -108,6 +109,7 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "pareto_frontier_latency": result.latency_frontier,
         "pareto_frontier_energy": result.energy_frontier,
         "pareto_use_ci": cfg["pareto_use_ci"],
+        "exported_models": result.exported_models,
         "hardware": {
             "baseline": {
                 "candidate_id": result.hardware_baseline.candidate_id,
@@ -254,7 +256,8 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         summary["recommended_reason"],
         "",
         f"Accepted {summary['accepted_rows']} of {summary['ok_rows']} measured candidates "
-        f"({summary['failed_rows']} failed) under the active budget of "
+        f"({summary['failed_rows']} failed, {summary['skipped_rows']} skipped) under the "
+        "active budget of "
         f"{cfg['active_memory_budget_mb']:g} MB on {summary['budget_constrains']} "
         "(MB = 2^20 bytes).",
         "",
@@ -292,6 +295,10 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "",
         f"- accuracy vs p50 latency: {', '.join(result.latency_frontier) or '(empty)'}",
         f"- accuracy vs energy proxy: {', '.join(result.energy_frontier) or '(empty)'}",
+        "",
+        "Deployable files of the recommended candidate and every frontier point: "
+        + (", ".join(f"`{m['path']}`" for m in result.exported_models if m.get("path")) or "(none)")
+        + " (sha256 in `manifest.json`).",
         "",
         "## Hardware (modelled traffic over measured latency)",
         "",
@@ -418,6 +425,7 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
             "sha256": result.baseline["checkpoint_sha256"],
         },
         "files": {str(p.relative_to(out)): sha256_file(p) for p in sorted(set(paths))},
+        "exported_models": result.exported_models,
     }
     paths.append(atomic_write_json(out / "manifest.json", manifest))
     paths.append(atomic_write_json(out / "run_status.json", {"status": "ok"}))

@@ -46,6 +46,7 @@ class RunResult:
     hardware_recommended: HardwareAnalysis | None
     precision_tradeoffs: list[dict[str, Any]]
     hardware_candidates: list[HardwareAnalysis] = field(default_factory=list)
+    exported_models: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     started_at: str = ""

@@ -13,6 +13,7 @@ Three phases, so that timing is fair and nothing is lost:
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,13 +37,13 @@ from edge_opt.metrics import (
     CandidateMetrics,
     assemble_metrics,
     evaluate_accuracy,
+    evaluate_predict,
     first_inputs,
-    serialized_size_bytes,
     throughput_settings,
 )
 from edge_opt.model import count_parameters
 from edge_opt.pruning import PruningScope, structured_channel_prune
-from edge_opt.quantization import ConvertedModel, convert_precision
+from edge_opt.runtimes import RuntimeModel, build_runtime, unsupported_reason
 from edge_opt.training import train_model
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class CandidateResult:
     pruning_level: float
     precision: str
     runtime: str
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "skipped" (a runtime that cannot run the precision)
     error: str | None
     parameter_count: int | None
     macs_per_sample: int | None
@@ -81,6 +82,8 @@ class CandidateResult:
     budget_violations: Mapping[float, bool | None] = field(default_factory=dict)
     peak_activation_bytes: int | None = None
     runtime_memory_mb: float | None = None
+    ref_top1_agreement: float | None = None
+    ref_max_abs_error: float | None = None
     measured_peak_rss_mb: float | None = None
     measured_peak_rss_warm_mb: float | None = None
     rss_note: str | None = None
@@ -109,6 +112,8 @@ class CandidateResult:
         row.update(metrics)
         row.update(
             test_accuracy=self.test_accuracy,
+            ref_top1_agreement=self.ref_top1_agreement,
+            ref_max_abs_error=self.ref_max_abs_error,
             peak_activation_bytes=self.peak_activation_bytes,
             runtime_memory_mb=self.runtime_memory_mb,
             measured_peak_rss_mb=self.measured_peak_rss_mb,
@@ -167,15 +172,18 @@ def _first_batches(source: DataLoader | Iterable[torch.Tensor], count: int) -> l
 
 @dataclass
 class _Prepared:
-    """A candidate after phase 1: converted and evaluated, waiting to be timed."""
+    """A candidate after phase 1: built and evaluated, waiting to be timed."""
 
     common: dict[str, Any]
-    converted: ConvertedModel | None = None
+    built: RuntimeModel | None = None
     accuracy: AccuracyResult | None = None
     test_accuracy: float | None = None
     size_bytes: int = 0
     peak_bytes: int | None = None
+    ref_agreement: float | None = None
+    ref_max_abs_error: float | None = None
     error: str | None = None
+    skipped: str | None = None
     seconds: float = 0.0
     latency: LatencyStats | None = None
     throughput: LatencyStats | None = None
@@ -186,10 +194,20 @@ class _Prepared:
         return str(self.common["candidate_id"])
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """The fixed batch every candidate's outputs are checked on, and the fp32 eager logits of
+    the same pruning level on it."""
+
+    batch: torch.Tensor
+    logits: torch.Tensor
+
+
 def _prepare(
     float_model: nn.Module,
     level: float,
     precision: str,
+    runtime: str,
     fine_tune_epochs: int,
     val_loader: DataLoader,
     test_loader: DataLoader | None,
@@ -197,34 +215,47 @@ def _prepare(
     backend: str,
     latency_input: torch.Tensor,
     input_shape: tuple[int, int, int],
+    threads: int,
+    workdir: Path | None,
+    reference: _Reference,
 ) -> _Prepared:
     layers = estimate_layerwise_stats(float_model, 1, input_shape)
     prepared = _Prepared(
         common={
-            "candidate_id": candidate_id(level, precision),
+            "candidate_id": candidate_id(level, precision, runtime),
             "pruning_level": level,
             "precision": precision,
-            "runtime": DEFAULT_RUNTIME,
+            "runtime": runtime,
             "parameter_count": count_parameters(float_model),
             "macs_per_sample": int(layers["macs"].sum()),
             "fine_tune_epochs": fine_tune_epochs,
         }
     )
+    reason = unsupported_reason(runtime, precision)
+    if reason is not None:
+        prepared.skipped = reason
+        return prepared
     start = time.perf_counter()
     try:
-        converted = convert_precision(float_model, precision, calibration, backend)
-        prepared.converted = converted
-        prepared.accuracy = evaluate_accuracy(converted.model, val_loader, converted.input_dtype)
+        folder = workdir / prepared.cid if workdir is not None else None
+        built = build_runtime(
+            runtime, float_model, precision, calibration, latency_input, threads, backend, folder
+        )
+        prepared.built = built
+        prepared.accuracy = evaluate_predict(built.predict, val_loader)
         if test_loader is not None:
-            prepared.test_accuracy = evaluate_accuracy(
-                converted.model, test_loader, converted.input_dtype
-            ).accuracy
-        prepared.size_bytes = serialized_size_bytes(converted.model)
-        example = converted.prepare_input(latency_input)
-        prepared.peak_bytes = peak_activation_bytes(converted.model, example).peak_bytes
+            prepared.test_accuracy = evaluate_predict(built.predict, test_loader).accuracy
+        prepared.size_bytes = built.size_bytes
+        logits = built.predict(reference.batch).float()
+        prepared.ref_agreement = float(
+            (logits.argmax(1) == reference.logits.argmax(1)).float().mean()
+        )
+        prepared.ref_max_abs_error = float((logits - reference.logits).abs().max())
+        example = built.eager.prepare_input(latency_input)
+        prepared.peak_bytes = peak_activation_bytes(built.eager.model, example).peak_bytes
     except (EdgeOptError, RuntimeError) as exc:
         log.warning("%s failed: %s", prepared.cid, exc)
-        prepared.converted, prepared.error = None, f"{type(exc).__name__}: {exc}"
+        prepared.built, prepared.error = None, f"{type(exc).__name__}: {exc}"
     prepared.seconds = time.perf_counter() - start
     return prepared
 
@@ -249,8 +280,8 @@ def _result(
     if p.error is not None or p.accuracy is None:
         return CandidateResult(
             **base,
-            status="failed",
-            error=p.error,
+            status="skipped" if p.skipped else "failed",
+            error=p.skipped or p.error,
             metrics=None,
             test_accuracy=None,
             accepted=False,
@@ -282,6 +313,8 @@ def _result(
         budget_violations=violations,
         peak_activation_bytes=p.peak_bytes,
         runtime_memory_mb=runtime_mb,
+        ref_top1_agreement=p.ref_agreement,
+        ref_max_abs_error=p.ref_max_abs_error,
         measured_peak_rss_mb=p.rss[0],
         measured_peak_rss_warm_mb=p.rss[1],
         rss_note=p.rss[2],
@@ -294,10 +327,11 @@ def _result(
 
 def _pending_row(p: _Prepared, budgets: Sequence[float], active: float) -> dict[str, Any]:
     """Phase-1 row written at once: accuracy and size known, latency still to be timed."""
+    status = "skipped" if p.skipped else "failed" if p.error else "timing_pending"
     row = {
         **p.common,
-        "status": "failed" if p.error else "timing_pending",
-        "error": p.error,
+        "status": status,
+        "error": p.skipped or p.error,
         "active_budget_mb": active,
     }
     if p.accuracy is not None:
@@ -351,6 +385,9 @@ def run_sweep(
     harness: HarnessSettings | None = None,
     memory_budget_metric: str = "model",
     measure_rss: bool = True,
+    runtimes: Sequence[str] = (DEFAULT_RUNTIME,),
+    workdir: str | Path | None = None,
+    keep_models: dict[str, RuntimeModel] | None = None,
     on_result: Callable[[CandidateResult, int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Measure every pruning level x precision and decide acceptance against the budgets.
@@ -365,6 +402,10 @@ def run_sweep(
         memory_budget_metric: ``model`` (serialized size) or ``runtime`` (size + peak
             activations) is what the budgets constrain.
         measure_rss: probe each candidate's peak RSS in a fresh child process.
+        runtimes: any of ``eager``, ``onnxruntime``, ``compiled``; a precision a runtime
+            cannot run gives a ``skipped`` row with the reason.
+        workdir: where exported ONNX files are written (a temporary directory by default).
+        keep_models: if given, filled with every built candidate (id -> ``RuntimeModel``).
         pruned_models: pre-built float model per level (skips pruning/fine-tuning here).
         on_result: called with (result, index, total) for each finished candidate.
         Other arguments: as the config keys of the same names.
@@ -399,15 +440,21 @@ def run_sweep(
     latency_input = first_inputs(val_loader, latency_batch_size)
     batch_input = next(iter(val_loader))[0]
     out = Path(output_dir) / "sweep_results.csv" if output_dir is not None else None
+    workdir = Path(workdir) if workdir is not None else None
 
     # Phase 1: prepare every candidate; each row goes to disk as soon as it exists.
     prepared: list[_Prepared] = []
+    check_batch = next(iter(val_loader))[0]
     for level in pruning_levels:
-        for precision in precisions:
+        with torch.inference_mode():
+            level_logits = pruned_models[level].float().eval()(check_batch).float()
+        level_reference = _Reference(check_batch, level_logits)
+        for precision, runtime in itertools.product(precisions, runtimes):
             p = _prepare(
                 pruned_models[level],
                 level,
                 precision,
+                runtime,
                 fine_tune_epochs if level > 0 else 0,
                 val_loader,
                 test_loader,
@@ -415,8 +462,13 @@ def run_sweep(
                 quantization_backend,
                 latency_input,
                 input_shape,
+                harness.threads,
+                workdir,
+                level_reference,
             )
             prepared.append(p)
+            if keep_models is not None and p.built is not None:
+                keep_models[p.cid] = p.built
             if p.accuracy is not None:
                 log.info(
                     "prepared %s: accuracy %.4f, %.1f KiB",
@@ -436,7 +488,7 @@ def run_sweep(
                 )
 
     # Phase 2: time all candidates together, interleaved, at both batch sizes.
-    ready = [p for p in prepared if p.converted is not None]
+    ready = [p for p in prepared if p.built is not None]
     rapl = RaplReader()
     if ready:
         log.info(
@@ -446,7 +498,7 @@ def run_sweep(
             harness.threads,
         )
         lat = measure_interleaved(
-            {p.cid: _call(p.converted, latency_input) for p in ready},
+            {p.cid: _call(p.built, latency_input) for p in ready},
             harness,
             dict.fromkeys([p.cid for p in ready], latency_batch_size),
             on_round=lambda r, n: log.debug("latency round %d/%d", r, n),
@@ -454,7 +506,7 @@ def run_sweep(
         )
         log.info("timing throughput at batch %d", int(batch_input.shape[0]))
         thr = measure_interleaved(
-            {p.cid: _call(p.converted, batch_input) for p in ready},
+            {p.cid: _call(p.built, batch_input) for p in ready},
             throughput_settings(harness, throughput_repeats),
             dict.fromkeys([p.cid for p in ready], int(batch_input.shape[0])),
         )
@@ -464,12 +516,21 @@ def run_sweep(
     # Phase 3: peak RSS of one inference in a fresh process per candidate.
     if measure_rss:
         for p in ready:
+            built = p.built
+            if built is None:
+                continue
+            if built.runtime == "compiled":
+                p.rss = (None, None, "not measured: compilation in the child would dominate")
+                continue
             probe = measure_peak_rss_delta_mb(
-                p.converted.model, p.converted.prepare_input(latency_input), harness.threads
+                built.eager.model,
+                built.eager.prepare_input(latency_input),
+                harness.threads,
+                onnx_path=built.artifact,
             )
             p.rss = (probe.cold_mb, probe.warm_mb, probe.note)
 
-    base_id = candidate_id(0.0, "fp32")
+    base_id = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
     base_latency = next((p.latency for p in ready if p.cid == base_id), None)
     results: list[CandidateResult] = []
     for index, p in enumerate(prepared, start=1):
@@ -496,8 +557,7 @@ def run_sweep(
     return frame
 
 
-def _call(converted: ConvertedModel | None, x: torch.Tensor) -> Callable[[], object]:
-    if converted is None:
-        raise ValueError("only converted candidates can be timed")
-    model, example = converted.model, converted.prepare_input(x)
-    return lambda: model(example)
+def _call(built: RuntimeModel | None, x: torch.Tensor) -> Callable[[], object]:
+    if built is None:
+        raise ValueError("only built candidates can be timed")
+    return built.timed_call(x)

@@ -1,0 +1,177 @@
+"""Runtimes as a sweep axis: ONNX export round trip, ONNX Runtime int8, compiled, skips."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from edge_opt.environment import sha256_file
+from edge_opt.errors import RuntimeBuildError
+from edge_opt.runtimes import build_runtime, unsupported_reason
+
+REPO = Path(__file__).resolve().parents[1]
+EDGE_OPT = Path(sys.executable).parent / "edge-opt"
+
+
+def top1_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.argmax(1) == b.argmax(1)).float().mean())
+
+
+def test_onnx_round_trip_agrees_with_eager_fp32(trained_cnn, synthetic_splits, tmp_path) -> None:
+    x = synthetic_splits.val.tensors[0][:200]
+    built = build_runtime("onnxruntime", trained_cnn, "fp32", [], x[:1], workdir=tmp_path)
+    assert built.artifact is not None
+    assert built.artifact.suffix == ".onnx"
+    assert built.size_bytes == os.path.getsize(built.artifact)
+    with torch.inference_mode():
+        reference = trained_cnn(x)
+    outputs = built.predict(x)  # dynamic batch: 200 rows from a model exported at batch 1
+    assert outputs.shape == (200, 10)
+    assert top1_agreement(outputs, reference) >= 0.99
+    assert float((outputs - reference).abs().max()) < 1e-3
+
+
+def test_onnxruntime_int8_is_quantized_and_agrees(
+    trained_cnn, synthetic_splits, calibration, tmp_path
+) -> None:
+    import onnx
+
+    x = synthetic_splits.val.tensors[0][:200]
+    built = build_runtime("onnxruntime", trained_cnn, "int8", calibration, x[:1], workdir=tmp_path)
+    graph = onnx.load(str(built.artifact)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    fp32 = build_runtime("onnxruntime", trained_cnn, "fp32", [], x[:1], workdir=tmp_path / "f")
+    assert built.size_bytes < 0.4 * fp32.size_bytes
+    with torch.inference_mode():
+        assert top1_agreement(built.predict(x), trained_cnn(x)) >= 0.95
+
+
+def test_unsupported_combinations_say_why() -> None:
+    assert unsupported_reason("onnxruntime", "fp16") == (
+        "ONNX Runtime's CPU execution provider has few fp16 kernels"
+    )
+    assert unsupported_reason("eager", "fp16") is None
+    assert unsupported_reason("tflite", "fp32").startswith("runtime 'tflite' is unknown")
+    with pytest.raises(RuntimeBuildError, match="no bf16 kernels"):
+        build_runtime("onnxruntime", torch.nn.Linear(2, 2), "bf16", [], torch.zeros(1, 2))
+
+
+@pytest.mark.slow
+def test_compiled_runtime_matches_eager(trained_cnn, synthetic_splits) -> None:
+    x = synthetic_splits.val.tensors[0][:64]
+    built = build_runtime("compiled", trained_cnn, "fp32", [], x[:1])
+    with torch.inference_mode():
+        reference = trained_cnn(x)
+    assert top1_agreement(built.predict(x), reference) == 1.0
+
+
+@pytest.fixture(scope="module")
+def runtime_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runtimes")
+    proc = subprocess.run(
+        [
+            str(EDGE_OPT),
+            "run",
+            "configs/quick.yaml",
+            "-o",
+            str(out),
+            "--set",
+            "epochs=1",
+            "--set",
+            "fine_tune_epochs=0",
+            "--set",
+            "pruning_levels=[0.5]",
+            "--set",
+            "precisions=[fp32, fp16, int8]",
+            "--set",
+            "runtimes=[eager, onnxruntime]",
+            "--set",
+            "benchmark_repeats=20",
+            "--set",
+            "benchmark_max_rounds=3",
+            "--set",
+            "measure_peak_rss=false",
+            "--set",
+            "memory_budgets_mb=[1.0]",
+            "--set",
+            "active_memory_budget_mb=1.0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_sweep_has_a_runtime_axis_and_skipped_rows(runtime_run: Path) -> None:
+    sweep = pd.read_csv(runtime_run / "sweep_results.csv").set_index("candidate_id")
+    assert set(sweep["runtime"]) == {"eager", "onnxruntime"}
+    skipped = sweep.loc["p50-fp16-onnxruntime"]
+    assert skipped["status"] == "skipped"
+    assert skipped["error"] == "ONNX Runtime's CPU execution provider has few fp16 kernels"
+    ort = sweep.loc["p50-fp32-onnxruntime"]
+    assert ort["status"] == "ok"
+    assert ort["ref_top1_agreement"] >= 0.99  # vs fp32 eager of the same pruning level
+    assert ort["ref_max_abs_error"] < 1e-3
+    assert sweep.loc["p50-int8-onnxruntime", "status"] == "ok"
+
+
+@pytest.mark.slow
+def test_exported_files_match_the_manifest(runtime_run: Path) -> None:
+    manifest = json.loads((runtime_run / "manifest.json").read_text())
+    exported = manifest["exported_models"]
+    summary = json.loads((runtime_run / "summary.json").read_text())
+    front = set(summary["pareto_frontier_latency"]) | set(summary["pareto_frontier_energy"])
+    expected = front | ({summary["recommended"]} if summary["recommended"] else set())
+    assert {m["candidate_id"] for m in exported} == expected
+    assert exported  # everything is accepted under a 1 MB budget: the frontiers are not empty
+    for model in exported:
+        path = runtime_run / model["path"]
+        assert path.suffix == (".onnx" if model["candidate_id"].endswith("onnxruntime") else ".pt")
+        assert sha256_file(path) == model["sha256"]
+
+
+@pytest.mark.slow
+def test_export_command_rebuilds_a_candidate(runtime_run: Path) -> None:
+    manifest = json.loads((runtime_run / "manifest.json").read_text())
+    target = runtime_run / "again.onnx"
+    proc = subprocess.run(
+        [
+            str(EDGE_OPT),
+            "export",
+            str(runtime_run),
+            "--candidate",
+            "p50-fp32-onnxruntime",
+            "--output",
+            str(target),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert target.is_file()
+    assert sha256_file(target) in proc.stdout.replace("\n", "")
+    recorded = {m["candidate_id"]: m["sha256"] for m in manifest["exported_models"]}
+    if "p50-fp32-onnxruntime" in recorded:  # a frontier point: the same bytes again
+        assert sha256_file(target) == recorded["p50-fp32-onnxruntime"]
+    bad = subprocess.run(
+        [str(EDGE_OPT), "export", str(runtime_run), "--candidate", "nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1
+    assert "candidate 'nope' is not in this run" in bad.stderr
