@@ -12,20 +12,18 @@ and the size ratio. Target: >= 5x lower latency, <= 1 pp accuracy loss, >= 3.5x 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from _runs import run_or_reuse  # benchmarks/ is on sys.path when a script runs from it
 
 from edge_opt.config import build_config
 from edge_opt.harness import HarnessSettings, measure_interleaved
 from edge_opt.pipeline import build_configured_model
 from edge_opt.results import RunResult
 from edge_opt.runtimes import ort_session
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def deployable_call(path: Path, x: torch.Tensor, threads: int):
@@ -43,18 +41,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = args.run_dir
-        if run_dir is None:
-            run_dir = Path(tmp) / "run"
-            edge_opt = Path(sys.executable).parent / "edge-opt"
-            proc = subprocess.run(
-                [str(edge_opt), "run", args.config, "-o", str(run_dir)],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode != 0:
-                sys.exit(f"edge-opt run failed:\n{proc.stderr}")
+        run_dir = run_or_reuse(args.config, args.run_dir, Path(tmp))
         result = RunResult.load(run_dir)
         rec_id = result.recommendation["candidate_id"]
         if rec_id is None:

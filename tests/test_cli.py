@@ -41,6 +41,12 @@ EXPECTED_FILES = [
     "run_result.json",
     "report.md",
     "run_status.json",
+    "operator_profile.csv",
+    "hardware_totals.csv",
+    "hardware_profile.json",
+    "roofline.png",
+    "roofline.csv",
+    "projection_validation.json",
     "models/baseline_fp32.pt",
 ]
 
@@ -166,6 +172,24 @@ def test_unknown_model_is_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_usage_errors_exit_2() -> None:
     assert edge_opt("run").returncode == 2
     assert edge_opt("frobnicate").returncode == 2
+
+
+def test_profile_command_prints_operators_and_writes_artifacts(tmp_path: Path) -> None:
+    proc = edge_opt(
+        "profile",
+        "configs/quick.yaml",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "device=jetson-nano",
+        "--set",
+        "profile_repeats=3",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "aten::conv2d" in proc.stdout
+    assert "jetson-nano" in proc.stdout
+    for name in ("operator_profile.csv", "hardware_totals.csv", "hardware_profile.json"):
+        assert (tmp_path / "profile" / name).is_file()
 
 
 def test_version() -> None:

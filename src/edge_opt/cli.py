@@ -259,6 +259,44 @@ def export(
     )
 
 
+@app.command()
+def profile(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Profile the configured model operator by operator and write the profile artifacts."""
+    _setup_logging(verbose)
+    from edge_opt.config import load_config
+    from edge_opt.pipeline import profile_model
+
+    try:
+        cfg = load_config(config, set_ or [])
+        table, folder = profile_model(cfg)
+    except EdgeOptError as exc:
+        _fail(exc, verbose)
+    ops = Table(title=f"operators of {table.subject} (per forward, profiler overhead included)")
+    for col in ("operator", "latency ms", "memory KB", "calls"):
+        ops.add_column(col, justify="left" if col == "operator" else "right")
+    for row in table.operator_profile[:20]:
+        ops.add_row(
+            row["operator"],
+            f"{row['latency_ms']:.4f}",
+            f"{row['memory_kb']:.1f}",
+            f"{row['calls']:g}",
+        )
+    out_console.print(ops)
+    t = table.totals
+    util = "n/a" if t["stream_utilization"] is None else f"{t['stream_utilization']:.2%}"
+    out_console.print(
+        f"totals: {t['latency_ms']:.4f} ms, {t['memory_kb']:.1f} KB, "
+        f"{t['estimated_bandwidth_mb_s']:.1f} MB/s, stream utilisation {util}",
+        markup=False,
+    )
+    for key, sentence in table.edge_constraints.items():
+        out_console.print(f"{key}: {sentence}", markup=False)
+    out_console.print(
+        f"written to {folder}/ (operator_profile.csv, hardware_totals.csv, hardware_profile.json)",
+        markup=False,
+    )
+
+
 def entrypoint() -> None:
     """Console-script entry point."""
     try:

@@ -119,8 +119,11 @@ class ExperimentConfig(BaseModel):
     fine_tune_epochs: int = Field(
         0, ge=0, description="Epochs of fine-tuning after each pruning level > 0."
     )
-    device: Literal["cpu"] = Field(
-        "cpu", description="Torch device for training and measurement; only `cpu` here."
+    device: Literal["host", "cpu", "raspberry-pi-4", "jetson-nano", "desktop-ddr4"] = Field(
+        "host",
+        description="Target device profile for the roofline, bottleneck and latency projection: "
+        "`host` (this machine, measured; `cpu` is the same), `raspberry-pi-4`, `jetson-nano`, "
+        "`desktop-ddr4`. Everything is measured on this machine's CPU.",
     )
     # --- the sweep --------------------------------------------------------------------------
     pruning_levels: tuple[float, ...] = Field(
@@ -214,8 +217,19 @@ class ExperimentConfig(BaseModel):
         le=100,
         description="Target CPU speed / this host's; != 1 adds `*_scaled` columns.",
     )
-    memory_bandwidth_gbps: float = Field(
-        35.0, gt=0, description="Memory bandwidth the utilisation figure compares against."
+    memory_bandwidth_gbps: float | None = Field(
+        None,
+        gt=0,
+        description="GB/s the bandwidth utilisation compares against and the target's "
+        "bandwidth; null = measured on this host (utilisation) and the device profile's.",
+    )
+    stream_interval_ms: float | None = Field(
+        33.3,
+        gt=0,
+        description="Time between stream inputs (33.3 = 30 frames/s) for stream utilisation.",
+    )
+    profile_repeats: int = Field(
+        20, ge=1, description="Forward passes under the PyTorch profiler (operator profile)."
     )
     peak_compute_gmacs: float | None = Field(
         None, gt=0, description="Peak GMAC/s of the device; enables compute utilisation."

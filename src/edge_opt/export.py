@@ -17,9 +17,10 @@ import torch
 
 from edge_opt.config import build_config
 from edge_opt.data import calibration_inputs, load_raw_dataset, split_dataset
+from edge_opt.deployables import variant_path
 from edge_opt.environment import sha256_file
 from edge_opt.errors import EdgeOptError
-from edge_opt.pipeline import build_configured_model, variant_path
+from edge_opt.preparation import build_configured_model
 from edge_opt.results import RunResult
 from edge_opt.runtimes import build_runtime
 

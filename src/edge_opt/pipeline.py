@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,22 +16,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
+from edge_opt.analysis import analyse_candidate, profile_candidate, project_candidates
 from edge_opt.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edge_opt.config import ExperimentConfig, dump_config
 from edge_opt.data import (
-    DataSplits,
     calibration_inputs,
     load_raw_dataset,
     make_loaders,
     split_dataset,
 )
+from edge_opt.deployables import export_deployables, save_variants
+from edge_opt.devices import get_device_profile, host_profile
 from edge_opt.environment import describe_environment, has_native_fp16, sha256_file
-from edge_opt.errors import EdgeOptError, ModelError
 from edge_opt.experiments import (
     CandidateResult,
     EpochStats,
@@ -43,122 +41,42 @@ from edge_opt.experiments import (
     run_sweep,
     train_model,
 )
-from edge_opt.hardware import estimate_layerwise_stats, precision_tradeoff_table, summarize_hardware
-from edge_opt.harness import HarnessSettings, load_average, stabilize_allocator
+from edge_opt.hardware import precision_tradeoff_table
+from edge_opt.harness import load_average, stabilize_allocator
 from edge_opt.metrics import collect_metrics, evaluate_accuracy
-from edge_opt.model import BuiltModel, build_model, count_parameters
-from edge_opt.quantization import BYTES_PER_ELEMENT
-from edge_opt.results import HardwareAnalysis, RunResult
+from edge_opt.model import count_parameters
+from edge_opt.preparation import (
+    build_configured_model,
+    check_data_fits_model,
+    harness_settings,
+    preflight,
+    profile_model,
+    seed_everything,
+)
+from edge_opt.profiling import roofline_points
+from edge_opt.results import RunResult
 from edge_opt.runtimes import RuntimeModel
 
 if TYPE_CHECKING:
     from edge_opt.multiseed import MultiSeedResult
+
+__all__ = [
+    "build_configured_model",
+    "check_data_fits_model",
+    "preflight",
+    "profile_model",
+    "run",
+    "run_experiment",
+    "run_pipeline",
+]
 
 log = logging.getLogger(__name__)
 
 LATENCY_COST = "latency_p50_ms"
 ENERGY_COST = "energy_proxy_j"
 CHECKPOINT = "models/baseline_fp32.pt"
+TORCH_DEVICE = "cpu"  # every measurement runs on this machine's CPU; `device` is the target
 FP16_SLOW_RATIO = 3.0
-
-
-def build_configured_model(cfg: ExperimentConfig) -> BuiltModel:
-    """The model the config describes (registered or a user factory, checkpoint loaded)."""
-    spec = cfg.model
-    return build_model(
-        spec.name, spec.factory, spec.kwargs, spec.checkpoint, spec.input_shape, spec.num_classes
-    )
-
-
-def check_data_fits_model(splits: DataSplits, built: BuiltModel) -> None:
-    """The dataset's images must have the model's input shape, and its classes must match.
-
-    Raises:
-        ModelError: saying what does not match and what to change.
-    """
-    if tuple(splits.input_shape) != tuple(built.input_shape):
-        raise ModelError(
-            f"model {built.label!r} expects inputs of shape {list(built.input_shape)} (C, H, W) "
-            f"but dataset {splits.name!r} has images of shape {list(splits.input_shape)}; use a "
-            "model built for that shape (e.g. model.kwargs in_channels and model.input_shape) "
-            "or a dataset with matching images"
-        )
-    with torch.inference_mode():
-        classes = int(built.model.eval()(splits.train.tensors[0][:1]).shape[-1])
-    if classes != splits.num_classes:
-        raise ModelError(
-            f"model {built.label!r} outputs {classes} classes but dataset {splits.name!r} has "
-            f"{splits.num_classes}; set model.num_classes: {splits.num_classes}"
-        )
-
-
-def preflight(cfg: ExperimentConfig) -> list[str]:
-    """Problems a run would hit before any work: bad model, dataset missing or mismatched."""
-    problems = []
-    try:
-        built = build_configured_model(cfg)
-    except EdgeOptError as exc:
-        problems.append(str(exc))
-        built = None
-    try:
-        shape = built.input_shape if built is not None else (1, 28, 28)
-        raw = load_raw_dataset(cfg.dataset, cfg.data_dir, shape)
-        if built is not None and tuple(raw.train_images.shape[1:]) != tuple(built.input_shape):
-            problems.append(
-                f"model {built.label!r} expects inputs of shape {list(built.input_shape)} but "
-                f"dataset {cfg.dataset!r} has images of shape {list(raw.train_images.shape[1:])}"
-            )
-    except EdgeOptError as exc:
-        problems.append(str(exc))
-    return problems
-
-
-def harness_settings(cfg: ExperimentConfig) -> HarnessSettings:
-    """The timing protocol the config asks for."""
-    return HarnessSettings(
-        threads=cfg.benchmark_threads,
-        warmup_min=cfg.benchmark_warmup,
-        settle_tolerance=cfg.benchmark_settle_tolerance,
-        calls_per_round=cfg.benchmark_repeats,
-        min_rounds=cfg.benchmark_trials,
-        max_rounds=cfg.benchmark_max_rounds,
-        target_iqr_ratio=cfg.benchmark_iqr_threshold,
-        time_cap_s=cfg.benchmark_time_cap_s,
-        noisy_cpu_threshold=cfg.noisy_cpu_threshold,
-        host_slowdown_threshold=cfg.host_slowdown_threshold,
-        noisy_max_retries=cfg.noisy_max_retries,
-        seed=cfg.seed,
-    )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch. Deterministic-algorithms mode stays off on purpose:
-    quantized kernels raise under it (HOST_NOTES.md)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _hardware(
-    model: nn.Module, row: dict[str, Any], cfg: ExperimentConfig, input_shape: tuple[int, int, int]
-) -> HardwareAnalysis:
-    layers = estimate_layerwise_stats(
-        model,
-        cfg.latency_batch_size,
-        input_shape,
-        bytes_per_element=BYTES_PER_ELEMENT[row["precision"]],
-    )
-    summary = summarize_hardware(
-        layers, row["latency_ms"], cfg.memory_bandwidth_gbps, cfg.peak_compute_gmacs
-    )
-    return HardwareAnalysis(
-        row["candidate_id"],
-        row["precision"],
-        cfg.latency_batch_size,
-        float(row["latency_ms"]),
-        layers.to_dict("records"),
-        summary,
-    )
 
 
 def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
@@ -183,49 +101,6 @@ def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]
                     "what an fp16-native accelerator would do"
                 )
     return notes
-
-
-def variant_path(folder: Path, level: float) -> Path:
-    return folder / f"p{round(level * 100):02d}.pt"
-
-
-def save_variants(variants: dict[float, nn.Module], folder: Path) -> None:
-    """Keep each pruned float model (pickled module) so `edge-opt export` can rebuild any
-    candidate of a finished run without pruning or fine-tuning again."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for level, model in variants.items():
-        buffer = io.BytesIO()
-        torch.save(model, buffer)
-        atomic_write_bytes(variant_path(folder, level), buffer.getvalue())
-
-
-def export_deployables(
-    built: dict[str, RuntimeModel], candidate_ids: list[str], folder: Path
-) -> list[dict[str, Any]]:
-    """Write ``models/<id>.onnx`` (onnxruntime) or ``models/<id>.pt`` (TorchScript, eager and
-    compiled) for the given candidates; returns their paths and sha256."""
-    records = []
-    for cid in candidate_ids:
-        model = built.get(cid)
-        if model is None:
-            continue
-        suffix = ".onnx" if model.artifact is not None else ".pt"
-        try:
-            path = model.save(folder / f"{cid}{suffix}")
-        except Exception as exc:  # an export that fails is reported, not fatal
-            log.warning("could not export %s: %s", cid, exc)
-            records.append({"candidate_id": cid, "path": None, "error": str(exc)})
-            continue
-        records.append(
-            {
-                "candidate_id": cid,
-                "path": str(path.relative_to(folder.parent)),
-                "format": "onnx" if suffix == ".onnx" else "torchscript",
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-            }
-        )
-    return records
 
 
 def run_pipeline(
@@ -292,7 +167,7 @@ def run_pipeline(
         loaders.train,
         cfg.epochs,
         cfg.learning_rate,
-        cfg.device,
+        TORCH_DEVICE,
         seed=cfg.seed,
         on_epoch=record_epoch,
     )
@@ -312,7 +187,7 @@ def run_pipeline(
         loaders.train,
         cfg.fine_tune_epochs,
         cfg.learning_rate,
-        cfg.device,
+        TORCH_DEVICE,
         cfg.seed,
         splits.input_shape,
         cfg.pruning_scope,
@@ -324,7 +199,7 @@ def run_pipeline(
         loaders.train,
         loaders.val,
         calibration,
-        cfg.device,
+        TORCH_DEVICE,
         cfg.pruning_levels,
         cfg.precisions,
         cfg.power_watts,
@@ -377,7 +252,7 @@ def run_pipeline(
         metrics = collect_metrics(
             baseline,
             loaders.val,
-            cfg.device,
+            TORCH_DEVICE,
             cfg.power_watts,
             "fp32",
             cfg.latency_multiplier,
@@ -389,16 +264,59 @@ def run_pipeline(
             settings=harness,
         )
         base_row = {"candidate_id": "baseline-fp32", "precision": "fp32", **metrics.to_dict()}
-    hw_base = _hardware(baseline, base_row, cfg, splits.input_shape)
+    host = host_profile(cfg.benchmark_threads, cfg.power_watts)
+    target = get_device_profile(cfg.device, cfg.benchmark_threads, cfg.power_watts)
+    if cfg.memory_bandwidth_gbps is not None:
+        target = target.with_bandwidth(cfg.memory_bandwidth_gbps)
+    # Latencies were measured here: utilisation compares with this host unless the user says.
+    bandwidth = cfg.memory_bandwidth_gbps or host.memory_bandwidth_gbps.value
+    hw_base = analyse_candidate(baseline, base_row, cfg, splits.input_shape, bandwidth, target)
     # Every measured candidate gets its own layer table and summary (dtype-aware bytes).
     hw_candidates = [
-        _hardware(variants[row["pruning_level"]], row, cfg, splits.input_shape)
+        analyse_candidate(
+            variants[row["pruning_level"]], row, cfg, splits.input_shape, bandwidth, target
+        )
         for row in rows.values()
         if row["status"] == "ok" and pd.notna(row.get("latency_ms"))
     ]
     hw_rec = next((h for h in hw_candidates if h.candidate_id == recommendation.candidate_id), None)
     tradeoffs = precision_tradeoff_table(sweep)
     timings["hardware"] = time.perf_counter() - t
+
+    # --- profiling, roofline, projection ----------------------------------------------------
+    t = time.perf_counter()
+    profiles = [
+        profile_candidate(baseline, "fp32", hw_base, base_row, cfg, splits.input_shape, target)
+    ]
+    if hw_rec is not None:
+        rec_model = built_models[hw_rec.candidate_id]
+        profiles.append(
+            profile_candidate(
+                rec_model.eager.model,
+                hw_rec.precision,
+                hw_rec,
+                rows[hw_rec.candidate_id],
+                cfg,
+                splits.input_shape,
+                target,
+                rec_model.eager.prepare_input,
+                rec_model.runtime,
+            )
+        )
+    roofline_layers = roofline_points(hw_base.layerwise_frame(), target, "fp32")
+    roofline_candidates = [
+        {
+            "candidate_id": h.candidate_id,
+            "precision": h.precision,
+            "intensity_macs_per_byte": h.summary["arithmetic_intensity_macs_per_byte"],
+            "achieved_gmacs": h.summary["achieved_gmacs"],
+            "target_knee_macs_per_byte": h.summary["target_knee_macs_per_byte"],
+            "target_bound_regime": h.summary["target_bound_regime"],
+        }
+        for h in hw_candidates
+    ]
+    sweep, validation = project_candidates(sweep, hw_candidates, host, target)
+    timings["profiling"] = time.perf_counter() - t
 
     environment = describe_environment(cfg.benchmark_threads, torch.backends.quantized.engine)
     environment["allocator"] = allocator
@@ -466,6 +384,12 @@ def run_pipeline(
         hardware_recommended=hw_rec,
         hardware_candidates=hw_candidates,
         exported_models=exported,
+        device_profile=target.to_dict(),
+        host_profile=host.to_dict(),
+        hardware_profiles=profiles,
+        roofline_layers=roofline_layers.to_dict("records"),
+        roofline_candidates=roofline_candidates,
+        projection=validation,
         precision_tradeoffs=tradeoffs.to_dict("records"),
         warnings=warnings,
         timings_s=timings,

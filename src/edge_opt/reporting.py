@@ -41,6 +41,12 @@ OUTPUT_FILES = (
     "run_result.json",
     "report.md",
     "run_status.json",
+    "operator_profile.csv",
+    "hardware_totals.csv",
+    "hardware_profile.json",
+    "roofline.png",
+    "roofline.csv",
+    "projection_validation.json",
 )
 OUTPUT_DIRS = ("candidates", "models")
 MIB = 2**20
@@ -110,6 +116,9 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "pareto_frontier_energy": result.energy_frontier,
         "pareto_use_ci": cfg["pareto_use_ci"],
         "exported_models": result.exported_models,
+        "target_device": result.device_profile.get("name"),
+        "edge_constraints": {p["subject"]: p["edge_constraints"] for p in result.hardware_profiles},
+        "projection": _projection_summary(result),
         "hardware": {
             "baseline": {
                 "candidate_id": result.hardware_baseline.candidate_id,
@@ -125,6 +134,103 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "warnings": result.warnings,
         "timings_s": {k: round(v, 2) for k, v in result.timings_s.items()},
     }
+
+
+def _projection_summary(result: RunResult) -> dict[str, Any] | None:
+    if not result.projection or not result.projection.get("validation"):
+        return None
+    v = result.projection["validation"]
+    if not v.get("candidates"):
+        return {
+            "column": result.projection["column"],
+            "target": result.projection["target"],
+            "loo_candidates": 0,
+            "note": "not validated: needs at least 3 pruning levels per runtime and precision",
+        }
+    return {
+        "column": result.projection["column"],
+        "target": result.projection["target"],
+        "loo_candidates": v["candidates"],
+        "within_10pct": v["within_10pct"],
+        "within_25pct": v["within_25pct"],
+        "median_abs_error_pct": v["median_abs_error_pct"],
+    }
+
+
+def _write_profiles(result: RunResult, out: Path) -> list[Path]:
+    from edge_opt.devices import profile_from_dict
+    from edge_opt.profiling import (
+        HardwareProfileTable,
+        plot_roofline,
+        write_hardware_profile_artifacts,
+    )
+
+    paths: list[Path] = []
+    base_id = result.hardware_baseline.candidate_id
+    for data in result.hardware_profiles:
+        table = HardwareProfileTable(**{k: v for k, v in data.items() if k != "profiled"})
+        folder = out if data["subject"] == base_id else out / "candidates" / data["subject"]
+        paths += write_hardware_profile_artifacts(table, folder)
+    if result.device_profile:
+        device = profile_from_dict(result.device_profile)
+        layers = pd.DataFrame(result.roofline_layers)
+        candidates = pd.DataFrame(result.roofline_candidates)
+        paths.append(plot_roofline(device, layers, candidates, out / "roofline.png"))
+        rows = pd.concat(
+            [layers.assign(scope="baseline layer"), candidates.assign(scope="candidate")],
+            ignore_index=True,
+        )
+        paths.append(atomic_write_csv(out / "roofline.csv", rows))
+    if result.projection:
+        paths.append(atomic_write_json(out / "projection_validation.json", result.projection))
+    return paths
+
+
+def _profile_section(result: RunResult) -> list[str]:
+    lines = ["## Device, operators and projection", ""]
+    device = result.device_profile
+    if device:
+        bw = device["memory_bandwidth_gbps"]
+        peaks = ", ".join(
+            f"{k} {v['value']:.4g} GMAC/s ({v['source']})" for k, v in device["peak_gmacs"].items()
+        )
+        lines += [
+            f"Target `{device['name']}`: {device['description']}; bandwidth "
+            f"{bw['value']:.4g} GB/s ({bw['source']}); peaks {peaks}. Roofline: "
+            "`roofline.png`, `roofline.csv`.",
+            "",
+        ]
+    for data in result.hardware_profiles:
+        totals, ops = data["totals"], pd.DataFrame(data["operator_profile"])
+        util = totals.get("stream_utilization")
+        lines += [
+            f"**`{data['subject']}`** (profiled: {data.get('profiled', 'the module')}): "
+            f"{totals['latency_ms']:.4g} ms over operators (profiler overhead included), "
+            f"{totals['memory_kb']:.4g} KB allocated per call"
+            + (
+                f", stream utilisation {util:.2%} of {totals['stream_interval_ms']:g} ms"
+                if util is not None
+                else ""
+            )
+            + ".",
+            f"- cache: {data['edge_constraints']['cache_sensitivity']}",
+            f"- bottleneck: {data['edge_constraints']['bottleneck']}",
+            "",
+            _md_table(ops.head(8)),
+        ]
+    summary = _projection_summary(result)
+    if summary is not None and not summary["loo_candidates"]:
+        lines += [f"Projection `{summary['column']}` (a model): {summary['note']}.", ""]
+    elif summary is not None:
+        lines += [
+            f"Projection `{summary['column']}` (a model, never a measurement): leave-one-out on "
+            f"this host over {summary['loo_candidates']} candidates, "
+            f"{summary['within_10pct']:.0%} within +-10%, {summary['within_25pct']:.0%} within "
+            f"+-25%, median error {summary['median_abs_error_pct']:.1f}% "
+            "(`projection_validation.json`).",
+            "",
+        ]
+    return lines
 
 
 def _scatter(
@@ -319,6 +425,7 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
             "",
             _md_table(hw.layerwise_frame()),
         ]
+    lines += _profile_section(result)
     lines += [
         "## Precision trade-offs",
         "",
@@ -384,6 +491,7 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     paths += _write_hardware(out, result.hardware_baseline, precision_df)
     for hw in result.hardware_candidates:
         paths += _write_candidate_hardware(out / "candidates" / hw.candidate_id, hw)
+    paths += _write_profiles(result, out)
     for x_col, label, title, name, bud in (
         (
             "latency_p50_ms",

@@ -47,6 +47,12 @@ class RunResult:
     precision_tradeoffs: list[dict[str, Any]]
     hardware_candidates: list[HardwareAnalysis] = field(default_factory=list)
     exported_models: list[dict[str, Any]] = field(default_factory=list)
+    device_profile: dict[str, Any] = field(default_factory=dict)
+    host_profile: dict[str, Any] = field(default_factory=dict)
+    hardware_profiles: list[dict[str, Any]] = field(default_factory=list)
+    roofline_layers: list[dict[str, Any]] = field(default_factory=list)
+    roofline_candidates: list[dict[str, Any]] = field(default_factory=list)
+    projection: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     started_at: str = ""
