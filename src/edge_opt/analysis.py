@@ -4,6 +4,7 @@ per candidate, operator profiles, and the latency projection with its validation
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -109,9 +110,14 @@ def project_candidates(
     projected = project_latencies(measured, host, target, layers)
     sweep = sweep.copy()
     sweep[column] = projected.reindex(sweep.index)
+    # Modelled energy on the target: projected latency x the device's active power.
+    energy_column = f"energy_j_projected_{target.name}"
+    sweep[energy_column] = sweep[column] / 1000.0 * target.active_power_watts.value
     validation = validate_projection(measured)
     return sweep, {
         "column": column,
+        "energy_column": energy_column,
+        "target_active_power_watts": asdict(target.active_power_watts),
         "target": target.name,
         "host": host.name,
         "validation": validation.to_dict(),

@@ -279,19 +279,44 @@ def roofline_points(layerwise: pd.DataFrame, device: HardwareProfile, dtype: str
 
 
 def plot_roofline(
-    device: HardwareProfile, layers: pd.DataFrame, candidates: pd.DataFrame, path: str | Path
+    device: HardwareProfile,
+    layers: pd.DataFrame,
+    candidates: pd.DataFrame,
+    path: str | Path,
+    host: HardwareProfile | None = None,
 ) -> Path:
-    """Roofline of ``device`` per dtype, with layers (dots) and whole candidates (crosses,
-    at their achieved GMAC/s on this host) placed on it."""
+    """Roofline of ``device`` per dtype with the baseline's layers (dots, at their attainable
+    rate there); whole candidates (crosses) at the rate they achieved on this host, read
+    against the host's roofs (grey) when ``host`` is given."""
     import numpy as np
     from matplotlib.figure import Figure as MplFigure
 
     fig = MplFigure(figsize=(8.5, 5.5))
     ax = fig.subplots()
     x = np.logspace(-1, 3, 200)
-    for dtype, color in (("fp32", "tab:blue"), ("bf16", "tab:green"), ("int8", "tab:red")):
+    styles = (("fp32", "tab:blue", "-"), ("bf16", "tab:green", "--"), ("int8", "tab:red", ":"))
+    for dtype, color, style in styles:
         roof = np.minimum(device.peak(dtype), x * device.memory_bandwidth_gbps.value)
-        ax.plot(x, roof, color=color, label=f"{device.name} {dtype} roof")
+        ax.plot(
+            x,
+            roof,
+            color=color,
+            linestyle=style,
+            linewidth=1.8,
+            label=f"{device.name} {dtype} roof",
+        )
+    if host is not None and host.name != device.name:
+        for dtype, _, style in styles:
+            roof = np.minimum(host.peak(dtype), x * host.memory_bandwidth_gbps.value)
+            ax.plot(
+                x,
+                roof,
+                color="gray",
+                linestyle=style,
+                linewidth=1.0,
+                alpha=0.7,
+                label=f"this host {dtype} roof (measured)",
+            )
     if not layers.empty:
         ax.scatter(
             layers["intensity_macs_per_byte"],

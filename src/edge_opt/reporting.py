@@ -175,7 +175,8 @@ def _write_profiles(result: RunResult, out: Path) -> list[Path]:
         device = profile_from_dict(result.device_profile)
         layers = pd.DataFrame(result.roofline_layers)
         candidates = pd.DataFrame(result.roofline_candidates)
-        paths.append(plot_roofline(device, layers, candidates, out / "roofline.png"))
+        host = profile_from_dict(result.host_profile) if result.host_profile else None
+        paths.append(plot_roofline(device, layers, candidates, out / "roofline.png", host))
         rows = pd.concat(
             [layers.assign(scope="baseline layer"), candidates.assign(scope="candidate")],
             ignore_index=True,
