@@ -30,6 +30,7 @@ from edge_opt.data import (
 )
 from edge_opt.deployables import export_deployables, save_variants
 from edge_opt.devices import get_device_profile, host_profile
+from edge_opt.energy import power_source
 from edge_opt.environment import describe_environment, has_native_fp16, sha256_file
 from edge_opt.experiments import (
     CandidateResult,
@@ -125,6 +126,7 @@ def run_pipeline(
     load_before = load_average()
     allocator = stabilize_allocator()
     harness = harness_settings(cfg)
+    power = power_source(cfg.power_watts)  # the energy proxy's one source of power figures
     seed_everything(cfg.seed)
     built_models: dict[str, RuntimeModel] = {}
     work = tempfile.TemporaryDirectory(prefix="edge-opt-work-")
@@ -202,7 +204,7 @@ def run_pipeline(
         TORCH_DEVICE,
         cfg.pruning_levels,
         cfg.precisions,
-        cfg.power_watts,
+        power.watts,
         cfg.calibration_batches,
         cfg.memory_budgets_mb,
         cfg.active_memory_budget_mb,
@@ -253,7 +255,7 @@ def run_pipeline(
             baseline,
             loaders.val,
             TORCH_DEVICE,
-            cfg.power_watts,
+            power.watts,
             "fp32",
             cfg.latency_multiplier,
             cfg.benchmark_repeats,
@@ -320,6 +322,7 @@ def run_pipeline(
 
     environment = describe_environment(cfg.benchmark_threads, torch.backends.quantized.engine)
     environment["allocator"] = allocator
+    environment["power"] = asdict(power)
     environment["load_average_before"] = load_before
     environment["load_average_after"] = load_average()
     environment["timing_protocol"] = asdict(harness)
