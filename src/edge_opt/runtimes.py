@@ -209,10 +209,13 @@ def pt2e_int8(
         raise QuantizationError(f"compiled int8 needs torchao ({exc})") from None
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    # torch.export specialises a dimension of size 1: trace with a batch of at least 2 so that
+    # the batch stays dynamic (one exported graph for every batch size).
+    traced = example.float().expand(max(2, example.shape[0]), *example.shape[1:]).contiguous()
     try:
         dims = ({0: torch.export.Dim("batch", min=1, max=65536)},)
         exported = torch.export.export(
-            copy.deepcopy(model).float().eval(), (example,), dynamic_shapes=dims
+            copy.deepcopy(model).float().eval(), (traced,), dynamic_shapes=dims
         ).module()
         prepared = prepare_pt2e(exported, quantizer)
         with torch.no_grad():
@@ -250,12 +253,14 @@ def _compiled(
 
     from edge_opt.metrics import serialized_size_bytes
 
+    # The size is that of the module that gets compiled: PT2E int8 graphs keep fp32 weights
+    # beside the quantized ones, so they are larger than the eager int8 state dict.
     return RuntimeModel(
         "compiled",
         converted.precision,
         predict,
         timed_call,
-        serialized_size_bytes(converted.model),
+        serialized_size_bytes(source),
         converted,
     )
 
