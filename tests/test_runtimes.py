@@ -144,6 +144,9 @@ def test_exported_files_match_the_manifest(runtime_run: Path) -> None:
 @pytest.mark.slow
 def test_export_command_rebuilds_a_candidate(runtime_run: Path) -> None:
     manifest = json.loads((runtime_run / "manifest.json").read_text())
+    onnx = [m for m in manifest["exported_models"] if m["format"] == "onnx"]
+    assert onnx  # ONNX Runtime fp32 is the fastest candidate: it is on the latency frontier
+    exported = onnx[0]
     target = runtime_run / "again.onnx"
     proc = subprocess.run(
         [
@@ -151,7 +154,7 @@ def test_export_command_rebuilds_a_candidate(runtime_run: Path) -> None:
             "export",
             str(runtime_run),
             "--candidate",
-            "p50-fp32-onnxruntime",
+            exported["candidate_id"],
             "--output",
             str(target),
         ],
@@ -161,11 +164,8 @@ def test_export_command_rebuilds_a_candidate(runtime_run: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert target.is_file()
     assert sha256_file(target) in proc.stdout.replace("\n", "")
-    recorded = {m["candidate_id"]: m["sha256"] for m in manifest["exported_models"]}
-    if "p50-fp32-onnxruntime" in recorded:  # a frontier point: the same bytes again
-        assert sha256_file(target) == recorded["p50-fp32-onnxruntime"]
+    assert sha256_file(target) == exported["sha256"]  # the same bytes again
     bad = subprocess.run(
         [str(EDGE_OPT), "export", str(runtime_run), "--candidate", "nope"],
         cwd=REPO,
@@ -175,15 +175,3 @@ def test_export_command_rebuilds_a_candidate(runtime_run: Path) -> None:
     )
     assert bad.returncode == 1
     assert "candidate 'nope' is not in this run" in bad.stderr
-
-
-@pytest.mark.slow
-def test_compiled_int8_goes_through_pt2e_and_agrees(
-    trained_cnn, synthetic_splits, calibration
-) -> None:
-    x = synthetic_splits.val.tensors[0][:64]
-    built = build_runtime("compiled", trained_cnn, "int8", calibration, x[:1])
-    assert built.runtime == "compiled"
-    with torch.inference_mode():
-        reference = trained_cnn(x)
-    assert top1_agreement(built.predict(x), reference) >= 0.95

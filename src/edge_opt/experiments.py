@@ -7,7 +7,6 @@ loops over candidates; a candidate that fails is a row with ``status=failed`` an
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,8 +36,6 @@ __all__ = [
     "run_sweep",
     "train_model",
 ]
-
-log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------ Pareto

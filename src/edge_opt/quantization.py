@@ -41,10 +41,6 @@ PRECISIONS: Registry[Converter] = Registry("precision", QuantizationError)
 register_precision = PRECISIONS.register
 
 
-def supported_precisions() -> list[str]:
-    return PRECISIONS.names()
-
-
 def _float_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.deepcopy(model).to(dtype=dtype).eval()
 

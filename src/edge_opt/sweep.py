@@ -218,8 +218,8 @@ def _prepare(
     threads: int,
     workdir: Path | None,
     reference: _Reference,
+    macs_per_sample: int,
 ) -> _Prepared:
-    layers = estimate_layerwise_stats(float_model, 1, input_shape)
     prepared = _Prepared(
         common={
             "candidate_id": candidate_id(level, precision, runtime),
@@ -227,7 +227,7 @@ def _prepare(
             "precision": precision,
             "runtime": runtime,
             "parameter_count": count_parameters(float_model),
-            "macs_per_sample": int(layers["macs"].sum()),
+            "macs_per_sample": macs_per_sample,
             "fine_tune_epochs": fine_tune_epochs,
         }
     )
@@ -449,6 +449,9 @@ def run_sweep(
         with torch.inference_mode():
             level_logits = pruned_models[level].float().eval()(check_batch).float()
         level_reference = _Reference(check_batch, level_logits)
+        level_macs = int(
+            estimate_layerwise_stats(pruned_models[level], 1, input_shape)["macs"].sum()
+        )
         for precision, runtime in itertools.product(precisions, runtimes):
             p = _prepare(
                 pruned_models[level],
@@ -465,6 +468,7 @@ def run_sweep(
                 harness.threads,
                 workdir,
                 level_reference,
+                level_macs,
             )
             prepared.append(p)
             if keep_models is not None and p.built is not None:
