@@ -82,7 +82,10 @@ class ExperimentConfig(BaseModel):
         "multi-seed summaries with 95% CIs; null = one run with `seed`.",
     )
     dataloader_seed: int | None = Field(
-        None, ge=0, description="Seed of the training shuffle; null uses `seed`."
+        None,
+        ge=0,
+        description="Seed of the training shuffle; null resolves to `seed` (the resolved "
+        "config shows the value; with `seeds`, each run's seed).",
     )
     # --- data -------------------------------------------------------------------------------
     dataset: str = Field(
@@ -297,6 +300,13 @@ class ExperimentConfig(BaseModel):
         if problems:
             # A ValueError inside a validator becomes one pydantic error; we split it again.
             raise ValueError("\n".join(problems))
+        if self.dataloader_seed is None:
+            # Resolved here, once, so every reader (and config_resolved.yaml) sees the value
+            # used; object.__setattr__ because the model is frozen. The field is kept out of
+            # model_fields_set (also for an explicit null): that is how a multi-seed run
+            # knows the shuffle follows each run's seed.
+            object.__setattr__(self, "dataloader_seed", self.seed)
+            self.__pydantic_fields_set__.discard("dataloader_seed")
         return self
 
     @property
@@ -305,7 +315,14 @@ class ExperimentConfig(BaseModel):
         return 1.0 / self.cpu_frequency_scale
 
     @property
+    def dataloader_seed_follows_seed(self) -> bool:
+        """True when ``dataloader_seed`` was not given and so tracks ``seed``."""
+        return "dataloader_seed" not in self.model_fields_set
+
+    @property
     def effective_dataloader_seed(self) -> int:
+        """The training-shuffle seed: ``dataloader_seed`` (already resolved to ``seed`` when
+        not given; the fallback covers configs built without validation)."""
         return self.seed if self.dataloader_seed is None else self.dataloader_seed
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,6 +331,11 @@ class ExperimentConfig(BaseModel):
         model = {k: list(v) if isinstance(v, tuple) else v for k, v in data["model"].items()}
         only_name = all(model[k] in (None, {}) for k in model if k != "name")
         data["model"] = model["name"] if only_name else {k: v for k, v in model.items() if v}
+        if self.seeds and self.dataloader_seed_follows_seed:
+            # Each run of a multi-seed config shuffles with its own seed: no single value to
+            # show here (each seed_<s>/config_resolved.yaml shows its own), and a number would
+            # pin every run's shuffle when this file is loaded again.
+            data["dataloader_seed"] = None
         return data
 
 

@@ -1,6 +1,9 @@
 """One exception family for the whole library.
 
 The library raises these and never prints or exits; the CLI maps them to exit codes.
+Errors about bad input (config, data, model, pruning level, measurement arguments) are also
+``ValueError``s, so code written against the seed's API (``except ValueError``) still catches
+them; ``except EdgeOptError`` catches every one.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ class EdgeOptError(Exception):
     """Base class of every error edge-opt raises on purpose."""
 
 
-class ConfigError(EdgeOptError):
+class ConfigError(EdgeOptError, ValueError):
     """The configuration is invalid. ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str], source: str | None = None) -> None:
@@ -21,15 +24,15 @@ class ConfigError(EdgeOptError):
         super().__init__(f"invalid configuration{where}:\n{lines}")
 
 
-class DataError(EdgeOptError):
+class DataError(EdgeOptError, ValueError):
     """A dataset cannot be found or read."""
 
 
-class ModelError(EdgeOptError):
+class ModelError(EdgeOptError, ValueError):
     """A model cannot be built, loaded or transformed."""
 
 
-class PruningError(EdgeOptError):
+class PruningError(EdgeOptError, ValueError):
     """Structured pruning cannot be applied to this model or level."""
 
 
@@ -37,7 +40,7 @@ class QuantizationError(EdgeOptError):
     """A precision conversion failed; the candidate is recorded as failed, never mislabelled."""
 
 
-class MeasurementError(EdgeOptError):
+class MeasurementError(EdgeOptError, ValueError):
     """A measurement cannot be taken (empty loader, bad arguments)."""
 
 

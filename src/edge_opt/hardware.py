@@ -295,58 +295,102 @@ def summarize_hardware(
     return summary
 
 
+TRADEOFF_REQUIRED = (
+    "precision",
+    "accuracy",
+    "latency_ms",
+    "memory_mb",
+    "energy_proxy_j",
+    "accepted",
+)
+TRADEOFF_COLUMNS = [
+    "runtime",
+    "precision",
+    "candidates",
+    "accuracy_mean",
+    "latency_ms_mean",
+    "latency_p50_ms_mean",
+    "memory_mb_mean",
+    "energy_proxy_j_mean",
+    "accepted_ratio",
+    "latency_ratio_vs_fp32",
+    "latency_p50_ratio_vs_fp32",
+    "size_ratio_vs_fp32",
+]
+
+
+def _ratio_vs_fp32(rows: pd.DataFrame, fp32: pd.DataFrame, column: str) -> float:
+    """Median over pruning levels of rows/fp32 (means per level); one ratio of means when the
+    table has no ``pruning_level``; NaN when the column is absent or nothing pairs up."""
+    if column not in rows.columns:
+        return float("nan")
+    if "pruning_level" not in rows.columns:
+        if fp32.empty:
+            return float("nan")
+        return float(rows[column].mean() / fp32[column].mean())
+    mine = rows.groupby("pruning_level")[column].mean()
+    base = fp32.groupby("pruning_level")[column].mean()
+    common = mine.index.intersection(base.index)
+    if len(common) == 0:
+        return float("nan")
+    return float((mine.loc[common] / base.loc[common]).median())
+
+
 def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
     """Per runtime and precision, over successfully measured candidates: means, acceptance,
     and ratios against fp32 eager at the same pruning level (median over levels; < 1 means
     faster / smaller than fp32 eager).
+
+    Only ``precision, accuracy, latency_ms, memory_mb, energy_proxy_j, accepted`` are needed.
+    Optional columns are used when present: ``status`` (only ``ok`` rows count), ``runtime``
+    (default ``eager``), ``pruning_level`` (without it, ratios compare overall means) and
+    ``latency_p50_ms`` (without it, the p50 columns are NaN; ``latency_ratio_vs_fp32``
+    compares mean latencies either way).
+
+    Args:
+        sweep_df: one row per candidate, as ``run_sweep`` returns.
+
+    Returns:
+        One row per (runtime, precision), sorted by mean latency, with ``TRADEOFF_COLUMNS``.
+
+    Raises:
+        KeyError: a required column is missing (the message lists them).
     """
+    missing = [c for c in TRADEOFF_REQUIRED if c not in sweep_df.columns]
+    if missing and not sweep_df.empty:
+        raise KeyError(
+            f"precision_tradeoff_table: sweep_df lacks column(s) {missing}; "
+            f"it needs {list(TRADEOFF_REQUIRED)}"
+        )
     ok = sweep_df
     if "status" in sweep_df.columns:
         ok = sweep_df[sweep_df["status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame(columns=TRADEOFF_COLUMNS)
     if "runtime" not in ok.columns:
         ok = ok.assign(runtime="eager")
-    columns = [
-        "runtime",
-        "precision",
-        "candidates",
-        "accuracy_mean",
-        "latency_ms_mean",
-        "latency_p50_ms_mean",
-        "memory_mb_mean",
-        "energy_proxy_j_mean",
-        "accepted_ratio",
-        "latency_p50_ratio_vs_fp32",
-        "size_ratio_vs_fp32",
-    ]
-    if ok.empty:
-        return pd.DataFrame(columns=columns)
+    has_p50 = "latency_p50_ms" in ok.columns
     table = ok.groupby(["runtime", "precision"], as_index=False, sort=False).agg(
         candidates=("accuracy", "size"),
         accuracy_mean=("accuracy", "mean"),
         latency_ms_mean=("latency_ms", "mean"),
-        latency_p50_ms_mean=("latency_p50_ms", "mean"),
+        latency_p50_ms_mean=("latency_p50_ms" if has_p50 else "latency_ms", "mean"),
         memory_mb_mean=("memory_mb", "mean"),
         energy_proxy_j_mean=("energy_proxy_j", "mean"),
         accepted_ratio=("accepted", "mean"),
     )
+    if not has_p50:
+        table["latency_p50_ms_mean"] = float("nan")  # never a mean passed off as a p50
     fp32 = ok[(ok["precision"] == "fp32") & (ok["runtime"] == "eager")]
-    fp32 = fp32.set_index("pruning_level")
-    latency_ratio, size_ratio = [], []
+    ratios: dict[str, list[float]] = {"latency_ms": [], "latency_p50_ms": [], "memory_mb": []}
     for runtime, precision in zip(table["runtime"], table["precision"], strict=True):
         rows = ok[(ok["precision"] == precision) & (ok["runtime"] == runtime)]
-        rows = rows.set_index("pruning_level")
-        common = rows.index.intersection(fp32.index)
-        if len(common) == 0:
-            latency_ratio.append(float("nan"))
-            size_ratio.append(float("nan"))
-            continue
-        lat = rows.loc[common, "latency_p50_ms"] / fp32.loc[common, "latency_p50_ms"]
-        size = rows.loc[common, "memory_mb"] / fp32.loc[common, "memory_mb"]
-        latency_ratio.append(float(lat.median()))
-        size_ratio.append(float(size.median()))
-    table["latency_p50_ratio_vs_fp32"] = latency_ratio
-    table["size_ratio_vs_fp32"] = size_ratio
-    return table.sort_values("latency_ms_mean").reset_index(drop=True)[columns]
+        for column, values in ratios.items():
+            values.append(_ratio_vs_fp32(rows, fp32, column))
+    table["latency_ratio_vs_fp32"] = ratios["latency_ms"]
+    table["latency_p50_ratio_vs_fp32"] = ratios["latency_p50_ms"]
+    table["size_ratio_vs_fp32"] = ratios["memory_mb"]
+    return table.sort_values("latency_ms_mean").reset_index(drop=True)[TRADEOFF_COLUMNS]
 
 
 def save_hardware_artifacts(

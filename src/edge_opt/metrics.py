@@ -62,8 +62,32 @@ def evaluate_predict(
             correct += int((pred == targets).sum())
             total += int(targets.numel())
     if total == 0:
-        raise MeasurementError("evaluation loader is empty; check the dataset split sizes")
+        raise MeasurementError(
+            "evaluation loader: it yielded no batches (no samples); pass a loader over at least "
+            "one sample (check the dataset split sizes, e.g. val_subset)"
+        )
     return AccuracyResult(correct, total, torch.cat(preds))
+
+
+def require_batches(loader: DataLoader, name: str) -> None:
+    """Raise ``MeasurementError`` naming ``name`` when ``loader`` has no batches.
+
+    A loader without ``len`` (an iterable dataset) passes; evaluation then finds out.
+    """
+    try:
+        batches = len(loader)
+    except TypeError:
+        return
+    if batches == 0:
+        dataset = getattr(loader, "dataset", None)
+        try:
+            samples = f"{len(dataset)} samples" if dataset is not None else "no dataset"
+        except TypeError:
+            samples = "an unsized dataset"
+        raise MeasurementError(
+            f"{name}: the loader has no batches ({samples}); pass a DataLoader with at least "
+            "one batch (e.g. a larger val_subset, or drop_last=False)"
+        )
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -267,8 +291,10 @@ def collect_metrics(
         A ``CandidateMetrics``.
 
     Raises:
-        MeasurementError: empty loader, unknown precision, unsupported device.
+        MeasurementError: ``val_loader`` has no batches, unknown precision, unsupported
+            device. It is a ``ValueError`` too.
     """
+    require_batches(val_loader, "val_loader")
     if torch.device(device).type != "cpu":
         raise MeasurementError(f"device: {device!r} is not supported; edge-opt measures on cpu")
     if precision not in INPUT_DTYPES:

@@ -149,6 +149,18 @@ class MultiSeedResult:
     frontier: pd.DataFrame
 
 
+def per_seed_config(cfg: ExperimentConfig, seed: int, output_dir: Path) -> ExperimentConfig:
+    """The single-seed config of one run: ``seed`` set, ``seeds`` cleared, its own folder.
+
+    An unset ``dataloader_seed`` follows the run's seed (as in a single-seed run); one the
+    user set is kept for every run.
+    """
+    update: dict[str, object] = {"seed": seed, "seeds": None, "output_dir": str(output_dir)}
+    if cfg.dataloader_seed_follows_seed:
+        update["dataloader_seed"] = seed
+    return cfg.model_copy(update=update)
+
+
 def run_multi_seed(
     cfg: ExperimentConfig,
     on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
@@ -170,9 +182,7 @@ def run_multi_seed(
     runs, frames = [], []
     for index, seed in enumerate(cfg.seeds, start=1):
         log.info("seed %d (%d of %d)", seed, index, len(cfg.seeds))
-        seed_cfg = cfg.model_copy(
-            update={"seed": seed, "seeds": None, "output_dir": str(out / f"seed_{seed}")}
-        )
+        seed_cfg = per_seed_config(cfg, seed, out / f"seed_{seed}")
         result = run_single(seed_cfg, on_candidate, on_epoch)
         runs.append(result)
         frames.append(result.sweep_frame().assign(seed=seed))

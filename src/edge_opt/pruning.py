@@ -49,6 +49,30 @@ def classifier_layer(model: nn.Module) -> nn.Module | None:
     return convs[-1] if convs else None
 
 
+DEFAULT_SPATIAL = (28, 28)  # H, W assumed when a model declares no input_shape
+
+
+def inferred_input_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(C, H, W) of one input, inferred for tracing.
+
+    C is the first ``Conv2d``'s ``in_channels`` (else the declared C); H, W come from the
+    model's ``input_shape`` attribute when it declares one, else 28 x 28.
+
+    Raises:
+        PruningError: the model has neither a ``Conv2d`` nor an ``input_shape`` attribute.
+    """
+    declared = getattr(model, "input_shape", None)
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None and declared is None:
+        raise PruningError(
+            f"example_inputs: cannot infer the input of {type(model).__name__} (no Conv2d, no "
+            "`input_shape` attribute); pass example_inputs=torch.zeros(1, C, H, W)"
+        )
+    height, width = DEFAULT_SPATIAL if declared is None else tuple(declared)[-2:]
+    channels = conv.in_channels if conv is not None else tuple(declared)[0]
+    return (int(channels), int(height), int(width))
+
+
 def structured_channel_prune(
     model: nn.Module,
     pruning_level: float,
@@ -62,8 +86,10 @@ def structured_channel_prune(
         model: any CNN torch-pruning can trace (BatchNorm, residual adds, depthwise convs and
             several linear layers are handled).
         pruning_level: fraction of channels to remove, in [0, 1); 0 returns a copy.
-        example_inputs: one input batch for tracing; default: zeros of the model's
-            ``input_shape`` attribute (every built-in model has one) or 1x28x28.
+        example_inputs: one input batch for tracing; default: zeros of
+            ``inferred_input_shape(model)`` (the first conv's ``in_channels``; H x W from the
+            model's ``input_shape`` attribute, else 28 x 28). Pass it when the model expects
+            another spatial size.
         scope: ``uniform`` (the same ratio in every group) or ``global`` (one L1 threshold
             across groups; the average ratio is ``pruning_level``).
 
@@ -71,7 +97,8 @@ def structured_channel_prune(
         The pruned copy: a dense model with fewer channels, same class.
 
     Raises:
-        PruningError: bad level or scope, or a model the dependency graph cannot handle.
+        PruningError: bad level or scope, an input that cannot be inferred (the message says
+            what ``example_inputs`` to pass), or a model the dependency graph cannot handle.
 
     Example:
         >>> pruned = structured_channel_prune(SmallCNN(), 0.5)
@@ -84,14 +111,13 @@ def structured_channel_prune(
     pruned = copy.deepcopy(model)
     if pruning_level == 0.0:
         return pruned
+    was_training = pruned.training
+    pruned.eval()
     if example_inputs is None:
-        shape = getattr(model, "input_shape", (1, 28, 28))
-        example_inputs = torch.zeros(1, *shape)
+        example_inputs = _inferred_example(pruned, type(model).__name__)
     import torch_pruning as tp  # imported here: it is only needed when something is pruned
 
     head = classifier_layer(pruned)
-    was_training = pruned.training
-    pruned.eval()
     try:
         if scope == "uniform":
             # Plain per-filter L1 of the group's first layer: what the hand-written oracle does.
@@ -120,6 +146,23 @@ def structured_channel_prune(
             f"cannot prune {type(model).__name__} at {pruning_level}: {type(exc).__name__}: {exc}"
         ) from exc
     return pruned.train(was_training)
+
+
+def _inferred_example(model: nn.Module, name: str) -> torch.Tensor:
+    """Zeros of the inferred input shape, checked by one forward pass (model in eval mode)."""
+    shape = inferred_input_shape(model)
+    example = torch.zeros(1, *shape)
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:  # most often the guessed H x W (or C) is not what it expects
+        raise PruningError(
+            f"example_inputs: {name} does not run on the inferred input shape {list(shape)} "
+            f"({type(exc).__name__}: {exc}); pass the input it expects, e.g. "
+            f"structured_channel_prune(model, level, example_inputs=torch.zeros(1, {shape[0]}, "
+            "H, W))"
+        ) from exc
+    return example
 
 
 # ------------------------------------------------------------------------- the test oracle
