@@ -7,6 +7,7 @@ no traceback unless ``-v``); 2 bad command-line usage.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Choose which compressed variant of a small CNN to ship to an edge device, and why.",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # an error stays one line when piped
 out_console = Console()
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/default.yaml.")]
@@ -101,18 +102,36 @@ def run(
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run: reuse its finished training, pruning, "
+            "conversion and accuracy; time every candidate again.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace the finished run in the output directory (kept until the new run "
+            "completes).",
+        ),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Train (or load) the baseline, sweep pruning x precision, measure, and write the reports."""
+    """Train (or load) the baseline, sweep pruning x precision, measure, and write the reports.
+
+    The output directory is locked while the run lasts; reports appear in it only when the
+    run completes. Ctrl-C or SIGTERM stop it; `--resume` continues it.
+    """
     _setup_logging(verbose)
     from edge_opt.config import load_config
-    from edge_opt.experiments import CandidateResult
-    from edge_opt.multiseed import MultiSeedResult
-    from edge_opt.pipeline import run_experiment
+    from edge_opt.rundir import open_run_dir
 
     log = logging.getLogger("edge_opt")
 
-    def on_candidate(result: CandidateResult, index: int, total: int) -> None:
+    def on_candidate(result, index: int, total: int) -> None:  # type: ignore[no-untyped-def]
         if result.metrics is None:
             log.warning("[%d/%d] %s FAILED: %s", index, total, result.candidate_id, result.error)
             return
@@ -133,18 +152,58 @@ def run(
     overrides = list(set_ or [])
     if output_dir is not None:
         overrides.append(f"output_dir={output_dir}")
+    command = ["edge-opt", "run", str(config), *(f"--set={o}" for o in set_ or [])]
+    if output_dir is not None:
+        command += ["-o", str(output_dir)]
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         cfg = load_config(config, overrides)
-        result = run_experiment(cfg, on_candidate=on_candidate)
+        # Locked and marked `running` before torch is even imported.
+        opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
+        from edge_opt.multiseed import MultiSeedResult
+        from edge_opt.pipeline import run_experiment
+
+        result = run_experiment(cfg, on_candidate=on_candidate, opened=opened)
     except EdgeOptError as exc:
         _fail(exc, verbose)
+    except OSError as exc:  # a full disk, a file-size limit, a vanished directory
+        _fail(EdgeOptError(_os_error_line(exc)), verbose)
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]: finished candidates are in sweep_results.csv")
+        _print_interrupted(cfg.output_dir if "cfg" in locals() else None)
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if isinstance(result, MultiSeedResult):
         _print_multi_seed(result, Path(cfg.output_dir))
     else:
         _print_result(result, Path(cfg.output_dir))
+
+
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    # SIGTERM (kill, a scheduler's stop) behaves exactly like Ctrl-C: status, cleanup, message.
+    raise KeyboardInterrupt
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}; the previous results in the output directory are intact"
+
+
+def _print_interrupted(output_dir: str | None) -> None:
+    from edge_opt.rundir import read_status
+
+    if output_dir is None:
+        console.print("[bold red]interrupted[/]")
+        return
+    status = read_status(Path(output_dir)) or {}
+    resume = status.get("resume_command")
+    console.print(
+        f"[bold red]interrupted[/] during {status.get('stage', 'start-up')}: finished work is "
+        f"kept in {Path(output_dir) / '.edge-opt' / 'cache'}",
+        highlight=False,
+    )
+    if resume:
+        console.print(f"resume with: {resume}", markup=False, highlight=False)
 
 
 def _print_multi_seed(result, out: Path) -> None:  # type: ignore[no-untyped-def]
@@ -218,19 +277,22 @@ def report(
 ) -> None:
     """Rebuild every report file of a finished run from its run_result.json."""
     _setup_logging(verbose)
-    from edge_opt.reporting import write_reports
-    from edge_opt.results import RunResult
+    from edge_opt.reporting import rebuild_reports
+    from edge_opt.rundir import describe_status
 
     source = run_dir / "run_result.json"
-    if not source.is_file():
-        _fail(
-            EdgeOptError(f"{source}: not found; pass the output directory of a finished run"),
-            verbose,
-        )
     try:
-        paths = write_reports(RunResult.load(source), run_dir)
-    except (EdgeOptError, KeyError, ValueError) as exc:
+        paths, status = rebuild_reports(run_dir)
+    except EdgeOptError as exc:
+        _fail(exc, verbose)
+    except (KeyError, ValueError, TypeError) as exc:
         _fail(EdgeOptError(f"{source}: cannot rebuild reports ({exc})"), verbose)
+    if status.get("status") in ("interrupted", "failed"):
+        console.print(
+            f"note: {describe_status(run_dir, status)}; rebuilt the previous complete run",
+            markup=False,
+            highlight=False,
+        )
     out_console.print(f"rewrote {len(paths)} files in {run_dir}/", markup=False)
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from edge_opt.artifacts import atomic_write_bytes
+from edge_opt.cache import state_dict_bytes
 from edge_opt.environment import sha256_file
 from edge_opt.runtimes import RuntimeModel
 
@@ -22,13 +21,16 @@ def variant_path(folder: Path, level: float) -> Path:
 
 
 def save_variants(variants: dict[float, nn.Module], folder: Path) -> None:
-    """Keep each pruned float model (pickled module) so `edge-opt export` can rebuild any
-    candidate of a finished run without pruning or fine-tuning again."""
+    """Keep each pruned float model's state dict so `edge-opt export` can rebuild any
+    candidate of a finished run without fine-tuning again.
+
+    Only tensors are stored (read back with ``weights_only=True``, which executes no code):
+    the pruned structure is rebuilt by pruning the baseline checkpoint at the same level,
+    which is deterministic, then these weights are loaded into it (shapes are checked).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for level, model in variants.items():
-        buffer = io.BytesIO()
-        torch.save(model, buffer)
-        atomic_write_bytes(variant_path(folder, level), buffer.getvalue())
+        atomic_write_bytes(variant_path(folder, level), state_dict_bytes(model))
 
 
 def export_deployables(

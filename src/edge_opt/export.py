@@ -7,6 +7,7 @@ without pruning or training again.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass
@@ -15,13 +16,16 @@ from typing import Any
 
 import torch
 
+from edge_opt.cache import load_state_dict_bytes, sha256_bytes
 from edge_opt.config import build_config
 from edge_opt.data import calibration_inputs, load_raw_dataset, split_dataset
 from edge_opt.deployables import variant_path
 from edge_opt.environment import sha256_file
 from edge_opt.errors import EdgeOptError
 from edge_opt.preparation import build_configured_model
+from edge_opt.pruning import structured_channel_prune
 from edge_opt.results import RunResult
+from edge_opt.rundir import require_finished_run
 from edge_opt.runtimes import build_runtime
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,60 @@ def _row(result: RunResult, candidate_id: str) -> dict[str, Any]:
     raise EdgeOptError(f"candidate {candidate_id!r} is not in this run; candidates: {known}")
 
 
+def verified_bytes(run_dir: Path, relative: str) -> bytes:
+    """A run file's bytes, after checking them against the manifest's sha256.
+
+    Raises:
+        EdgeOptError: the file is missing, not in the manifest, or altered since the run.
+    """
+    manifest_path = run_dir / "manifest.json"
+    try:
+        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeOptError(f"{manifest_path}: unreadable ({exc}); rerun to rebuild it") from None
+    path = run_dir / relative
+    if relative not in files:
+        raise EdgeOptError(
+            f"{path}: not listed in {manifest_path}; this run predates checked variants (or "
+            "was edited): rerun it"
+        )
+    if not path.is_file():
+        raise EdgeOptError(f"{path} is missing; rerun to rebuild it")
+    data = path.read_bytes()
+    if sha256_bytes(data) != files[relative]:
+        raise EdgeOptError(
+            f"{path}: sha256 differs from the manifest's; the file was changed after the run, "
+            "so it is not used (rerun to rebuild it)"
+        )
+    return data
+
+
+def _load_variant(
+    run_dir: Path,
+    result: RunResult,
+    model: torch.nn.Module,
+    input_shape: tuple[int, int, int],
+    level: float,
+    scope: str,
+) -> torch.nn.Module:
+    """The pruned float model of ``level``: baseline checkpoint -> prune -> variant weights.
+
+    Both files are checked against the manifest and read with ``weights_only=True``: a
+    tampered run directory is refused and never executes code.
+    """
+    baseline = verified_bytes(run_dir, result.baseline["checkpoint"])
+    model.load_state_dict(load_state_dict_bytes(baseline))
+    example = torch.zeros(1, *input_shape)
+    relative = str(variant_path(Path("models") / "variants", level))
+    weights = load_state_dict_bytes(verified_bytes(run_dir, relative))
+    pruned = structured_channel_prune(model, level, example, scope=scope)
+    try:
+        pruned.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise EdgeOptError(f"{run_dir / relative}: does not fit the pruned model ({exc})") from None
+    return pruned.eval()
+
+
 def export_candidate(
     run_dir: str | Path,
     candidate_id: str | None = None,
@@ -74,8 +132,7 @@ def export_candidate(
             failed rebuild.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "run_result.json").is_file():
-        raise EdgeOptError(f"{run_dir}: no run_result.json; pass the output directory of a run")
+    require_finished_run(run_dir)
     result = RunResult.load(run_dir)
     cid = candidate_id or result.recommendation.get("candidate_id")
     if cid is None:
@@ -95,10 +152,9 @@ def export_candidate(
         )
     cfg = build_config(result.config)
     built_model = build_configured_model(cfg)  # imports a user's factory module if any
-    source = variant_path(run_dir / "models" / "variants", level)
-    if not source.is_file():
-        raise EdgeOptError(f"{source} is missing: this run predates saved variants; rerun it")
-    variant = torch.load(source, map_location="cpu", weights_only=False).eval()  # our own file
+    variant = _load_variant(
+        run_dir, result, built_model.model, built_model.input_shape, level, cfg.pruning_scope
+    )
     calibration: list[torch.Tensor] = []
     if precision == "int8":
         raw = load_raw_dataset(cfg.dataset, cfg.data_dir, built_model.input_shape)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from edge_opt.artifacts import atomic_write_csv, atomic_write_json, atomic_write
 from edge_opt.config import ExperimentConfig, dump_config
 from edge_opt.experiments import CandidateResult, EpochStats, pareto_frontier
 from edge_opt.results import RunResult
+from edge_opt.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -165,27 +166,48 @@ def run_multi_seed(
     cfg: ExperimentConfig,
     on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    command: Sequence[str] = ("edge-opt", "run"),
+    opened: RunDir | None = None,
 ) -> MultiSeedResult:
-    """Run the experiment for every seed in ``cfg.seeds`` and write the multi-seed summaries."""
-    from edge_opt.pipeline import run as run_single
+    """Run the experiment for every seed in ``cfg.seeds`` and write the multi-seed summaries.
+
+    All seeds share one protected run directory (``edge_opt.rundir``): every ``seed_*/`` folder
+    and the summaries are published together when the last seed completes, so a rerun never
+    leaves an old seed's files beside new results.
+    """
+    from edge_opt.cache import ArtifactCache
+    from edge_opt.pipeline import RunContext, protected_run, run_pipeline
+    from edge_opt.reporting import write_reports
 
     if not cfg.seeds:
         raise ValueError("run_multi_seed needs `seeds` in the config")
-    from edge_opt.reporting import clean_previous_outputs
+    with protected_run(cfg.output_dir, overwrite, resume, command, opened) as run_dir:
+        out = run_dir.staging
+        cache = ArtifactCache(run_dir.cache_root)
+        atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
+        runs, frames = [], []
+        for index, seed in enumerate(cfg.seeds, start=1):
+            log.info("seed %d (%d of %d)", seed, index, len(cfg.seeds))
+            folder = out / f"seed_{seed}"
+            seed_cfg = per_seed_config(cfg, seed, Path(cfg.output_dir) / f"seed_{seed}")
 
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clean_previous_outputs(out)
-    for name in MULTI_SEED_FILES:
-        (out / name).unlink(missing_ok=True)
-    atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
-    runs, frames = [], []
-    for index, seed in enumerate(cfg.seeds, start=1):
-        log.info("seed %d (%d of %d)", seed, index, len(cfg.seeds))
-        seed_cfg = per_seed_config(cfg, seed, out / f"seed_{seed}")
-        result = run_single(seed_cfg, on_candidate, on_epoch)
-        runs.append(result)
-        frames.append(result.sweep_frame().assign(seed=seed))
+            def stage(name: str, seed: int = seed) -> None:
+                run_dir.stage(f"seed {seed}: {name}")
+
+            context = RunContext(folder, run_dir.tmp, cache, stage)
+            result = run_pipeline(seed_cfg, on_candidate, on_epoch, context)
+            write_reports(result, folder)
+            runs.append(result)
+            frames.append(result.sweep_frame().assign(seed=seed))
+        return _write_summaries(cfg, out, runs, frames)
+
+
+def _write_summaries(
+    cfg: ExperimentConfig, out: Path, runs: list[RunResult], frames: list[pd.DataFrame]
+) -> MultiSeedResult:
     per_seed = pd.concat(frames, ignore_index=True)
     summary = summarize_seeds(per_seed)
     frontier = multi_seed_frontier(summary, cfg.pareto_use_ci)

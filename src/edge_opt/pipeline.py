@@ -6,23 +6,35 @@ are typed; the stages do not know about each other.
 
 from __future__ import annotations
 
-import io
+import contextlib
+import copy
+import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
+from torch import nn
 
 from edge_opt.analysis import analyse_candidate, profile_candidate, project_candidates
-from edge_opt.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edge_opt.artifacts import atomic_write_bytes, atomic_write_text
+from edge_opt.cache import (
+    ArtifactCache,
+    content_key,
+    load_state_dict_bytes,
+    sha256_bytes,
+    state_dict_bytes,
+)
 from edge_opt.config import ExperimentConfig, dump_config
 from edge_opt.data import (
+    DataSplits,
+    Loaders,
     calibration_inputs,
     load_raw_dataset,
     make_loaders,
@@ -39,13 +51,12 @@ from edge_opt.experiments import (
     pareto_frontier,
     prune_variants,
     recommend_candidate,
-    run_sweep,
     train_model,
 )
 from edge_opt.hardware import precision_tradeoff_table
 from edge_opt.harness import load_average, stabilize_allocator
 from edge_opt.metrics import collect_metrics, evaluate_accuracy
-from edge_opt.model import count_parameters
+from edge_opt.model import BuiltModel, count_parameters
 from edge_opt.preparation import (
     build_configured_model,
     check_data_fits_model,
@@ -56,10 +67,13 @@ from edge_opt.preparation import (
 )
 from edge_opt.profiling import roofline_points
 from edge_opt.results import RunResult
+from edge_opt.rundir import now_iso
 from edge_opt.runtimes import RuntimeModel
+from edge_opt.sweep import SweepPlan, execute_sweep
 
 if TYPE_CHECKING:
     from edge_opt.multiseed import MultiSeedResult
+    from edge_opt.rundir import RunDir
 
 __all__ = [
     "build_configured_model",
@@ -104,24 +118,158 @@ def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]
     return notes
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Where one run writes: its staging folder, scratch space, cache, and a stage hook."""
+
+    staging: Path
+    tmp: Path
+    cache: ArtifactCache
+    on_stage: Callable[[str], None] = lambda _name: None
+
+
+def data_fingerprint(splits: DataSplits) -> str:
+    """sha256 of every split's tensors: what a cached result was computed on."""
+    digest = hashlib.sha256()
+    for split in (splits.train, splits.val, splits.test):
+        for tensor in split.tensors:
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _training_key(cfg: ExperimentConfig, built: BuiltModel, fingerprint: str) -> str:
+    checkpoint = built.checkpoint
+    return content_key(
+        "baseline",
+        {
+            "model": cfg.model.model_dump(mode="json"),
+            "checkpoint_sha256": sha256_file(Path(checkpoint)) if checkpoint else None,
+            "initial_sha256": sha256_bytes(state_dict_bytes(built.model)),
+            "data": fingerprint,
+            "batch_size": cfg.batch_size,
+            "dataloader_seed": cfg.effective_dataloader_seed,
+            "epochs": cfg.epochs,
+            "learning_rate": cfg.learning_rate,
+            "seed": cfg.seed,
+        },
+    )
+
+
+def _train_baseline(
+    cfg: ExperimentConfig,
+    built: BuiltModel,
+    loaders: Loaders,
+    fingerprint: str,
+    cache: ArtifactCache,
+    on_epoch: Callable[[EpochStats], None] | None,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train the baseline, or reuse the cached result of the very same training."""
+    key = _training_key(cfg, built, fingerprint)
+    entry = cache.get("baseline", key)
+    model = copy.deepcopy(built.model)
+    if entry is not None:
+        model.load_state_dict(load_state_dict_bytes(entry.read("weights.pt")))
+        log.info("baseline: reused from the cache (the same training finished before)")
+        return model.eval(), list(entry.meta["history"])
+    log.info(
+        "training %s for %d epoch(s) on %d images%s",
+        built.label,
+        cfg.epochs,
+        len(loaders.train.dataset),
+        f" from checkpoint {built.checkpoint}" if built.checkpoint else "",
+    )
+    history: list[dict[str, Any]] = []
+
+    def record_epoch(stats: EpochStats) -> None:
+        history.append(asdict(stats))
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    trained = train_model(
+        model,
+        loaders.train,
+        cfg.epochs,
+        cfg.learning_rate,
+        TORCH_DEVICE,
+        seed=cfg.seed,
+        on_epoch=record_epoch,
+        val_loader=loaders.val,
+    )
+    cache.put("baseline", key, {"history": history}, {"weights.pt": state_dict_bytes(trained)})
+    return trained, history
+
+
+def _training_note(cfg: ExperimentConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """How much training every candidate had, and whether the baseline had converged."""
+    losses = [h["val_loss"] for h in history if h.get("val_loss") is not None]
+    falling = len(losses) >= 2 and losses[-1] < losses[-2]
+    return {
+        "baseline_epochs": cfg.epochs,
+        "fine_tune_epochs": cfg.fine_tune_epochs,
+        "total_epochs_per_candidate": cfg.epochs + cfg.fine_tune_epochs,
+        "val_loss_per_epoch": losses,
+        "val_loss_still_falling": falling if len(losses) >= 2 else None,
+    }
+
+
+def _sweep_plan(cfg: ExperimentConfig, power_watts: float, fingerprint: str) -> SweepPlan:
+    return SweepPlan(
+        pruning_levels=tuple(cfg.pruning_levels),
+        precisions=tuple(cfg.precisions),
+        harness=harness_settings(cfg),
+        runtimes=tuple(cfg.runtimes),
+        power_watts=power_watts,
+        calibration_batches=cfg.calibration_batches,
+        memory_budgets_mb=tuple(cfg.memory_budgets_mb),
+        active_memory_budget_mb=cfg.active_memory_budget_mb,
+        memory_budget_metric=cfg.memory_budget_metric,
+        latency_multiplier=cfg.latency_multiplier,
+        fine_tune_epochs=cfg.fine_tune_epochs,
+        quantization_backend=cfg.quantization_backend,
+        latency_batch_size=cfg.latency_batch_size,
+        throughput_repeats=cfg.throughput_repeats,
+        measure_rss=cfg.measure_peak_rss,
+        data_fingerprint=fingerprint,
+    )
+
+
+def _reference_accuracy(sweep: pd.DataFrame, baseline_val_acc: float) -> float:
+    """Validation accuracy of p00-fp32-eager (same total training as every candidate)."""
+    if sweep.empty:
+        return baseline_val_acc
+    row = sweep[sweep["candidate_id"] == candidate_id(0.0, "fp32", "eager")]
+    if row.empty or row.iloc[0]["status"] != "ok" or pd.isna(row.iloc[0].get("accuracy")):
+        return baseline_val_acc
+    return float(row.iloc[0]["accuracy"])
+
+
 def run_pipeline(
     cfg: ExperimentConfig,
     on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    context: RunContext | None = None,
 ) -> RunResult:
     """Run the experiment described by ``cfg`` and return its typed result.
 
-    Writes, as it goes, what must survive a crash: the resolved config, the baseline
-    checkpoint and ``sweep_results.csv`` (rewritten after every candidate).
+    Writes, as it goes, what must survive a crash into ``context.staging`` (by default
+    ``cfg.output_dir``): the resolved config, the baseline checkpoint and ``sweep_results.csv``
+    (rewritten after every candidate). With a context from ``run``, finished work also goes to
+    the run directory's cache, which ``--resume`` reuses.
 
     Raises:
         EdgeOptError: bad data, model or settings (the message says what to change).
     """
+    if context is None:
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="edge-opt-work-") as tmp:
+            return run_pipeline(
+                cfg, on_candidate, on_epoch, RunContext(out, Path(tmp), ArtifactCache(None))
+            )
     started = datetime.now(UTC)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out, cache, stage = context.staging, context.cache, context.on_stage
     atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
     load_before = load_average()
     allocator = stabilize_allocator()
@@ -129,11 +277,10 @@ def run_pipeline(
     power = power_source(cfg.power_watts)  # the energy proxy's one source of power figures
     seed_everything(cfg.seed)
     built_models: dict[str, RuntimeModel] = {}
-    work = tempfile.TemporaryDirectory(prefix="edge-opt-work-")
-    workdir = Path(work.name)
     torch.backends.quantized.engine = cfg.quantization_backend
 
     # --- model and data ---------------------------------------------------------------------
+    stage("data")
     t = time.perf_counter()
     torch.manual_seed(cfg.seed)
     built = build_configured_model(cfg)
@@ -145,43 +292,22 @@ def run_pipeline(
     for warning in splits.warnings:
         log.warning("data: %s", warning)
     check_data_fits_model(splits, built)
+    fingerprint = data_fingerprint(splits) if cache.enabled else ""
     timings["data"] = time.perf_counter() - t
 
     # --- baseline ---------------------------------------------------------------------------
+    stage("training")
     t = time.perf_counter()
-    model = built.model
-    log.info(
-        "training %s for %d epoch(s) on %d images%s",
-        built.label,
-        cfg.epochs,
-        len(splits.train),
-        f" from checkpoint {built.checkpoint}" if built.checkpoint else "",
-    )
-    history: list[dict[str, Any]] = []
-
-    def record_epoch(stats: EpochStats) -> None:
-        history.append(stats.__dict__.copy())
-        if on_epoch is not None:
-            on_epoch(stats)
-
-    baseline = train_model(
-        model,
-        loaders.train,
-        cfg.epochs,
-        cfg.learning_rate,
-        TORCH_DEVICE,
-        seed=cfg.seed,
-        on_epoch=record_epoch,
-    )
-    buffer = io.BytesIO()
-    torch.save(baseline.state_dict(), buffer)
-    checkpoint = atomic_write_bytes(out / CHECKPOINT, buffer.getvalue())
-    val_acc = evaluate_accuracy(baseline, loaders.val).accuracy
+    baseline, history = _train_baseline(cfg, built, loaders, fingerprint, cache, on_epoch)
+    checkpoint = atomic_write_bytes(out / CHECKPOINT, state_dict_bytes(baseline))
+    val_result = evaluate_accuracy(baseline, loaders.val)
+    val_acc = val_result.accuracy
     test_acc = evaluate_accuracy(baseline, loaders.test).accuracy
     log.info("baseline: validation accuracy %.4f, test accuracy %.4f", val_acc, test_acc)
     timings["training"] = time.perf_counter() - t
 
     # --- sweep ------------------------------------------------------------------------------
+    stage("pruning")
     t = time.perf_counter()
     variants = prune_variants(
         baseline,
@@ -193,51 +319,36 @@ def run_pipeline(
         cfg.seed,
         splits.input_shape,
         cfg.pruning_scope,
+        cache=cache,
+        train_fingerprint=fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}",
     )
     timings["pruning"] = time.perf_counter() - t
     t = time.perf_counter()
-    sweep = run_sweep(
-        baseline,
-        loaders.train,
+    sweep = execute_sweep(
+        _sweep_plan(cfg, power.watts, fingerprint),
+        variants,
         loaders.val,
         calibration,
-        TORCH_DEVICE,
-        cfg.pruning_levels,
-        cfg.precisions,
-        power.watts,
-        cfg.calibration_batches,
-        cfg.memory_budgets_mb,
-        cfg.active_memory_budget_mb,
-        cfg.latency_multiplier,
-        cfg.benchmark_repeats,
-        cfg.benchmark_trials,
-        cfg.benchmark_warmup,
-        cfg.fine_tune_epochs,
-        cfg.learning_rate,
-        cfg.quantization_backend,
-        out,
-        test_loader=loaders.test,
-        latency_batch_size=cfg.latency_batch_size,
-        throughput_repeats=cfg.throughput_repeats,
-        threads=cfg.benchmark_threads,
-        seed=cfg.seed,
+        reference_predictions=val_result.predictions,
         input_shape=splits.input_shape,
-        pruned_models=variants,
-        harness=harness,
-        memory_budget_metric=cfg.memory_budget_metric,
-        measure_rss=cfg.measure_peak_rss,
-        runtimes=cfg.runtimes,
-        workdir=workdir,
+        test_loader=loaders.test,
+        output_dir=out,
+        workdir=context.tmp,
+        cache=cache,
         keep_models=built_models,
         on_result=on_candidate,
+        on_stage=stage,
     )
     timings["sweep"] = time.perf_counter() - t
+    stage("analysis")
 
     # --- selection --------------------------------------------------------------------------
     latency_front = pareto_frontier(sweep, LATENCY_COST, cfg.pareto_use_ci)
     energy_front = pareto_frontier(sweep, ENERGY_COST, cfg.pareto_use_ci)
     memory_front = pareto_frontier(sweep, "memory_mb", cfg.pareto_use_ci)
-    recommendation = recommend_candidate(sweep, val_acc, cfg.max_accuracy_drop, LATENCY_COST)
+    # Fair reference: the unpruned fp32 candidate had the same total training as every other.
+    reference_acc = _reference_accuracy(sweep, val_acc)
+    recommendation = recommend_candidate(sweep, reference_acc, cfg.max_accuracy_drop, LATENCY_COST)
     log.info("recommended: %s (%s)", recommendation.candidate_id, recommendation.reason)
     deploy_ids = [recommendation.candidate_id] if recommendation.candidate_id else []
     for front in (latency_front, energy_front):
@@ -355,7 +466,6 @@ def run_pipeline(
     if recommendation.candidate_id is None:
         warnings.append(f"no recommendation: {recommendation.reason}")
     timings["total"] = time.perf_counter() - clock
-    work.cleanup()
     return RunResult(
         config=cfg.to_dict(),
         environment=environment,
@@ -377,6 +487,8 @@ def run_pipeline(
             "candidate_id": base_row["candidate_id"],
             "checkpoint": CHECKPOINT,
             "checkpoint_sha256": sha256_file(checkpoint),
+            "reference_val_accuracy": reference_acc,
+            "training": _training_note(cfg, history),
         },
         sweep=sweep.to_dict("records"),
         latency_frontier=latency_front["candidate_id"].tolist() if not latency_front.empty else [],
@@ -405,36 +517,95 @@ def run(
     cfg: ExperimentConfig,
     on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    command: Sequence[str] = ("edge-opt", "run"),
+    opened: RunDir | None = None,
 ) -> RunResult:
-    """``run_pipeline`` then ``write_reports`` into ``cfg.output_dir``.
+    """``run_pipeline`` then ``write_reports``, in a protected run directory.
 
-    If the run fails, ``run_status.json`` in the output directory records the error; what was
-    already written (config, checkpoint, finished sweep rows) stays.
+    The run is built in ``<output_dir>/.edge-opt/staging`` and published into ``output_dir``
+    only when every report file exists; ``run_status.json`` says ``running`` (pid, stage) until
+    then. A finished run is replaced only with ``overwrite`` (and stays until the new one
+    completes); an interrupted one is continued with ``resume``, reusing the cached training,
+    pruning, fine-tuning, conversion, export and accuracy, then timing every candidate again.
+
+    Raises:
+        EdgeOptError: a refused output directory, bad data, model or settings.
+        KeyboardInterrupt: on Ctrl-C (the status says ``interrupted`` and how to resume).
     """
-    from edge_opt.reporting import clean_previous_outputs, write_reports
+    from edge_opt.reporting import write_reports
 
-    out = Path(cfg.output_dir)
-    clean_previous_outputs(out)
-    try:
-        result = run_pipeline(cfg, on_candidate, on_epoch)
-    except BaseException as exc:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(
-            out / "run_status.json", {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    with protected_run(cfg.output_dir, overwrite, resume, command, opened) as run_dir:
+        context = RunContext(
+            run_dir.staging, run_dir.tmp, ArtifactCache(run_dir.cache_root), run_dir.stage
         )
-        raise
-    write_reports(result, out)
+        result = run_pipeline(cfg, on_candidate, on_epoch, context)
+        run_dir.stage("reports")
+        write_reports(result, run_dir.staging)
     return result
+
+
+@contextlib.contextmanager
+def protected_run(
+    output_dir: str | Path,
+    overwrite: bool,
+    resume: bool,
+    command: Sequence[str],
+    opened: RunDir | None = None,
+) -> Iterator[RunDir]:
+    """Open and lock the run directory (or take ``opened``, already locked by the caller);
+    publish its staging folder if the block completes.
+
+    On any exception the status records ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` with
+    the error and the command that resumes; scratch space is removed on every exit path.
+    """
+    from edge_opt.rundir import open_run_dir
+
+    run_dir = opened or open_run_dir(
+        output_dir, overwrite=overwrite, resume=resume, command=command
+    )
+    try:
+        yield run_dir
+        run_dir.publish()
+        run_dir.set_status("complete", stage="done", finished_at=now_iso())
+    except BaseException as exc:
+        _record_failure(run_dir, exc)
+        raise
+    finally:
+        run_dir.close()
+
+
+def _record_failure(run_dir: RunDir, exc: BaseException) -> None:
+    state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    error = (
+        "interrupted (Ctrl-C or SIGTERM)"
+        if state == "interrupted"
+        else (f"{type(exc).__name__}: {exc}")
+    )
+    with contextlib.suppress(OSError):  # a full disk must not hide the original error
+        run_dir.set_status(state, error=error[:2000], stage=run_dir.status.get("stage"))
 
 
 def run_experiment(
     cfg: ExperimentConfig,
     on_candidate: Callable[[CandidateResult, int, int], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    command: Sequence[str] = ("edge-opt", "run"),
+    opened: RunDir | None = None,
 ) -> RunResult | MultiSeedResult:
-    """What ``edge-opt run`` does: one run, or one per seed when ``seeds`` is set."""
+    """What ``edge-opt run`` does: one run, or one per seed when ``seeds`` is set.
+
+    ``opened``: the run directory, already opened with ``edge_opt.rundir.open_run_dir`` (the
+    CLI opens it before importing torch, so the status says ``running`` at once).
+    """
+    options = {"overwrite": overwrite, "resume": resume, "command": command, "opened": opened}
     if cfg.seeds:
         from edge_opt.multiseed import run_multi_seed
 
-        return run_multi_seed(cfg, on_candidate, on_epoch)
-    return run(cfg, on_candidate, on_epoch)
+        return run_multi_seed(cfg, on_candidate, on_epoch, **options)
+    return run(cfg, on_candidate, on_epoch, **options)

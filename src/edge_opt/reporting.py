@@ -6,7 +6,6 @@ Reads nothing but the result, so ``edge-opt report RUN_DIR`` can rebuild every f
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,6 @@ OUTPUT_FILES = (
 )
 OUTPUT_DIRS = ("candidates", "models")
 MIB = 2**20
-
-
-def clean_previous_outputs(out: Path) -> None:
-    """Remove a previous run's files (only the names edge-opt writes), so none goes stale."""
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in OUTPUT_DIRS:
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
 
 
 def frontier_frame(sweep: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
@@ -533,9 +523,34 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
             "path": result.baseline["checkpoint"],
             "sha256": result.baseline["checkpoint_sha256"],
         },
-        "files": {str(p.relative_to(out)): sha256_file(p) for p in sorted(set(paths))},
+        # Every file of the run (checkpoint, variants, exports included), so `export` can
+        # check each one before it reads it.
+        "files": {
+            str(p.relative_to(out)): sha256_file(p)
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+            and p.name not in ("manifest.json", "run_status.json")
+            and ".edge-opt" not in p.relative_to(out).parts
+        },
         "exported_models": result.exported_models,
     }
     paths.append(atomic_write_json(out / "manifest.json", manifest))
-    paths.append(atomic_write_json(out / "run_status.json", {"status": "ok"}))
     return paths
+
+
+def rebuild_reports(run_dir: str | Path) -> tuple[list[Path], dict[str, Any]]:
+    """What ``edge-opt report`` does: every report file again, from ``run_result.json``.
+
+    The directory is locked meanwhile (a run in progress is refused). Returns the paths
+    written and the directory's status (an interrupted rerun leaves the previous complete
+    run's results, which are what is rebuilt).
+
+    Raises:
+        EdgeOptError: no complete run there, or another process holds the directory.
+    """
+    from edge_opt.rundir import locked_run_dir, require_finished_run
+
+    with locked_run_dir(run_dir) as locked:
+        status = require_finished_run(locked.out)
+        result = RunResult.load(locked.out / "run_result.json")
+        return write_reports(result, locked.out), status

@@ -170,12 +170,15 @@ def _onnxruntime(
     example: torch.Tensor,
     threads: int,
     workdir: Path,
+    existing: Path | None = None,
 ) -> RuntimeModel:
-    fp32_path = export_onnx(float_model, example, workdir / "model_fp32.onnx")
-    path = fp32_path
-    if converted.precision == "int8":
-        name = ort_session(fp32_path, 1).get_inputs()[0].name
-        path = quantize_onnx_int8(fp32_path, workdir / "model_int8.onnx", name, calibration)
+    if existing is not None:  # built by an earlier run (the resume cache): load, not export
+        path = existing
+    else:
+        path = export_onnx(float_model, example, workdir / "model_fp32.onnx")
+        if converted.precision == "int8":
+            name = ort_session(path, 1).get_inputs()[0].name
+            path = quantize_onnx_int8(path, workdir / "model_int8.onnx", name, calibration)
     session = ort_session(path, threads)
     name = session.get_inputs()[0].name
 
@@ -274,6 +277,8 @@ def build_runtime(
     threads: int = 1,
     backend: str = "x86",
     workdir: Path | None = None,
+    *,
+    artifact: Path | None = None,
 ) -> RuntimeModel:
     """Build ``float_model`` in ``precision`` for ``runtime``.
 
@@ -286,6 +291,8 @@ def build_runtime(
         threads: intra-op threads of the runtime (ONNX Runtime's are set here).
         backend: quantized engine of eager int8.
         workdir: where exported files go (a temporary directory by default).
+        artifact: an ONNX file this candidate was already exported to (onnxruntime only):
+            loaded instead of exporting again.
 
     Raises:
         EdgeOptError: unsupported combination, failed export, conversion or compilation.
@@ -299,5 +306,5 @@ def build_runtime(
     if runtime == "onnxruntime":
         folder = workdir or Path(tempfile.mkdtemp(prefix="edge-opt-onnx-"))
         folder.mkdir(parents=True, exist_ok=True)
-        return _onnxruntime(float_model, converted, calibration, example, threads, folder)
+        return _onnxruntime(float_model, converted, calibration, example, threads, folder, artifact)
     return _compiled(float_model, converted, calibration, example)

@@ -22,6 +22,7 @@ class EpochStats:
     loss: float
     train_accuracy: float
     seconds: float
+    val_loss: float | None = None  # mean cross-entropy on the validation split, if given
 
 
 def train_model(
@@ -33,6 +34,7 @@ def train_model(
     *,
     seed: int | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    val_loader: DataLoader | None = None,
 ) -> nn.Module:
     """Train a copy of ``model`` with Adam and cross-entropy; the caller's model is untouched.
 
@@ -47,6 +49,8 @@ def train_model(
         device: torch device (cpu).
         seed: if given, seeds torch before training (dropout, init of lazy layers).
         on_epoch: called with ``EpochStats`` after each epoch.
+        val_loader: if given, the validation loss is computed after each epoch (so a report
+            can say whether it was still falling when training stopped).
 
     Returns:
         The trained copy, in eval mode.
@@ -80,15 +84,30 @@ def train_model(
             loss_sum / max(seen, 1),
             correct / max(seen, 1),
             time.perf_counter() - start,
+            _mean_loss(trained, val_loader, criterion, device) if val_loader else None,
         )
         log.info(
-            "epoch %d/%d: loss %.4f, train accuracy %.4f (%.1f s)",
+            "epoch %d/%d: loss %.4f, train accuracy %.4f%s (%.1f s)",
             epoch,
             epochs,
             stats.loss,
             stats.train_accuracy,
+            f", validation loss {stats.val_loss:.4f}" if stats.val_loss is not None else "",
             stats.seconds,
         )
         if on_epoch is not None:
             on_epoch(stats)
     return trained.eval()
+
+
+def _mean_loss(
+    model: nn.Module, loader: DataLoader, criterion: nn.Module, device: str | torch.device
+) -> float:
+    model.eval()
+    total, seen = 0.0, 0
+    with torch.inference_mode():
+        for inputs, targets in loader:
+            outputs = model(inputs.to(device))
+            total += float(criterion(outputs, targets.to(device))) * targets.numel()
+            seen += targets.numel()
+    return total / max(seen, 1)
