@@ -29,7 +29,7 @@ from edge_opt.errors import (
     ModelError,
     PruningError,
 )
-from edge_opt.experiments import pareto_frontier, train_model
+from edge_opt.experiments import pareto_frontier, run_sweep, train_model
 from edge_opt.hardware import (
     LayerEstimate,
     estimate_layerwise_stats,
@@ -373,7 +373,53 @@ def test_hardware_profile_knee() -> None:
 
 
 # -------------------------------------------------------------------------------- run_sweep
-# PLACEHOLDER: run_sweep(base_model, val_loader, calibration_loader, device, pruning_levels,
-# precisions, power_watts, calibration_batches, memory_budgets_mb, active_memory_budget_mb,
-# latency_multiplier, benchmark_repeats) belongs here. Its signature is being rewritten to the
-# documented one on another branch; the developer doing that adds this part of the contract.
+@pytest.fixture(scope="module")
+def seed_sweep_inputs():
+    train, val = build_loaders("synthetic", 64, 256, 128, 0, 0)
+    model = train_model(SmallCNN(), train, 1, 2e-3, "cpu")
+    return model, val
+
+
+def _seed_run_sweep(model, val, budgets, active):  # type: ignore[no-untyped-def]
+    return run_sweep(
+        base_model=model,
+        val_loader=val,
+        calibration_loader=val,
+        device="cpu",
+        pruning_levels=[0.0, 0.5],
+        precisions=["fp32", "int8"],
+        power_watts=5.0,
+        calibration_batches=2,
+        memory_budgets_mb=budgets,
+        active_memory_budget_mb=active,
+        latency_multiplier=1.0,
+        benchmark_repeats=10,
+    )
+
+
+def test_run_sweep_with_exactly_the_documented_arguments(seed_sweep_inputs) -> None:
+    model, val = seed_sweep_inputs
+    # The active budget need not be a listed one: rejected = memory_mb > active budget.
+    df = _seed_run_sweep(model, val, [1.0], 0.03)
+    assert list(df["candidate_id"]) == [
+        "p00-fp32-eager",
+        "p00-int8-eager",
+        "p50-fp32-eager",
+        "p50-int8-eager",
+    ]
+    assert (df["status"] == "ok").all()
+    assert df["accepted"].tolist() == (df["memory_mb"] <= 0.03).tolist()
+    assert df["accepted"].any() and not df["accepted"].all()
+    assert not df["violates_1mb"].any()  # one flag per listed budget
+    for column in DOCUMENTED_SWEEP_COLUMNS:
+        assert column in df.columns
+    # int8 is real int8: its serialized size is well under its fp32 twin's.
+    sizes = df.set_index("candidate_id")["model_size_bytes"]
+    assert sizes["p00-int8-eager"] < 0.4 * sizes["p00-fp32-eager"]
+
+
+def test_run_sweep_with_nothing_accepted_gives_an_empty_frontier(seed_sweep_inputs) -> None:
+    model, val = seed_sweep_inputs
+    df = _seed_run_sweep(model, val, [0.001], 0.001)
+    assert not df["accepted"].any()
+    assert pareto_frontier(df, "latency_ms").empty
