@@ -104,7 +104,7 @@ def test_noisy_rounds_are_retried_then_flagged(monkeypatch) -> None:
     readings = iter(
         [2.0, 2.0, 0.1, 2.0, 2.0, 2.0]
     )  # round 1: noisy, noisy, calm; round 2: noisy x3
-    monkeypatch.setattr(harness._LoadProbe, "other_cores", lambda self: next(readings))
+    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: next(readings))
     settings = HarnessSettings(
         warmup_min=0,
         calls_per_round=3,
@@ -123,7 +123,7 @@ def test_noisy_rounds_are_retried_then_flagged(monkeypatch) -> None:
 
 
 def test_calm_rounds_are_not_flagged(monkeypatch) -> None:
-    monkeypatch.setattr(harness._LoadProbe, "other_cores", lambda self: 0.1)
+    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.1)
     stats = measure_callable(lambda: None, FAST)
     assert not stats.noisy
     assert stats.noisy_retries == 0
@@ -168,7 +168,7 @@ def test_a_slowed_host_is_detected_by_the_reference_kernel(monkeypatch) -> None:
     # three attempts; round 2 is back to 1.0 ms.
     reads = iter([1.0] * 5 + [2.0] * 6 + [1.0] * 2)
     monkeypatch.setattr(harness, "reference_kernel_ms", lambda: next(reads))
-    monkeypatch.setattr(harness._LoadProbe, "other_cores", lambda self: 0.0)
+    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.0)
     settings = HarnessSettings(
         warmup_min=0,
         calls_per_round=2,

@@ -171,3 +171,51 @@ def test_projection_fit_never_goes_negative() -> None:
     )
     assert model.alpha >= 0
     assert model.beta >= 0
+
+
+def test_a_host_profile_says_when_and_under_what_load_it_was_measured() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from edge_opt.devices import DEVICES, stale_reason
+
+    pi = DEVICES.get("raspberry-pi-4")
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    fresh = {"measured_at": (now - timedelta(days=1)).isoformat(), "other_cpu_cores": 0.1}
+    assert stale_reason(replace(pi, measured=fresh), now) is None
+    old = {**fresh, "measured_at": (now - timedelta(days=9)).isoformat()}
+    assert stale_reason(replace(pi, measured=old), now) == "it is 9 days old (limit 7)"
+    loaded = {**fresh, "other_cpu_cores": 1.2}
+    assert stale_reason(replace(pi, measured=loaded), now) == (
+        "it was measured under load (other processes used 1.20 cores)"
+    )
+    assert stale_reason(pi, now) == "it does not say when it was measured"
+
+
+def test_a_stale_cached_host_profile_is_measured_again(tmp_path, monkeypatch) -> None:
+    import json
+
+    from edge_opt import devices
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    real = devices.measure_host_profile
+
+    def counting(threads: int = 1, power_watts: float = 5.0):
+        calls.append(threads)
+        return real(threads, power_watts)
+
+    monkeypatch.setattr(devices, "measure_host_profile", counting)
+    first = devices.host_profile(1)
+    assert first.measured["measured_at"]
+    assert len(calls) == 1
+    devices.host_profile(1)
+    assert len(calls) == 1  # cached and fresh: reused
+    path = devices._cache_path(1)
+    data = json.loads(path.read_text())
+    data["measured"]["other_cpu_cores"] = 1.5  # as if taken while the machine was busy
+    path.write_text(json.dumps(data))
+    devices.host_profile(1)
+    assert len(calls) == 2
+    devices.host_profile(1, refresh=True)
+    assert len(calls) == 3

@@ -110,6 +110,13 @@ def run(
             "conversion and accuracy; time every candidate again.",
         ),
     ] = False,
+    refresh_host_profile: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-host-profile",
+            help="Measure this machine's roofs again (config key refresh_host_profile).",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -152,6 +159,8 @@ def run(
     overrides = list(set_ or [])
     if output_dir is not None:
         overrides.append(f"output_dir={output_dir}")
+    if refresh_host_profile:
+        overrides.append("refresh_host_profile=true")
     command = ["edge-opt", "run", str(config), *(f"--set={o}" for o in set_ or [])]
     if output_dir is not None:
         command += ["-o", str(output_dir)]

@@ -247,6 +247,12 @@ class ExperimentConfig(BaseModel):
     pareto_use_ci: bool = Field(
         False, description="Frontiers rank by the 95% lower bound of accuracy."
     )
+    refresh_host_profile: bool = Field(
+        False,
+        description="Measure this machine's roofs again instead of using the cached host "
+        "profile (also `--refresh-host-profile`); a cached profile older than 7 days or taken "
+        "under load is re-measured anyway.",
+    )
     # --- output -----------------------------------------------------------------------------
     output_dir: str = Field("outputs/default", min_length=1, description="Run directory.")
 

@@ -9,19 +9,27 @@ CPU model, torch version and thread count and cached in ``~/.cache/edge-opt``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from edge_opt.errors import EdgeOptError
+from edge_opt.harness import LoadProbe
 from edge_opt.registry import Registry
 
 SOURCES = ("datasheet", "measured", "assumed")
+
+
+log = logging.getLogger(__name__)
+HOST_PROFILE_MAX_AGE = timedelta(days=7)  # a host profile older than this is measured again
+HOST_PROFILE_MAX_LOAD = 0.5  # ... and so is one taken while others used > half a core
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class HardwareProfile:
     active_power_watts: Figure
     idle_power_watts: Figure
     notes: tuple[str, ...] = field(default=())
+    # For a measured profile: when, and how loaded the machine was (other processes' cores).
+    measured: dict[str, Any] | None = None
 
     def knee_macs_per_byte(self, dtype: str) -> float:
         """Roofline knee: arithmetic intensity where compute and bandwidth limits meet."""
@@ -166,7 +176,13 @@ def _rate(fn: Any, work: float, seconds: float = 0.3) -> float:
 
 
 def measure_host_profile(threads: int = 1, power_watts: float = 5.0) -> HardwareProfile:
-    """Micro-benchmark this machine: matmul MAC rates per dtype and copy bandwidth (~3 s)."""
+    """Micro-benchmark this machine: matmul MAC rates per dtype and copy bandwidth (~3 s).
+
+    The profile records when it was measured and how many cores other processes used
+    meanwhile, so a profile taken under load can be recognised and measured again.
+    """
+    probe = LoadProbe()
+    probe.start()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -206,7 +222,28 @@ def measure_host_profile(threads: int = 1, power_watts: float = 5.0) -> Hardware
         l3_kib=_fig(_cache_kib("L3"), "measured", "sysfs"),
         active_power_watts=_fig(power_watts, "assumed", "config power_watts"),
         idle_power_watts=_fig(0.0, "assumed", "unknown"),
+        measured={
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "other_cpu_cores": probe.other_cores(),
+            "load_average": list(os.getloadavg()),
+        },
     )
+
+
+def stale_reason(profile: HardwareProfile, now: datetime | None = None) -> str | None:
+    """Why a cached host profile must be measured again, or None when it can be used."""
+    info = profile.measured or {}
+    try:
+        when = datetime.fromisoformat(info["measured_at"])
+    except (KeyError, TypeError, ValueError):
+        return "it does not say when it was measured"
+    age = (now or datetime.now(UTC)) - when
+    if age > HOST_PROFILE_MAX_AGE:
+        return f"it is {age.days} days old (limit {HOST_PROFILE_MAX_AGE.days})"
+    other = info.get("other_cpu_cores")
+    if other is not None and other > HOST_PROFILE_MAX_LOAD:
+        return f"it was measured under load (other processes used {other:.2f} cores)"
+    return None
 
 
 def _cache_path(threads: int) -> Path:
@@ -225,6 +262,7 @@ def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
         description=data["description"],
         peak_gmacs=peaks,
         notes=tuple(data.get("notes", ())),
+        measured=data.get("measured"),
         **figures,
     )
 
@@ -237,11 +275,14 @@ def host_profile(
     if path.is_file() and not refresh:
         try:
             profile = profile_from_dict(json.loads(path.read_text(encoding="utf-8")))
-            return replace(
-                profile, active_power_watts=_fig(power_watts, "assumed", "config power_watts")
-            )
+            reason = stale_reason(profile)
+            if reason is None:
+                return replace(
+                    profile, active_power_watts=_fig(power_watts, "assumed", "config power_watts")
+                )
+            log.info("host profile: measuring again, the cached one is stale (%s)", reason)
         except (KeyError, TypeError, ValueError):
-            pass  # a stale or foreign cache: measure again
+            pass  # a foreign or damaged cache: measure again
     profile = measure_host_profile(threads, power_watts)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,14 +292,16 @@ def host_profile(
     return profile
 
 
-def get_device_profile(name: str, threads: int = 1, power_watts: float = 5.0) -> HardwareProfile:
+def get_device_profile(
+    name: str, threads: int = 1, power_watts: float = 5.0, refresh: bool = False
+) -> HardwareProfile:
     """A registered profile; ``host`` (or ``cpu``) is measured on this machine.
 
     Raises:
         EdgeOptError: the name is not registered.
     """
     if name in ("host", "cpu"):
-        return host_profile(threads, power_watts)
+        return host_profile(threads, power_watts, refresh)
     profile = DEVICES.get(name)
     if profile is None:
         raise EdgeOptError(f"device {name!r} has no profile")

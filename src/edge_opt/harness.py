@@ -114,7 +114,7 @@ def _own_cpu_seconds() -> float:
 
 
 @dataclass
-class _LoadProbe:
+class LoadProbe:
     """Cores' worth of CPU used by other processes during a window."""
 
     wall: float = 0.0
@@ -365,7 +365,7 @@ def measure_interleaved(
             for attempt in range(settings.noisy_max_retries + 1):
                 # One round = one block per callable; the load probe spans the whole round so
                 # that a noisy round is redone for every candidate (pairs stay paired).
-                probe = _LoadProbe()
+                probe = LoadProbe()
                 probe.start()
                 reference_before = reference_kernel_ms()
                 blocks = {}

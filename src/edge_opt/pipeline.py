@@ -377,7 +377,7 @@ def run_pipeline(
             settings=harness,
         )
         base_row = {"candidate_id": "baseline-fp32", "precision": "fp32", **metrics.to_dict()}
-    host = host_profile(cfg.benchmark_threads, cfg.power_watts)
+    host = host_profile(cfg.benchmark_threads, cfg.power_watts, cfg.refresh_host_profile)
     target = get_device_profile(cfg.device, cfg.benchmark_threads, cfg.power_watts)
     if cfg.memory_bandwidth_gbps is not None:
         target = target.with_bandwidth(cfg.memory_bandwidth_gbps)

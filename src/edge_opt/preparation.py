@@ -104,7 +104,9 @@ def profile_model(cfg: ExperimentConfig) -> tuple[HardwareProfileTable, Path]:
     from edge_opt.profiling import write_hardware_profile_artifacts
 
     built = build_configured_model(cfg)
-    target = get_device_profile(cfg.device, cfg.benchmark_threads, cfg.power_watts)
+    target = get_device_profile(
+        cfg.device, cfg.benchmark_threads, cfg.power_watts, cfg.refresh_host_profile
+    )
     if cfg.memory_bandwidth_gbps is not None:
         target = target.with_bandwidth(cfg.memory_bandwidth_gbps)
     model = built.model.eval()
