@@ -311,6 +311,30 @@ def _md_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _training_sentence(baseline: dict[str, Any]) -> str:
+    """How long every candidate trained, and whether the baseline had stopped improving."""
+    note = baseline.get("training")
+    if not note:
+        return "- Training: not recorded (a run from an older edge-opt)."
+    losses = ", ".join(f"{v:.4f}" for v in note["val_loss_per_epoch"]) or "not measured"
+    falling = {True: "still falling", False: "no longer falling", None: "unknown"}[
+        note["val_loss_still_falling"]
+    ]
+    return (
+        f"- Training: every candidate, the unpruned one included, had "
+        f"{note['total_epochs_per_candidate']} epoch(s) ({note['baseline_epochs']} baseline + "
+        f"{note['fine_tune_epochs']} fine-tuning after pruning at its level, 0 included), so "
+        "no candidate wins by training longer; the recommendation's reference accuracy is "
+        f"p00-fp32-eager's ({baseline.get('reference_val_accuracy', float('nan')):.4f}). "
+        f"Baseline validation loss per epoch: {losses} ({falling} at the last epoch"
+        + (
+            "; more `epochs` may raise every candidate's accuracy)."
+            if falling == "still falling"
+            else ")."
+        )
+    )
+
+
 def render_report(result: RunResult, summary: dict[str, Any]) -> str:
     """A human-readable Markdown report of the run."""
     sweep = result.sweep_frame()
@@ -365,6 +389,7 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters, "
         f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
         f"{result.baseline['test_accuracy']:.4f}.",
+        _training_sentence(result.baseline),
         f"- Latency: per call at batch {cfg['latency_batch_size']}, "
         f"{cfg['benchmark_threads']} thread(s); all candidates timed together in interleaved "
         f"rounds of {cfg['benchmark_repeats']} calls each ({cfg['benchmark_trials']} to "
