@@ -239,4 +239,7 @@ def test_speedups_are_paired_against_the_fp32_baseline(
     assert base["speedup_vs_baseline"] == 1.0
     assert (df["speedup_q25"] <= df["speedup_vs_baseline"]).all()
     assert (df["speedup_vs_baseline"] <= df["speedup_q75"]).all()
-    assert (df["latency_rounds"] == df["latency_rounds"].iloc[0]).all()  # timed side by side
+    # Timed side by side: the baseline (the anchor of speedups) is in every round; a candidate
+    # whose p50 is already tight leaves the rounds early, never before the minimum.
+    assert (df["latency_rounds"] <= base["latency_rounds"]).all()
+    assert (df["latency_rounds"] >= 1).all()

@@ -198,6 +198,7 @@ def test_a_stale_cached_host_profile_is_measured_again(tmp_path, monkeypatch) ->
     from edge_opt import devices
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(devices.LoadProbe, "other_cores", lambda self: 0.0)  # a quiet machine
     calls = []
     real = devices.measure_host_profile
 

@@ -168,8 +168,20 @@ class ExperimentConfig(BaseModel):
     )
     benchmark_trials: int = Field(3, ge=1, description="Minimum interleaved timing rounds.")
     benchmark_max_rounds: int = Field(20, ge=1, description="Maximum interleaved timing rounds.")
-    benchmark_iqr_threshold: float = Field(
-        0.15, gt=0, description="Stop timing once every candidate's IQR/median is below this."
+    benchmark_precision: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="Stop timing a candidate once the 95% CI of its p50 is within this "
+        "fraction of the p50 (0.02 = +-2%); the CI includes the spread between rounds and "
+        "instances.",
+    )
+    benchmark_instances: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="Independently built instances of each candidate timed in the same rounds "
+        "(fresh ONNX Runtime session, fresh model copy); the p50 and its CI pool them.",
     )
     benchmark_time_cap_s: float = Field(
         10.0, gt=0, description="Timing budget per candidate (s); rounds stop when spent."
@@ -185,7 +197,8 @@ class ExperimentConfig(BaseModel):
     host_slowdown_threshold: float = Field(
         0.25,
         gt=0,
-        description="Reference-kernel slowdown (vs its best in the run) that makes a round noisy.",
+        description="Reference-kernel slowdown vs its typical (median) time on this core, "
+        "beyond 3 MADs of its jitter, that makes a round noisy.",
     )
     noisy_max_retries: int = Field(
         2, ge=0, description="Retries of a noisy round before it is kept and flagged."
@@ -371,10 +384,20 @@ def describe_fields() -> list[tuple[str, str, str]]:
     return rows
 
 
+RENAMED_KEYS = {
+    "benchmark_iqr_threshold": "benchmark_iqr_threshold was replaced by benchmark_precision "
+    "(the p50's 95% CI half-width relative to the p50, e.g. 0.02): IQR/median measures the "
+    "spread of the latency distribution, which more samples do not shrink",
+}
+
+
 def _unknown_key_problems(keys: Iterable[str], valid: list[str], prefix: str = "") -> list[str]:
     problems = []
     for key in keys:
         if key in valid:
+            continue
+        if not prefix and key in RENAMED_KEYS:
+            problems.append(f"{key}: {RENAMED_KEYS[key]}")
             continue
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"

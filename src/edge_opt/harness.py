@@ -9,20 +9,31 @@ Protocol, for one or many callables (candidates):
 4. timed calls run in interleaved rounds (A B C, B C A, ...): each round times a block of
    ``calls_per_round`` calls of every callable, each call wrapped in ``perf_counter_ns``, so that
    machine drift hits all candidates alike;
-5. two load detectors run around every round: the CPU time used by *other* processes (and
-   stolen by the hypervisor) from ``/proc/stat`` minus this process's own, and a reference
-   kernel (a fixed Python loop, best of 3) timed before and after the round and compared with
-   the fastest it ran in this measurement: contention that the guest cannot see (a busy
-   sibling hyperthread, a throttled host) shows up as a slower reference. A round during which
-   others used more than ``noisy_cpu_threshold`` cores, or whose reference ran more than
-   ``host_slowdown_threshold`` slower than its best, is discarded and redone for every callable,
-   at most ``noisy_max_retries`` times; callables are flagged ``noisy`` when more than 20% of
-   their kept rounds stayed noisy after the retries (``noisy_rounds`` counts them). Rounds
-   shorter than 5 clock ticks (50 ms) cannot be judged by ``/proc/stat``;
-6. rounds stop once every callable has ``min_rounds`` rounds and IQR/median below
-   ``target_iqr_ratio``, or at ``max_rounds``, or when the time cap is hit.
+5. before the rounds, the reference kernel (a fixed Python loop, best of 3) is timed
+   ``REFERENCE_CALIBRATION`` times: its median is this core's *typical* speed and its MAD its
+   usual jitter. Around every round two load signals are read: the CPU time used by *other*
+   processes (and stolen by the hypervisor) from ``/proc/stat`` minus this process's own, and
+   the reference kernel before and after the round. A round is noisy when others used more than
+   ``noisy_cpu_threshold`` cores, or when the reference ran more than
+   ``host_slowdown_threshold`` slower than its *typical* time and beyond 3 MADs of it (a VM
+   whose every call is jittery flags nothing: it is judged against its own median, never its
+   single best). A noisy round is redone for every callable, at most ``noisy_max_retries``
+   times, and at most ``retry_budget`` times per measurement (the guard's cost is bounded);
+   callables are flagged ``noisy`` when more than 20% of their kept rounds stayed noisy, and
+   ``noisy_signal`` says which signal fired and by how much. Rounds shorter than 5 clock ticks
+   (50 ms) cannot be judged by ``/proc/stat``;
+6. a callable may have several *instances* (independently built: a fresh ONNX Runtime session,
+   a fresh copy of the model); all are timed in the same rounds and their samples pooled;
+7. rounds stop once every callable has ``min_rounds`` rounds and the 95% CI of its p50 is
+   within ``precision`` of the p50 (half-width / p50), or at ``max_rounds``, or at the time cap.
+   A callable that is already tight leaves the rounds (except the ``anchor``, which paired
+   speedups need in every round).
 
-Statistics come from the pooled per-call samples; the 95% CI of the p50 is a seeded bootstrap.
+The p50 and the distribution come from the pooled per-call samples. The p50's 95% CI is a
+seeded hierarchical bootstrap: instances are resampled, then rounds within each, and the median
+of the resampled round medians is taken; it therefore includes the spread between rounds and
+between instances, which more calls per round do not shrink (an IQR/median target would
+measure the distribution's width, not the estimate's precision).
 """
 
 from __future__ import annotations
@@ -32,9 +43,9 @@ import ctypes.util
 import os
 import resource
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +57,7 @@ M_TRIM_THRESHOLD = -1  # glibc mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 STABLE_THRESHOLD_BYTES = 1 << 30
 NOISY_SHARE = 0.2  # a candidate is flagged noisy when more of its kept rounds were noisy
+REFERENCE_CALIBRATION = 15  # reference-kernel reads that set its typical time and jitter
 _ALLOCATOR_STATE: dict[str, Any] | None = None
 
 
@@ -168,13 +180,18 @@ class HarnessSettings:
     calls_per_round: int = 50
     min_rounds: int = 3
     max_rounds: int = 20
-    target_iqr_ratio: float = 0.10
+    precision: float = 0.02  # stop when the p50's 95% CI half-width is within this of the p50
     time_cap_s: float = 10.0  # per callable
     noisy_cpu_threshold: float = 0.5
     host_slowdown_threshold: float = 0.25
     noisy_max_retries: int = 2
+    retry_budget: int | None = None  # rounds redone per measurement; None: 2 x min_rounds
     bootstrap_resamples: int = 1000
     seed: int = 0
+
+    @property
+    def max_retries_total(self) -> int:
+        return self.retry_budget if self.retry_budget is not None else 2 * self.min_rounds
 
     @classmethod
     def from_counts(
@@ -196,6 +213,8 @@ class HarnessSettings:
                 raise MeasurementError(f"{name}: {getattr(self, name)} must be >= 1")
         if self.warmup_min < 0 or self.noisy_max_retries < 0:
             raise MeasurementError("warmup_min and noisy_max_retries must be >= 0")
+        if not 0 < self.precision < 1:
+            raise MeasurementError(f"precision: {self.precision} must be in (0, 1), e.g. 0.02")
         if self.max_rounds < self.min_rounds:
             raise MeasurementError(
                 f"max_rounds ({self.max_rounds}) must be >= min_rounds ({self.min_rounds})"
@@ -224,12 +243,15 @@ class LatencyStats:
     warmup_calls: int = 0
     page_faults_per_call: float | None = None
     other_cpu_cores: float | None = None  # max over kept rounds
-    host_slowdown: float | None = None  # max over kept rounds: reference time / best - 1
-    host_reference_ms: float | None = None  # fastest reference-kernel time in this measurement
+    host_slowdown: float | None = None  # max over kept rounds: reference / its typical - 1
+    host_reference_ms: float | None = None  # the reference kernel's typical (median) time
     noisy: bool = False  # more than NOISY_SHARE of the kept rounds stayed noisy
     noisy_retries: int = 0
     noisy_rounds: int = 0  # kept rounds that were still noisy after their retries
+    noisy_signal: str = ""  # which load signal fired in the noisy kept rounds, and how much
     stop_reason: str = ""
+    instances: int = 1  # independently built instances timed (fresh session / model copy)
+    p50_precision: float | None = None  # achieved 95% CI half-width / p50
     energy_per_call_j: float | None = None  # from RAPL counters when the host exposes them
     round_medians_ms: tuple[float, ...] = field(default=(), repr=False)
 
@@ -285,11 +307,28 @@ def summarize_samples(
     )
 
 
-def iqr_ratio(samples_ns: list[int]) -> float:
-    if len(samples_ns) < 4:
-        return float("inf")
-    q25, q50, q75 = np.percentile(samples_ns, [25, 50, 75])
-    return float((q75 - q25) / max(q50, 1e-12))
+def hierarchical_median_ci(
+    round_medians: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """95% CI of the median over ``round_medians`` of shape (instances, rounds).
+
+    Seeded two-level bootstrap: instances are drawn with replacement, then rounds within each
+    drawn instance, and the median of the drawn values is taken. With one instance this is the
+    bootstrap over rounds. Needs at least 2 values in all.
+    """
+    values = np.atleast_2d(np.asarray(round_medians, dtype=np.float64))
+    instances, rounds = values.shape
+    rng = np.random.default_rng(seed)
+    pick_instance = rng.integers(0, instances, size=(resamples, instances, 1))
+    pick_round = rng.integers(0, rounds, size=(resamples, instances, rounds))
+    drawn = values[pick_instance, pick_round].reshape(resamples, -1)
+    medians = np.median(drawn, axis=1)
+    alpha = (1 - level) / 2
+    return (float(np.quantile(medians, alpha)), float(np.quantile(medians, 1 - alpha)))
+
+
+def relative_halfwidth(low: float, high: float, center: float) -> float:
+    return (high - low) / 2 / max(abs(center), 1e-12)
 
 
 # ------------------------------------------------------------------------------ measurement
@@ -319,121 +358,252 @@ def _warm_up(fn: Callable[[], object], settings: HarnessSettings) -> int:
     return calls
 
 
+@dataclass(frozen=True)
+class ReferenceBaseline:
+    """The reference kernel's typical time on this core and its usual jitter (ms)."""
+
+    typical_ms: float
+    mad_ms: float
+
+    @classmethod
+    def calibrate(cls, reads: int = 0) -> ReferenceBaseline:
+        times = np.array([reference_kernel_ms() for _ in range(reads or REFERENCE_CALIBRATION)])
+        median = float(np.median(times))
+        return cls(median, float(np.median(np.abs(times - median))))
+
+    def slowdown(self, reference_ms: float) -> float:
+        return reference_ms / max(self.typical_ms, 1e-12) - 1.0
+
+    def is_slow(self, reference_ms: float, threshold: float) -> bool:
+        beyond_jitter = reference_ms > self.typical_ms + 3 * 1.4826 * self.mad_ms
+        return self.slowdown(reference_ms) > threshold and beyond_jitter
+
+
+@dataclass(frozen=True)
+class _RoundLoad:
+    """The load signals read around one round, and the verdict."""
+
+    other_cores: float | None
+    slowdown: float
+    cpu_fired: bool
+    reference_fired: bool
+
+    @property
+    def noisy(self) -> bool:
+        return self.cpu_fired or self.reference_fired
+
+
 @dataclass
 class _Track:
+    """One callable's kept rounds, over all its instances."""
+
+    instances: int
     samples: list[int] = field(default_factory=list)
-    round_medians: list[float] = field(default_factory=list)
+    round_medians: list[list[float]] = field(default_factory=list)  # [round][instance], ms
     faults: int = 0
     other_max: float | None = None
     slowdown_max: float | None = None
     noisy_rounds: int = 0
+    cpu_fired: float | None = None  # largest other-process load in a noisy kept round
+    reference_fired: float | None = None  # largest reference slowdown in a noisy kept round
     retries: int = 0
     warmup_calls: int = 0
     energy_j: float | None = None
+    done: bool = False
+
+    def per_round(self) -> list[float]:
+        """One figure per round (median over instances): what paired speedups compare."""
+        return [float(np.median(r)) for r in self.round_medians]
+
+    def keep(self, blocks: list[tuple[list[int], int, float | None]], load: _RoundLoad) -> None:
+        self.round_medians.append([float(np.median(b)) / 1e6 for b, _, _ in blocks])
+        for block, faults, energy in blocks:
+            self.samples += block
+            self.faults += faults
+            if energy is not None:
+                self.energy_j = (self.energy_j or 0.0) + energy
+        if load.other_cores is not None:
+            self.other_max = max(self.other_max or 0.0, load.other_cores)
+        self.slowdown_max = max(self.slowdown_max or 0.0, load.slowdown)
+        if load.noisy:
+            self.noisy_rounds += 1
+            if load.cpu_fired:
+                self.cpu_fired = max(self.cpu_fired or 0.0, load.other_cores or 0.0)
+            if load.reference_fired:
+                self.reference_fired = max(self.reference_fired or 0.0, load.slowdown)
+
+    def p50_ci(self, settings: HarnessSettings) -> tuple[float, float]:
+        if len(self.round_medians) * self.instances < 2:
+            samples = np.asarray(self.samples, dtype=np.float64) / 1e6
+            return bootstrap_median_ci(samples, settings.bootstrap_resamples, settings.seed)
+        by_instance = np.asarray(self.round_medians).T  # (instances, rounds)
+        return hierarchical_median_ci(by_instance, settings.bootstrap_resamples, settings.seed)
+
+    def precision(self, settings: HarnessSettings) -> float:
+        low, high = self.p50_ci(settings)
+        return relative_halfwidth(low, high, float(np.median(self.samples)) / 1e6)
+
+    def signal(self, settings: HarnessSettings) -> str:
+        parts = []
+        if self.cpu_fired is not None:
+            parts.append(
+                f"other processes used {self.cpu_fired:.2f} cores "
+                f"(threshold {settings.noisy_cpu_threshold:g})"
+            )
+        if self.reference_fired is not None:
+            parts.append(
+                f"reference kernel {self.reference_fired:+.0%} vs its typical time "
+                f"(threshold {settings.host_slowdown_threshold:.0%})"
+            )
+        return "; ".join(parts)
+
+
+def _read_load(
+    probe: LoadProbe, before: float, after: float, ref: ReferenceBaseline, s: HarnessSettings
+) -> _RoundLoad:
+    other = probe.other_cores()
+    reference = (before + after) / 2
+    return _RoundLoad(
+        other,
+        ref.slowdown(reference),
+        other is not None and other > s.noisy_cpu_threshold,
+        ref.is_slow(reference, s.host_slowdown_threshold),
+    )
+
+
+def _normalise_calls(
+    calls: Mapping[str, Callable[[], object] | Sequence[Callable[[], object]]],
+) -> dict[str, list[Callable[[], object]]]:
+    out = {}
+    for key, value in calls.items():
+        instances = list(value) if isinstance(value, Sequence) else [value]
+        if not instances:
+            raise MeasurementError(f"{key}: no instance to time")
+        out[key] = instances
+    return out
 
 
 def measure_interleaved(
-    calls: Mapping[str, Callable[[], object]],
+    calls: Mapping[str, Callable[[], object] | Sequence[Callable[[], object]]],
     settings: HarnessSettings,
     batch_sizes: Mapping[str, int] | None = None,
     on_round: Callable[[int, int], None] | None = None,
     energy_reader: Callable[[], float | None] | None = None,
+    anchor: str | None = None,
 ) -> dict[str, LatencyStats]:
     """Time several callables in interleaved rounds; returns one ``LatencyStats`` per key.
 
     Args:
-        calls: zero-argument callables (e.g. ``lambda: model(x)``), keyed by candidate id.
+        calls: zero-argument callables (e.g. ``lambda: model(x)``), keyed by candidate id; a
+            sequence of callables is several independently built instances of one candidate.
         settings: the protocol (see the module docstring).
         batch_sizes: batch per key, recorded in the stats (default 1).
         on_round: progress callback (round index, max rounds).
         energy_reader: cumulative energy in J (e.g. ``RaplReader``); gives per-call energy.
+        anchor: a key timed in every round even once tight (the reference of speedups).
     """
     if not calls:
         return {}
     stabilize_allocator()
-    keys = list(calls)
-    tracks = {k: _Track() for k in keys}
+    instances = _normalise_calls(calls)
+    keys = list(instances)
+    tracks = {k: _Track(len(instances[k])) for k in keys}
     cap = settings.time_cap_s * len(keys)
-    stop = "max_rounds"
+    stop, retries_left = "max_rounds", settings.max_retries_total
     with torch_threads(settings.threads), torch.inference_mode():
         for key in keys:
-            tracks[key].warmup_calls = _warm_up(calls[key], settings)
-        reference_best = min(reference_kernel_ms() for _ in range(5))
+            tracks[key].warmup_calls = sum(_warm_up(fn, settings) for fn in instances[key])
+        reference = ReferenceBaseline.calibrate()
         start = time.perf_counter()
         for r in range(settings.max_rounds):
-            order = keys[r % len(keys) :] + keys[: r % len(keys)]  # rotate: no fixed position
+            active = [k for k in keys if not tracks[k].done or k == anchor]
+            order = active[r % len(active) :] + active[: r % len(active)]  # no fixed position
             for attempt in range(settings.noisy_max_retries + 1):
-                # One round = one block per callable; the load probe spans the whole round so
-                # that a noisy round is redone for every candidate (pairs stay paired).
+                # One round = one block per instance of every active callable; the load signals
+                # span the whole round, so a noisy round is redone for all (pairs stay paired).
                 probe = LoadProbe()
                 probe.start()
-                reference_before = reference_kernel_ms()
-                blocks = {}
+                before = reference_kernel_ms()
+                blocks: dict[str, list[tuple[list[int], int, float | None]]] = {}
                 for key in order:
-                    energy_start = energy_reader() if energy_reader else None
-                    block, faults = _time_block(calls[key], settings.calls_per_round)
-                    energy_end = energy_reader() if energy_reader else None
-                    energy = None
-                    if energy_start is not None and energy_end is not None:
-                        energy = energy_end - energy_start
-                    blocks[key] = (block, faults, energy)
-                reference_after = reference_kernel_ms()
-                other = probe.other_cores()
-                reference = (reference_before + reference_after) / 2
-                reference_best = min(reference_best, reference_before, reference_after)
-                slowdown = reference / reference_best - 1.0
-                noisy = (other is not None and other > settings.noisy_cpu_threshold) or (
-                    slowdown > settings.host_slowdown_threshold
-                )
-                if not noisy or attempt == settings.noisy_max_retries:
+                    blocks[key] = [_timed(fn, settings, energy_reader) for fn in instances[key]]
+                load = _read_load(probe, before, reference_kernel_ms(), reference, settings)
+                if not load.noisy or attempt == settings.noisy_max_retries or not retries_left:
                     break
-                for key in keys:
+                retries_left -= 1
+                for key in active:
                     tracks[key].retries += 1
-            for key, (block, faults, energy) in blocks.items():
-                track = tracks[key]
-                track.samples += block
-                track.faults += faults
-                track.round_medians.append(float(np.median(block)) / 1e6)
-                track.noisy_rounds += int(noisy)
-                if energy is not None:
-                    track.energy_j = (track.energy_j or 0.0) + energy
-                if other is not None:
-                    track.other_max = max(track.other_max or 0.0, other)
-                track.slowdown_max = max(track.slowdown_max or 0.0, slowdown)
+            for key, key_blocks in blocks.items():
+                tracks[key].keep(key_blocks, load)
             if on_round is not None:
                 on_round(r + 1, settings.max_rounds)
-            if r + 1 >= settings.min_rounds and all(
-                iqr_ratio(t.samples) < settings.target_iqr_ratio for t in tracks.values()
-            ):
-                stop = "converged"
-                break
+            if r + 1 >= settings.min_rounds:
+                for key in active:
+                    tracks[key].done = tracks[key].precision(settings) <= settings.precision
+                if all(t.done for t in tracks.values()):
+                    stop = "converged"
+                    break
             if time.perf_counter() - start > cap:
                 stop = "time_cap"
                 break
-    results = {}
-    for key, track in tracks.items():
-        results[key] = summarize_samples(
-            track.samples,
-            batch_size=(batch_sizes or {}).get(key, 1),
-            threads=settings.threads,
-            bootstrap_resamples=settings.bootstrap_resamples,
-            seed=settings.seed,
-            rounds=len(track.round_medians),
-            warmup_calls=track.warmup_calls,
-            page_faults_per_call=track.faults / max(len(track.samples), 1),
-            other_cpu_cores=track.other_max,
-            host_slowdown=track.slowdown_max,
-            host_reference_ms=reference_best,
-            noisy=track.noisy_rounds > NOISY_SHARE * len(track.round_medians),
-            noisy_retries=track.retries,
-            noisy_rounds=track.noisy_rounds,
-            stop_reason=stop,
-            energy_per_call_j=None
-            if track.energy_j is None
-            else track.energy_j / max(len(track.samples), 1),
-            round_medians_ms=tuple(track.round_medians),
-        )
-    return results
+    return {
+        key: _summarise(track, settings, (batch_sizes or {}).get(key, 1), reference, stop)
+        for key, track in tracks.items()
+    }
+
+
+def _timed(
+    fn: Callable[[], object],
+    settings: HarnessSettings,
+    energy_reader: Callable[[], float | None] | None,
+) -> tuple[list[int], int, float | None]:
+    energy_start = energy_reader() if energy_reader else None
+    block, faults = _time_block(fn, settings.calls_per_round)
+    energy_end = energy_reader() if energy_reader else None
+    energy = None
+    if energy_start is not None and energy_end is not None:
+        energy = energy_end - energy_start
+    return block, faults, energy
+
+
+def _summarise(
+    track: _Track,
+    settings: HarnessSettings,
+    batch_size: int,
+    reference: ReferenceBaseline,
+    stop: str,
+) -> LatencyStats:
+    rounds = len(track.round_medians)
+    stats = summarize_samples(
+        track.samples,
+        batch_size=batch_size,
+        threads=settings.threads,
+        bootstrap_resamples=settings.bootstrap_resamples,
+        seed=settings.seed,
+        rounds=rounds,
+        warmup_calls=track.warmup_calls,
+        page_faults_per_call=track.faults / max(len(track.samples), 1),
+        other_cpu_cores=track.other_max,
+        host_slowdown=track.slowdown_max,
+        host_reference_ms=reference.typical_ms,
+        noisy=track.noisy_rounds > NOISY_SHARE * rounds,
+        noisy_retries=track.retries,
+        noisy_rounds=track.noisy_rounds,
+        noisy_signal=track.signal(settings),
+        stop_reason="converged" if track.done else stop,
+        energy_per_call_j=None
+        if track.energy_j is None
+        else track.energy_j / max(len(track.samples), 1),
+        round_medians_ms=tuple(track.per_round()),
+        instances=track.instances,
+    )
+    low, high = track.p50_ci(settings)
+    return replace(
+        stats,
+        p50_ci95_low_ms=min(low, stats.p50_ms),
+        p50_ci95_high_ms=max(high, stats.p50_ms),
+        p50_precision=relative_halfwidth(low, high, stats.p50_ms),
+    )
 
 
 def measure_callable(

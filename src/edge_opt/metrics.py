@@ -146,10 +146,13 @@ class CandidateMetrics:
     latency_rounds: int
     latency_batch_size: int
     latency_stop_reason: str
+    latency_instances: int  # independently built instances timed and pooled
+    latency_p50_precision: float | None  # achieved 95% CI half-width / p50
     page_faults_per_call: float | None
     noisy: bool
     noisy_retries: int
     noisy_rounds: int
+    noisy_signal: str  # which load signal made kept rounds noisy, and by how much
     other_cpu_cores: float | None
     host_slowdown: float | None
     host_reference_ms: float | None
@@ -215,10 +218,13 @@ def assemble_metrics(
         latency_rounds=latency.rounds,
         latency_batch_size=latency.batch_size,
         latency_stop_reason=latency.stop_reason,
+        latency_instances=latency.instances,
+        latency_p50_precision=latency.p50_precision,
         page_faults_per_call=latency.page_faults_per_call,
         noisy=latency.noisy,
         noisy_retries=latency.noisy_retries,
         noisy_rounds=latency.noisy_rounds,
+        noisy_signal=latency.noisy_signal,
         other_cpu_cores=latency.other_cpu_cores,
         host_slowdown=latency.host_slowdown,
         host_reference_ms=latency.host_reference_ms,

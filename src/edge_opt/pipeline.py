@@ -230,7 +230,32 @@ def _sweep_plan(cfg: ExperimentConfig, power_watts: float, fingerprint: str) -> 
         throughput_repeats=cfg.throughput_repeats,
         measure_rss=cfg.measure_peak_rss,
         data_fingerprint=fingerprint,
+        instances=cfg.benchmark_instances,
     )
+
+
+def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
+    """What a reader must know about the timing: real load seen, precision not reached."""
+    if ok_rows.empty or "noisy" not in ok_rows:
+        return []
+    warnings = []
+    noisy = ok_rows[ok_rows["noisy"].astype(bool)]
+    if not noisy.empty:
+        signals = sorted({s for s in noisy["noisy_signal"].fillna("") if s})
+        warnings.append(
+            f"{len(noisy)} candidate(s) were timed while the machine was loaded, even after "
+            f"retries: {', '.join(noisy['candidate_id'])}; signal: {' | '.join(signals)}; "
+            "their latencies are flagged `noisy` (rerun on a quiet machine)"
+        )
+    loose = ok_rows[ok_rows["latency_stop_reason"] != "converged"]
+    if len(loose):
+        worst = loose["latency_p50_precision"].max()
+        warnings.append(
+            f"the p50 of {len(loose)} of {len(ok_rows)} candidate(s) did not reach +-"
+            f"{cfg.benchmark_precision:.0%} ({loose['latency_stop_reason'].iloc[0]}; widest "
+            f"95% CI +-{worst:.1%}): compare those p50s with their CIs"
+        )
+    return warnings
 
 
 def _reference_accuracy(sweep: pd.DataFrame, baseline_val_acc: float) -> float:
@@ -445,24 +470,7 @@ def run_pipeline(
         environment["noisy_candidates"] = ok_rows.loc[noisy, "candidate_id"].tolist()
         environment["host_reference_ms"] = float(ok_rows["host_reference_ms"].min())
     warnings = list(splits.warnings) + _observations(sweep, environment)
-    if not ok_rows.empty and "noisy" in ok_rows:
-        noisy = ok_rows[ok_rows["noisy"].astype(bool)]
-        if not noisy.empty:
-            warnings.append(
-                f"{len(noisy)} candidate(s) were timed while the machine was loaded (other "
-                f"processes above {cfg.noisy_cpu_threshold:g} core(s), or the reference kernel "
-                f"over {cfg.host_slowdown_threshold:.0%} slower than its best) even after "
-                f"{cfg.noisy_max_retries} retries: {', '.join(noisy['candidate_id'])}; their "
-                "latencies are flagged `noisy` (rerun on a quiet machine)"
-            )
-        unconverged = ok_rows[ok_rows["latency_stop_reason"] != "converged"]
-        if len(unconverged):
-            warnings.append(
-                f"latency of {len(unconverged)} of {len(ok_rows)} candidate(s) did not reach "
-                f"IQR/median < {cfg.benchmark_iqr_threshold:g} "
-                f"({unconverged['latency_stop_reason'].iloc[0]}); per-call spread on this host "
-                "is wider than the target, so compare p50s with their bootstrap CIs"
-            )
+    warnings += _timing_warnings(ok_rows, cfg)
     if recommendation.candidate_id is None:
         warnings.append(f"no recommendation: {recommendation.reason}")
     timings["total"] = time.perf_counter() - clock

@@ -79,7 +79,7 @@ def harness_settings(cfg: ExperimentConfig) -> HarnessSettings:
         calls_per_round=cfg.benchmark_repeats,
         min_rounds=cfg.benchmark_trials,
         max_rounds=cfg.benchmark_max_rounds,
-        target_iqr_ratio=cfg.benchmark_iqr_threshold,
+        precision=cfg.benchmark_precision,
         time_cap_s=cfg.benchmark_time_cap_s,
         noisy_cpu_threshold=cfg.noisy_cpu_threshold,
         host_slowdown_threshold=cfg.host_slowdown_threshold,

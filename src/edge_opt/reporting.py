@@ -393,8 +393,10 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"- Latency: per call at batch {cfg['latency_batch_size']}, "
         f"{cfg['benchmark_threads']} thread(s); all candidates timed together in interleaved "
         f"rounds of {cfg['benchmark_repeats']} calls each ({cfg['benchmark_trials']} to "
-        f"{cfg['benchmark_max_rounds']} rounds, until IQR/median < "
-        f"{cfg['benchmark_iqr_threshold']:g}), after warm-up until the median settled; "
+        f"{cfg['benchmark_max_rounds']} rounds, until each p50 is known within +-"
+        f"{cfg['benchmark_precision']:.0%} of the p50 (95% CI, over rounds and "
+        f"{cfg['benchmark_instances']} independently built instance(s))), after warm-up until "
+        "the median settled; "
         f"allocator: {env.get('allocator', {}).get('method', 'unknown')}; throughput at batch "
         f"{cfg['batch_size']}. `speedup_vs_baseline` is the median over paired rounds of "
         "baseline p50 / candidate p50.",

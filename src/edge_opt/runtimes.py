@@ -21,7 +21,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,15 @@ class RuntimeModel:
     size_bytes: int  # what would be deployed: state dict, ONNX file
     eager: ConvertedModel  # the eager equivalent (activation liveness, RSS probe)
     artifact: Path | None = None  # the exported file, for onnxruntime
+
+    def fresh_instance(self, threads: int) -> RuntimeModel | None:
+        """An independently built twin (new ONNX Runtime session, new copy of the module) to
+        time beside this one; None where building one is too costly (``compiled``)."""
+        if self.runtime == "eager":
+            return _eager(replace(self.eager, model=copy.deepcopy(self.eager.model)))
+        if self.runtime == "onnxruntime" and self.artifact is not None:
+            return _ort_model(self.artifact, threads, self.eager)
+        return None
 
     def save(self, path: Path) -> Path:
         """Write the deployable artifact (ONNX file, or TorchScript for eager)."""
@@ -179,6 +188,10 @@ def _onnxruntime(
         if converted.precision == "int8":
             name = ort_session(path, 1).get_inputs()[0].name
             path = quantize_onnx_int8(path, workdir / "model_int8.onnx", name, calibration)
+    return _ort_model(path, threads, converted)
+
+
+def _ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeModel:
     session = ort_session(path, threads)
     name = session.get_inputs()[0].name
 

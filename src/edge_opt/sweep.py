@@ -327,6 +327,7 @@ class SweepPlan:
     throughput_repeats: int = 10
     measure_rss: bool = True
     data_fingerprint: str = ""  # names the val/test/calibration data in cache keys
+    instances: int = 1  # independently built instances of each candidate timed side by side
 
     def __post_init__(self) -> None:
         if self.memory_budget_metric not in BUDGET_METRICS:
@@ -645,18 +646,22 @@ def execute_sweep(
             plan.latency_batch_size,
             harness.threads,
         )
+        twins = {p.cid: _instances(p.built, plan.instances, harness.threads) for p in ready}
+        base_id = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
         lat = measure_interleaved(
-            {p.cid: _call(p.built, latency_input) for p in ready},
+            {cid: [m.timed_call(latency_input) for m in models] for cid, models in twins.items()},
             harness,
-            dict.fromkeys([p.cid for p in ready], plan.latency_batch_size),
+            dict.fromkeys(twins, plan.latency_batch_size),
             on_round=lambda r, n: log.debug("latency round %d/%d", r, n),
             energy_reader=rapl if rapl.available else None,
+            anchor=base_id,
         )
         log.info("timing throughput at batch %d", int(batch_input.shape[0]))
         thr = measure_interleaved(
             {p.cid: _call(p.built, batch_input) for p in ready},
             throughput_settings(harness, plan.throughput_repeats),
             dict.fromkeys([p.cid for p in ready], int(batch_input.shape[0])),
+            anchor=base_id,
         )
         for p in ready:
             p.latency, p.throughput = lat[p.cid], thr[p.cid]
@@ -807,6 +812,19 @@ def run_sweep(
         keep_models=keep_models,
         on_result=on_result,
     )
+
+
+def _instances(built: RuntimeModel | None, count: int, threads: int) -> list[RuntimeModel]:
+    """The built candidate and up to ``count - 1`` independently built twins."""
+    if built is None:
+        raise ValueError("only built candidates can be timed")
+    models = [built]
+    for _ in range(count - 1):
+        twin = built.fresh_instance(threads)
+        if twin is None:
+            break
+        models.append(twin)
+    return models
 
 
 def _call(built: RuntimeModel | None, x: torch.Tensor) -> Callable[[], object]:
