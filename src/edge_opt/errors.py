@@ -29,6 +29,10 @@ class ModelError(EdgeOptError):
     """A model cannot be built, loaded or transformed."""
 
 
+class TrainingDivergedError(ModelError):
+    """Training produced a NaN or infinite loss (usually a learning rate that is too high)."""
+
+
 class PruningError(EdgeOptError):
     """Structured pruning cannot be applied to this model or level."""
 
