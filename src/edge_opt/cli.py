@@ -53,12 +53,21 @@ def _fail(exc: Exception, verbose: bool) -> None:
         console.print_exception()
     if isinstance(exc, ConfigError):
         where = f" ({exc.source})" if exc.source else ""
-        console.print(f"[bold red]error[/]: invalid configuration{where}")
+        console.print(f"[bold red]error[/]: invalid configuration{where}", soft_wrap=True)
         for problem in exc.problems:
-            console.print(f"  {problem}", markup=False, highlight=False)
-    else:
+            console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+    elif isinstance(exc, EdgeOptError):
         console.print("[bold red]error[/]: ", end="")
-        console.print(str(exc), markup=False, highlight=False)
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    else:
+        # Not one of ours (OSError, a library's error, a bug): still one line, no traceback.
+        text = " ".join(str(exc).split())
+        text = text if len(text) <= 500 else text[:497] + "..."
+        hint = "" if verbose else " (-v shows the traceback)"
+        console.print("[bold red]error[/]: ", end="")
+        console.print(
+            f"{type(exc).__name__}: {text}{hint}", markup=False, highlight=False, soft_wrap=True
+        )
     raise typer.Exit(1)
 
 
@@ -89,7 +98,7 @@ def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False
         problems = preflight(cfg)
         if problems:
             raise ConfigError(problems, str(config))
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     out_console.print(dump_config(cfg), end="", markup=False, highlight=False)
 
@@ -136,7 +145,7 @@ def run(
     try:
         cfg = load_config(config, overrides)
         result = run_experiment(cfg, on_candidate=on_candidate)
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]: finished candidates are in sweep_results.csv")
@@ -218,19 +227,12 @@ def report(
 ) -> None:
     """Rebuild every report file of a finished run from its run_result.json."""
     _setup_logging(verbose)
-    from edge_opt.reporting import write_reports
-    from edge_opt.results import RunResult
+    from edge_opt.reporting import rebuild_reports
 
-    source = run_dir / "run_result.json"
-    if not source.is_file():
-        _fail(
-            EdgeOptError(f"{source}: not found; pass the output directory of a finished run"),
-            verbose,
-        )
     try:
-        paths = write_reports(RunResult.load(source), run_dir)
-    except (EdgeOptError, KeyError, ValueError) as exc:
-        _fail(EdgeOptError(f"{source}: cannot rebuild reports ({exc})"), verbose)
+        paths = rebuild_reports(run_dir)
+    except Exception as exc:
+        _fail(exc, verbose)
     out_console.print(f"rewrote {len(paths)} files in {run_dir}/", markup=False)
 
 
@@ -250,7 +252,7 @@ def export(
 
     try:
         result = export_candidate(run_dir, candidate, fmt, output)
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     out_console.print(
         f"{result.candidate_id}: {result.path} ({result.format}, {result.bytes} bytes, "
@@ -269,7 +271,7 @@ def profile(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False)
     try:
         cfg = load_config(config, set_ or [])
         table, folder = profile_model(cfg)
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     ops = Table(title=f"operators of {table.subject} (per forward, profiler overhead included)")
     for col in ("operator", "latency ms", "memory KB", "calls"):

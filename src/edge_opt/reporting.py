@@ -6,7 +6,9 @@ Reads nothing but the result, so ``edge-opt report RUN_DIR`` can rebuild every f
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from edge_opt.artifacts import (
     atomic_write_text,
 )
 from edge_opt.environment import sha256_file
+from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import save_hardware_artifacts
 from edge_opt.results import HardwareAnalysis, RunResult
 
@@ -538,4 +541,42 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     }
     paths.append(atomic_write_json(out / "manifest.json", manifest))
     paths.append(atomic_write_json(out / "run_status.json", {"status": "ok"}))
+    return paths
+
+
+def rebuild_reports(run_dir: str | Path) -> list[Path]:
+    """What ``edge-opt report`` does: rebuild every report file of a run from its
+    ``run_result.json``.
+
+    The files are written to a staging folder inside ``run_dir`` and moved in only once all of
+    them were written, so a result that cannot be rendered leaves the run as it was.
+
+    Returns:
+        The files now in ``run_dir``.
+
+    Raises:
+        EdgeOptError: one line naming ``run_result.json``: missing, unreadable, not JSON, not a
+            run result, or not renderable.
+    """
+    run_dir = Path(run_dir)
+    source = run_dir / "run_result.json"
+    if not source.is_file():
+        raise EdgeOptError(f"{source}: not found; pass the output directory of a finished run")
+    result = RunResult.load(source)
+    with tempfile.TemporaryDirectory(prefix=".report-", dir=run_dir) as tmp:
+        try:
+            write_reports(result, tmp)
+        except (EdgeOptError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise EdgeOptError(
+                f"{source}: cannot rebuild reports ({type(exc).__name__}: {detail}); the file "
+                "was not written by this edge-opt version or was edited: rerun the experiment"
+            ) from exc
+        staged = sorted(p for p in Path(tmp).rglob("*") if p.is_file())
+        paths = []
+        for path in staged:
+            target = run_dir / path.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            paths.append(target)
     return paths
