@@ -315,6 +315,7 @@ FACTORIES = textwrap.dedent(
             "0.001; lower learning_rate (e.g. 0.0001)",
         ),
     ],
+    ids=["factory-raises", "factory-sys-exit", "factory-returns-int", "nan-loss"],
 )
 def test_bad_model_or_training_is_one_error(
     tmp_path: Path, factory: str, command: str, expected: str
