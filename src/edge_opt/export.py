@@ -128,11 +128,17 @@ def export_candidate(
         output: file to write; default ``<run_dir>/models/<candidate_id>.<onnx|pt>``.
 
     Raises:
-        EdgeOptError: no such run or candidate, a format the candidate cannot take, or a
-            failed rebuild.
+        EdgeOptError: no such run or candidate (the message lists the valid ones), an
+            ``output`` that is a directory, a format the candidate cannot take, or a failed
+            rebuild. Nothing is written unless the export succeeds.
     """
     run_dir = Path(run_dir)
     require_finished_run(run_dir)
+    if output is not None and Path(output).is_dir():
+        name = f"{candidate_id or 'candidate'}.{'onnx' if fmt == 'onnx' else 'pt'}"
+        raise EdgeOptError(
+            f"--output {output} is a directory; give a file path, e.g. {Path(output) / name}"
+        )
     result = RunResult.load(run_dir)
     cid = candidate_id or result.recommendation.get("candidate_id")
     if cid is None:

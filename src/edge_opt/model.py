@@ -66,8 +66,21 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     factory = MODELS.get(name).factory
     try:
         return factory(**kwargs)
+    except ModelError:
+        raise
     except TypeError as exc:
         raise ModelError(f"model {name!r}: bad arguments {kwargs} ({exc})") from None
+    except (Exception, SystemExit) as exc:
+        raise ModelError(f"model {name!r}: building it failed: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception raised by user code (SystemExit included)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}); a factory must return a model, not exit"
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def load_factory(reference: str) -> ModelFactory:
@@ -93,13 +106,18 @@ def load_factory(reference: str) -> ModelFactory:
         sys.modules[spec.name] = module  # lets pickling and torch.fx find the classes
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ModelError(f"model.factory: importing {path} failed: {exc}") from exc
+        except (Exception, SystemExit) as exc:
+            sys.modules.pop(spec.name, None)
+            raise ModelError(f"model.factory: importing {path} failed: {_describe(exc)}") from exc
     else:
         try:
             module = importlib.import_module(module_ref)
         except ImportError as exc:
             raise ModelError(f"model.factory: cannot import {module_ref!r} ({exc})") from None
+        except (Exception, SystemExit) as exc:
+            raise ModelError(
+                f"model.factory: importing {module_ref!r} failed: {_describe(exc)}"
+            ) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelError(f"model.factory: {module_ref!r} has no callable {attr!r}")
@@ -189,6 +207,9 @@ def build_model(
             model = build(**args)
         except TypeError as exc:
             raise ModelError(f"model.factory {factory!r}: bad arguments {args} ({exc})") from None
+        except (Exception, SystemExit) as exc:
+            # User code: whatever it raises (even sys.exit) becomes one error naming it.
+            raise ModelError(f"model.factory {factory!r} failed: {_describe(exc)}") from exc
         default_shape, label = None, factory
     else:
         raise ModelError("model: give a registered `name` or a `factory`")
@@ -209,9 +230,9 @@ def build_model(
     try:
         with torch.inference_mode():
             model.eval()(torch.zeros(1, *shape))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelError(
-            f"model {label!r} does not run on inputs of shape {list(shape)}: {exc}; set "
+            f"model {label!r} does not run on inputs of shape {list(shape)}: {_describe(exc)}; set "
             "model.input_shape (and the model's kwargs) to what it expects"
         ) from None
     return BuiltModel(model.train(), shape, label, path)

@@ -6,6 +6,8 @@ Reads nothing but the result, so ``edge-opt report RUN_DIR`` can rebuild every f
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from edge_opt.artifacts import (
     atomic_write_text,
 )
 from edge_opt.environment import sha256_file
+from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import save_hardware_artifacts
 from edge_opt.results import HardwareAnalysis, RunResult
 
@@ -568,16 +571,52 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
 def rebuild_reports(run_dir: str | Path) -> tuple[list[Path], dict[str, Any]]:
     """What ``edge-opt report`` does: every report file again, from ``run_result.json``.
 
-    The directory is locked meanwhile (a run in progress is refused). Returns the paths
-    written and the directory's status (an interrupted rerun leaves the previous complete
-    run's results, which are what is rebuilt).
+    The directory is locked meanwhile (a run in progress is refused). The files are written to
+    a staging folder and moved in only once all of them were written, so a result that cannot
+    be rendered leaves the run as it was. The manifest keeps the sha256 the run recorded for
+    the files a report does not write (checkpoint, variants, exports): a rebuild never blesses
+    a file changed since the run.
+
+    Returns:
+        The files rewritten, and the directory's status (after an interrupted rerun, the
+        previous complete run's results are what is rebuilt).
 
     Raises:
-        EdgeOptError: no complete run there, or another process holds the directory.
+        EdgeOptError: no complete run there, another process holds the directory, or a
+            ``run_result.json`` that is unreadable, not a run result, or not renderable.
     """
     from edge_opt.rundir import locked_run_dir, require_finished_run
 
     with locked_run_dir(run_dir) as locked:
         status = require_finished_run(locked.out)
-        result = RunResult.load(locked.out / "run_result.json")
-        return write_reports(result, locked.out), status
+        source = locked.out / "run_result.json"
+        result = RunResult.load(source)
+        try:
+            write_reports(result, locked.staging)
+        except (EdgeOptError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise EdgeOptError(
+                f"{source}: cannot rebuild reports ({type(exc).__name__}: {detail}); the file "
+                "was not written by this edge-opt version or was edited: rerun the experiment"
+            ) from exc
+        manifest = json.loads((locked.staging / "manifest.json").read_text(encoding="utf-8"))
+        manifest["files"] = {**_recorded_files(locked.out), **manifest["files"]}
+        paths = []
+        for path in sorted(p for p in locked.staging.rglob("*") if p.is_file()):
+            if path.name == "manifest.json" and path.parent == locked.staging:
+                continue
+            target = locked.out / path.relative_to(locked.staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            paths.append(target)
+        paths.append(atomic_write_json(locked.out / "manifest.json", manifest))
+        return paths, status
+
+
+def _recorded_files(out: Path) -> dict[str, str]:
+    """The sha256 per file that the run's manifest recorded (empty if unreadable)."""
+    try:
+        files = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["files"]
+        return {str(k): str(v) for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}

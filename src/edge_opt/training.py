@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+from edge_opt.errors import TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,11 @@ def train_model(
     Returns:
         The trained copy, in eval mode.
 
+    Raises:
+        TrainingDivergedError: the loss became NaN or infinite (checked before every step, so
+            no non-finite update is applied); the message names the epoch, the batch and
+            ``learning_rate``.
+
     Example:
         >>> trained = train_model(SmallCNN(), loader, epochs=1, learning_rate=1e-3)
     """
@@ -68,14 +76,21 @@ def train_model(
     for epoch in range(1, epochs + 1):
         trained.train()
         start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for inputs, targets in train_loader:
+        for batch, (inputs, targets) in enumerate(train_loader, start=1):
             inputs, targets = inputs.to(device), targets.to(device)
             optimizer.zero_grad(set_to_none=True)
             outputs = trained(inputs)
             loss = criterion(outputs, targets)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingDivergedError(
+                    f"training diverged: the loss became {loss_value} at epoch {epoch}, batch "
+                    f"{batch} with learning_rate {learning_rate:g}; lower learning_rate "
+                    f"(e.g. {learning_rate / 10:g}), or check the model and its inputs"
+                )
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * targets.numel()
+            loss_sum += loss_value * targets.numel()
             correct += int((outputs.argmax(1) == targets).sum())
             seen += targets.numel()
         stats = EpochStats(
