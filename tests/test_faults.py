@@ -115,8 +115,21 @@ def _accuracies(out: Path) -> dict[str, float]:
 
 
 def _weights(out: Path) -> dict[str, str]:
+    """sha256 of the trained weights: the baseline checkpoint and every pruned variant.
+
+    (Which candidates get exported depends on their timing, which a resumed run measures anew.)
+    """
     files = json.loads((out / "manifest.json").read_text())["files"]
-    return {k: v for k, v in files.items() if k.startswith("models/")}
+    return {
+        k: v
+        for k, v in files.items()
+        if k == "models/baseline_fp32.pt" or k.startswith("models/variants/")
+    }
+
+
+def _onnx_files(out: Path) -> dict[str, str]:
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    return {k: v for k, v in files.items() if k.endswith(".onnx")}
 
 
 def _sha(path: Path) -> str:
@@ -157,7 +170,11 @@ def test_sigkill_while_preparing_then_resume_reuses_work(reference, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert _status(out)["status"] == "complete"
     assert _accuracies(out) == _accuracies(ref)
-    assert _weights(out) == _weights(ref)  # checkpoint, variants and ONNX files: same bytes
+    assert _weights(out) == _weights(ref)  # checkpoint and variants: the same bytes
+    assert len(_weights(out)) == 3
+    ours, theirs = _onnx_files(out), _onnx_files(ref)
+    for name in ours.keys() & theirs.keys():  # an exported ONNX file: the same bytes
+        assert ours[name] == theirs[name]
     rows = pd.read_csv(out / "sweep_results.csv")
     assert rows["prepared_from_cache"].sum() >= 3
     assert not (out / ".edge-opt" / "tmp").exists()
