@@ -386,6 +386,7 @@ def locked_run_dir(path: str | Path) -> Iterator[RunDir]:
     out = check_output_path(path)
     if not out.is_dir():
         raise RunDirError(f"{out}: no such directory; pass the output directory of a run")
+    created = not (out / STATE_DIR).exists()  # removed again if the job fails
     try:
         fd = _acquire_lock(out / STATE_DIR, out)
     except OSError as exc:
@@ -398,5 +399,9 @@ def locked_run_dir(path: str | Path) -> Iterator[RunDir]:
         shutil.rmtree(run_dir.staging, ignore_errors=True)
         run_dir.staging.mkdir(parents=True)
         yield run_dir
-    finally:
+    except BaseException:
         run_dir.close()
+        if created:
+            shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+        raise
+    run_dir.close()
