@@ -1,0 +1,92 @@
+"""Where a run's wall time goes, and what `--resume` saves after a SIGKILL.
+
+Runs the config (default: configs/default.yaml) fresh and prints its stage timings (from
+summary.json) and its wall time. With --kill-at F (0 < F < 1), runs it a second time, kills it
+with SIGKILL at F x the fresh wall time, resumes it with `--resume`, and prints the resume's
+wall time as a fraction of the fresh run's, and whether the accuracies and the trained weights'
+sha256 are identical. Run it on a quiet machine: it times whole runs.
+
+    .venv/bin/python benchmarks/wall_time.py [--config configs/default.yaml] [--kill-at 0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from _runs import REPO  # benchmarks/ is on sys.path when a script runs from it
+
+EDGE_OPT = Path(sys.executable).parent / "edge-opt"
+
+
+def timed_run(*args: str) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([str(EDGE_OPT), "run", *args], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"edge-opt run failed:\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def stage(out: Path) -> str:
+    try:
+        return json.loads((out / "run_status.json").read_text()).get("stage", "?")
+    except (OSError, ValueError):
+        return "?"
+
+
+def trained_weights(out: Path) -> dict[str, str]:
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    return {k: v for k, v in files.items() if k == "models/baseline_fp32.pt" or "variants/" in k}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--kill-at", type=float, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edge-opt-wall-") as tmp:
+        fresh = Path(tmp) / "fresh"
+        wall = timed_run(args.config, "-o", str(fresh))
+        summary = json.loads((fresh / "summary.json").read_text())
+        print(f"fresh run: {wall:.1f} s wall")
+        for name, seconds in summary.get("timings_s", {}).items():
+            print(f"  {name:<10} {seconds:7.1f} s")
+        if args.kill_at is None:
+            return
+        killed = Path(tmp) / "killed"
+        proc = subprocess.Popen(
+            [str(EDGE_OPT), "run", args.config, "-o", str(killed)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(args.kill_at * wall)
+        at = stage(killed)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        resumed = timed_run(args.config, "-o", str(killed), "--resume")
+        a = pd.read_csv(fresh / "sweep_results.csv").set_index("candidate_id")
+        b = pd.read_csv(killed / "sweep_results.csv").set_index("candidate_id")
+        same_acc = bool((a["accuracy"].fillna(-1) == b["accuracy"].fillna(-1)).all())
+        same_test = bool((a["test_accuracy"].fillna(-1) == b["test_accuracy"].fillna(-1)).all())
+        reused = int(b["prepared_from_cache"].sum()) if "prepared_from_cache" in b else 0
+        print(f"SIGKILL at {args.kill_at:.0%} of the fresh wall time (stage: {at})")
+        print(f"resume: {resumed:.1f} s wall = {resumed / wall:.2f} x the fresh run")
+        print(f"candidates prepared from the cache: {reused} of {len(b)}")
+        print(
+            f"identical validation accuracies: {same_acc}; identical test accuracies: {same_test}"
+        )
+        print(
+            f"identical trained weights (sha256): {trained_weights(fresh) == trained_weights(killed)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
