@@ -83,9 +83,8 @@ def main() -> None:
         print(
             f"identical validation accuracies: {same_acc}; identical test accuracies: {same_test}"
         )
-        print(
-            f"identical trained weights (sha256): {trained_weights(fresh) == trained_weights(killed)}"
-        )
+        same_weights = trained_weights(fresh) == trained_weights(killed)
+        print(f"identical trained weights (sha256): {same_weights}")
 
 
 if __name__ == "__main__":
