@@ -57,10 +57,24 @@ def test_untraceable_models_fall_back_to_hooks() -> None:
 
 def test_rss_probe_in_a_fresh_process(calibration) -> None:
     probe = measure_peak_rss_delta_mb(SmallCNN().eval(), torch.zeros(1, 1, 28, 28))
-    assert probe.note == "measured (ts)"
+    assert probe.note == "measured (ts, forked child)"
     assert probe.cold_mb is not None
     assert probe.cold_mb > 0
     assert probe.warm_mb is not None
     assert 0 <= probe.warm_mb < probe.cold_mb
     quantized = quantize_static_int8(SmallCNN(), calibration)
     assert measure_peak_rss_delta_mb(quantized, torch.zeros(1, 1, 28, 28)).cold_mb is not None
+
+
+def test_one_probe_server_serves_every_candidate_each_in_a_fresh_child() -> None:
+    from edge_opt.memory import RssProber
+
+    with RssProber() as prober:
+        first = prober.probe(SmallCNN().eval(), torch.zeros(1, 1, 28, 28))
+        second = prober.probe(SmallCNN(16, 32).eval(), torch.zeros(32, 1, 28, 28))
+        server = prober._server
+    assert first.cold_mb is not None
+    assert second.cold_mb is not None
+    assert second.cold_mb > first.cold_mb  # batch 32 needs more activation memory than batch 1
+    assert server is not None
+    assert server.poll() is not None  # the server ended with the prober

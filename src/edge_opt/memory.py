@@ -14,6 +14,7 @@ VmHWM minus the RSS before the call. It includes allocator and kernel workspace 
 from __future__ import annotations
 
 import copy
+import select
 import subprocess
 import sys
 import tempfile
@@ -100,35 +101,57 @@ def _hook_peak(model: nn.Module, example: torch.Tensor) -> ActivationPeak:
     return ActivationPeak(peak[0], at[0], "hooks (approximate)")
 
 
-_PROBE = r"""
-import sys, torch
-torch.set_num_threads(int(sys.argv[3]))
-path = sys.argv[1]
-x = torch.load(sys.argv[2], weights_only=True)
-if path.endswith(".onnx"):
+# A probe server: imports torch and ONNX Runtime once, then forks one child per request, so
+# that every probe runs in a fresh process (nothing run before it) without paying for a new
+# interpreter and a torch import each time. Nothing runs in the server before it forks.
+_PROBE_SERVER = r"""
+import os, sys
+import torch
+try:
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(sys.argv[3])
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.float().numpy()}
-    model = lambda _x: session.run(None, feed)
-elif path.endswith(".ts"):
-    model = torch.jit.load(path)
-else:
-    model = torch.load(path, weights_only=False)
+except ImportError:
+    ort = None
+
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-def one_call():
-    rss = status("VmRSS")
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset VmHWM to the current RSS
-    with torch.inference_mode():
-        model(x)
-    return status("VmHWM") - rss
-print(one_call(), one_call())
+
+def probe(path, input_path, threads):
+    torch.set_num_threads(threads)
+    x = torch.load(input_path, weights_only=True)
+    if path.endswith(".onnx"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x.float().numpy()}
+        model = lambda _x: session.run(None, feed)
+    else:
+        model = torch.jit.load(path)
+    def one_call():
+        rss = status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset VmHWM to the current RSS
+        with torch.inference_mode():
+            model(x)
+        return status("VmHWM") - rss
+    return one_call(), one_call()
+
+for line in sys.stdin:
+    path, input_path, threads, result = line.rstrip("\n").split("\t")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cold, warm = probe(path, input_path, int(threads))
+            text = f"ok {cold} {warm}"
+        except BaseException as exc:
+            text = "error " + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        with open(result, "w") as fh:
+            fh.write(text)
+        os._exit(0)
+    _, code = os.waitpid(pid, 0)
+    print(code, flush=True)
 """
 
 
@@ -142,18 +165,93 @@ class RssProbe:
 
 
 def _save_for_probe(model: nn.Module, example: torch.Tensor, folder: Path) -> Path:
-    # TorchScript first: it is what a deployment would load, and FX-quantized graphs do not
-    # pickle. Plain pickling is the fallback for models tracing cannot handle.
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # torch.jit is deprecated in 2.13 and says so
-            traced = torch.jit.trace(model, example, check_trace=False)
-            path = folder / "model.ts"
-            torch.jit.save(traced, str(path))
-    except Exception:
-        path = folder / "model.pt"
-        torch.save(model, path)
+    # TorchScript: what a deployment would load, and it reloads without unpickling code.
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in 2.13 and says so
+        traced = torch.jit.trace(model, example, check_trace=False)
+        path = folder / "model.ts"
+        torch.jit.save(traced, str(path))
     return path
+
+
+class RssProber:
+    """Measures peak-RSS growth of one inference, each in a fresh (forked) child process.
+
+    One server process imports torch once; every ``probe`` forks a child of it that loads the
+    candidate and runs it. Use as a context manager (the server ends on exit).
+    """
+
+    def __init__(self, timeout_s: float = 120.0) -> None:
+        self.timeout_s = timeout_s
+        self._server: subprocess.Popen[str] | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-opt-rss-")
+
+    def __enter__(self) -> RssProber:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stdin.close()  # type: ignore[union-attr]
+            try:
+                self._server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+            self._server = None
+        self._tmp.cleanup()
+
+    def _ask(self, model_path: Path, input_path: Path, threads: int) -> str:
+        if self._server is None or self._server.poll() is not None:
+            self._server = subprocess.Popen(
+                [sys.executable, "-c", _PROBE_SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        result = Path(self._tmp.name) / "result.txt"
+        result.unlink(missing_ok=True)
+        stdin, stdout = self._server.stdin, self._server.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("the probe server has no pipes")
+        stdin.write(f"{model_path}\t{input_path}\t{threads}\t{result}\n")
+        stdin.flush()
+        ready, _, _ = select.select([stdout], [], [], self.timeout_s)
+        if not ready:
+            self._server.kill()
+            self._server = None
+            raise RuntimeError(f"no answer within {self.timeout_s:g} s")
+        if not stdout.readline():
+            raise RuntimeError("the probe server ended")
+        return result.read_text() if result.is_file() else "error the probe child died"
+
+    def probe(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        threads: int = 1,
+        onnx_path: Path | None = None,
+    ) -> RssProbe:
+        """Cold and warm peak-RSS growth (MiB) of ``model`` (or the ONNX file) on ``example``."""
+        if not Path("/proc/self/clear_refs").exists():
+            return RssProbe(None, None, "unavailable: /proc/self/clear_refs is missing (not Linux)")
+        folder = Path(tempfile.mkdtemp(dir=self._tmp.name))
+        try:
+            model_path = onnx_path or _save_for_probe(model, example, folder)
+        except Exception as exc:  # not traceable: say so rather than guess
+            return RssProbe(None, None, f"unavailable: model cannot be saved for the probe ({exc})")
+        input_path = folder / "input.pt"
+        torch.save(example, input_path)
+        try:
+            answer = self._ask(model_path, input_path, threads)
+        except (OSError, RuntimeError) as exc:
+            return RssProbe(None, None, f"probe failed: {exc}")
+        if not answer.startswith("ok "):
+            return RssProbe(None, None, f"probe failed: {answer.removeprefix('error ')}")
+        cold, warm = (max(0, int(v)) / BYTES_PER_MB for v in answer.split()[1:3])
+        return RssProbe(cold, warm, f"measured ({model_path.suffix[1:]}, forked child)")
 
 
 def measure_peak_rss_delta_mb(
@@ -167,25 +265,5 @@ def measure_peak_rss_delta_mb(
 
     With ``onnx_path`` the child runs that ONNX file in ONNX Runtime instead of ``model``.
     """
-    if not Path("/proc/self/clear_refs").exists():
-        return RssProbe(None, None, "unavailable: /proc/self/clear_refs is missing (not Linux)")
-    with tempfile.TemporaryDirectory(prefix="edge-opt-rss-") as tmp:
-        input_path = Path(tmp) / "input.pt"
-        try:
-            model_path = (
-                onnx_path if onnx_path is not None else _save_for_probe(model, example, Path(tmp))
-            )
-        except Exception as exc:  # neither traceable nor picklable: say so rather than guess
-            return RssProbe(None, None, f"unavailable: model cannot be saved for the probe ({exc})")
-        torch.save(example, input_path)
-        proc = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(model_path), str(input_path), str(threads)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return RssProbe(None, None, f"probe failed: {last}")
-    cold, warm = (max(0, int(v)) / BYTES_PER_MB for v in proc.stdout.split()[-2:])
-    return RssProbe(cold, warm, f"measured ({model_path.suffix[1:]})")
+    with RssProber(timeout_s) as prober:
+        return prober.probe(model, example, threads, onnx_path)

@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +92,7 @@ ENERGY_COST = "energy_proxy_j"
 CHECKPOINT = "models/baseline_fp32.pt"
 TORCH_DEVICE = "cpu"  # every measurement runs on this machine's CPU; `device` is the target
 FP16_SLOW_RATIO = 3.0
+SWEEP_PHASES = ("preparing", "timing", "memory")
 
 
 def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
@@ -126,6 +127,22 @@ class RunContext:
     tmp: Path
     cache: ArtifactCache
     on_stage: Callable[[str], None] = lambda _name: None
+
+
+@dataclass
+class _StageClock:
+    """Passes stage changes on, and times the sweep's own phases between them."""
+
+    notify: Callable[[str], None]
+    phases: dict[str, float] = field(default_factory=dict)
+    current: tuple[str, float] | None = None
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.current is not None and self.current[0] in SWEEP_PHASES:
+            self.phases[self.current[0]] = now - self.current[1]
+        self.current = (name, now)
+        self.notify(name)
 
 
 def data_fingerprint(splits: DataSplits) -> str:
@@ -294,7 +311,8 @@ def run_pipeline(
     started = datetime.now(UTC)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    out, cache, stage = context.staging, context.cache, context.on_stage
+    out, cache = context.staging, context.cache
+    stage = _StageClock(context.on_stage)
     atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
     load_before = load_average()
     allocator = stabilize_allocator()
@@ -366,6 +384,7 @@ def run_pipeline(
     )
     timings["sweep"] = time.perf_counter() - t
     stage("analysis")
+    timings.update({f"sweep_{name}": seconds for name, seconds in stage.phases.items()})
 
     # --- selection --------------------------------------------------------------------------
     latency_front = pareto_frontier(sweep, LATENCY_COST, cfg.pareto_use_ci)

@@ -38,7 +38,7 @@ from edge_opt.energy import RaplReader
 from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import estimate_layerwise_stats
 from edge_opt.harness import HarnessSettings, LatencyStats, measure_interleaved, paired_speedup
-from edge_opt.memory import BYTES_PER_MB, measure_peak_rss_delta_mb, peak_activation_bytes
+from edge_opt.memory import BYTES_PER_MB, RssProber, peak_activation_bytes
 from edge_opt.metrics import (
     AccuracyResult,
     CandidateMetrics,
@@ -670,20 +670,21 @@ def execute_sweep(
     # children would disturb it).
     if plan.measure_rss and ready:
         stage("memory")
-        for p in ready:
-            built = p.built
-            if built is None:
-                continue
-            if built.runtime == "compiled":
-                p.rss = (None, None, "not measured: compilation in the child would dominate")
-                continue
-            probe = measure_peak_rss_delta_mb(
-                built.eager.model,
-                built.eager.prepare_input(latency_input),
-                harness.threads,
-                onnx_path=built.artifact,
-            )
-            p.rss = (probe.cold_mb, probe.warm_mb, probe.note)
+        with RssProber() as prober:
+            for p in ready:
+                built = p.built
+                if built is None:
+                    continue
+                if built.runtime == "compiled":
+                    p.rss = (None, None, "not measured: compilation in the child would dominate")
+                    continue
+                probe = prober.probe(
+                    built.eager.model,
+                    built.eager.prepare_input(latency_input),
+                    harness.threads,
+                    onnx_path=built.artifact,
+                )
+                p.rss = (probe.cold_mb, probe.warm_mb, probe.note)
 
     base_id = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
     base_latency = next((p.latency for p in ready if p.cid == base_id), None)
