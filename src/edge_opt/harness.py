@@ -10,8 +10,8 @@ Protocol, for one or many callables (candidates):
    ``calls_per_round`` calls of every callable, each call wrapped in ``perf_counter_ns``, so that
    machine drift hits all candidates alike;
 5. before the rounds, the reference kernel (a fixed Python loop, best of 3) is timed
-   ``REFERENCE_CALIBRATION`` times: its median is this core's *typical* speed and its MAD its
-   usual jitter. Around every round two load signals are read: the CPU time used by *other*
+   ``REFERENCE_CALIBRATION`` times, each after a few calls of a candidate (as in a round): its
+   median is this core's *typical* speed and its MAD its usual jitter. Around every round two load signals are read: the CPU time used by *other*
    processes (and stolen by the hypervisor) from ``/proc/stat`` minus this process's own, and
    the reference kernel before and after the round. A round is noisy when others used more than
    ``noisy_cpu_threshold`` cores, or when the reference ran more than
@@ -366,10 +366,19 @@ class ReferenceBaseline:
     mad_ms: float
 
     @classmethod
-    def calibrate(cls, reads: int = 0) -> ReferenceBaseline:
-        times = np.array([reference_kernel_ms() for _ in range(reads or REFERENCE_CALIBRATION)])
+    def calibrate(
+        cls, between: Sequence[Callable[[], object]] = (), calls: int = 10
+    ) -> ReferenceBaseline:
+        """Read the reference ``REFERENCE_CALIBRATION`` times, each after ``calls`` calls of
+        one of ``between`` (in turn): in a round the reference also follows model calls, which
+        leave caches and predictors colder than back-to-back reads would."""
+        times = []
+        for i in range(REFERENCE_CALIBRATION):
+            if between:
+                _time_block(between[i % len(between)], calls)
+            times.append(reference_kernel_ms())
         median = float(np.median(times))
-        return cls(median, float(np.median(np.abs(times - median))))
+        return cls(median, float(np.median(np.abs(np.asarray(times) - median))))
 
     def slowdown(self, reference_ms: float) -> float:
         return reference_ms / max(self.typical_ms, 1e-12) - 1.0
@@ -513,7 +522,7 @@ def measure_interleaved(
     with torch_threads(settings.threads), torch.inference_mode():
         for key in keys:
             tracks[key].warmup_calls = sum(_warm_up(fn, settings) for fn in instances[key])
-        reference = ReferenceBaseline.calibrate()
+        reference = ReferenceBaseline.calibrate([instances[k][0] for k in keys])
         start = time.perf_counter()
         for r in range(settings.max_rounds):
             active = [k for k in keys if not tracks[k].done or k == anchor]
