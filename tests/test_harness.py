@@ -283,3 +283,23 @@ def test_tight_candidates_leave_the_rounds_but_the_anchor_stays() -> None:
     assert stats["b"].instances == 2
     assert stats["b"].n == 2 * 5 * stats["b"].rounds  # both instances in every round it ran
     assert stats["a"].rounds >= stats["b"].rounds
+
+
+def test_a_lasting_speed_change_is_drift_not_noise(monkeypatch) -> None:
+    # The core gets 60% slower for good after calibration (a host frequency shift): retrying
+    # cannot undo it, so it becomes the new typical time and is reported as drift.
+    reads = iter([1.0] * harness.REFERENCE_CALIBRATION + [1.6] * 1000)
+    monkeypatch.setattr(harness, "reference_kernel_ms", lambda: next(reads))
+    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.0)
+    settings = HarnessSettings(
+        warmup_min=0,
+        calls_per_round=2,
+        min_rounds=10,
+        max_rounds=10,
+        host_slowdown_threshold=0.25,
+        noisy_max_retries=2,
+    )
+    stats = measure_callable(lambda: None, settings)
+    assert stats.noisy_rounds == 1  # only the first round, before the window caught up
+    assert not stats.noisy
+    assert stats.host_drift == pytest.approx(0.6)

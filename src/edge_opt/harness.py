@@ -11,17 +11,20 @@ Protocol, for one or many callables (candidates):
    machine drift hits all candidates alike;
 5. before the rounds, the reference kernel (a fixed Python loop, best of 3) is timed
    ``REFERENCE_CALIBRATION`` times, each after a few calls of a candidate (as in a round): its
-   median is this core's *typical* speed and its MAD its usual jitter. Around every round two load signals are read: the CPU time used by *other*
-   processes (and stolen by the hypervisor) from ``/proc/stat`` minus this process's own, and
-   the reference kernel before and after the round. A round is noisy when others used more than
-   ``noisy_cpu_threshold`` cores, or when the reference ran more than
-   ``host_slowdown_threshold`` slower than its *typical* time and beyond 3 MADs of it (a VM
-   whose every call is jittery flags nothing: it is judged against its own median, never its
-   single best). A noisy round is redone for every callable, at most ``noisy_max_retries``
-   times, and at most ``retry_budget`` times per measurement (the guard's cost is bounded);
-   callables are flagged ``noisy`` when more than 20% of their kept rounds stayed noisy, and
-   ``noisy_signal`` says which signal fired and by how much. Rounds shorter than 5 clock ticks
-   (50 ms) cannot be judged by ``/proc/stat``;
+   median is this core's *typical* speed and its MAD its usual jitter; both then follow a
+   sliding window of its latest reads. Around every round two load signals are read: the CPU
+   time used by *other* processes (and stolen by the hypervisor) from ``/proc/stat`` minus this
+   process's own, and the reference kernel before and after the round. A round is noisy when
+   others used more than ``noisy_cpu_threshold`` cores, or when the reference ran more than
+   ``host_slowdown_threshold`` slower than its typical time and beyond 3 MADs of it. A VM whose
+   every call is jittery flags nothing (it is judged against its own recent median, never its
+   single best); a lasting change of the core's speed becomes the new typical and is reported
+   as ``host_drift`` (retrying cannot undo it, and interleaving keeps ratios fair). A noisy
+   round is redone for every callable, at most ``noisy_max_retries`` times, and at most
+   ``retry_budget`` times per measurement (the guard's cost is bounded); callables are flagged
+   ``noisy`` when more than 20% of their kept rounds stayed noisy, and ``noisy_signal`` says
+   which signal fired and by how much. Rounds shorter than 5 clock ticks (50 ms) cannot be
+   judged by ``/proc/stat``;
 6. a callable may have several *instances* (independently built: a fresh ONNX Runtime session,
    a fresh copy of the model); all are timed in the same rounds and their samples pooled;
 7. rounds stop once every callable has ``min_rounds`` rounds and the 95% CI of its p50 is
@@ -43,6 +46,7 @@ import ctypes.util
 import os
 import resource
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -244,7 +248,8 @@ class LatencyStats:
     page_faults_per_call: float | None = None
     other_cpu_cores: float | None = None  # max over kept rounds
     host_slowdown: float | None = None  # max over kept rounds: reference / its typical - 1
-    host_reference_ms: float | None = None  # the reference kernel's typical (median) time
+    host_reference_ms: float | None = None  # the reference kernel's typical time at the start
+    host_drift: float | None = None  # change of that typical time by the end (> 0: slower)
     noisy: bool = False  # more than NOISY_SHARE of the kept rounds stayed noisy
     noisy_retries: int = 0
     noisy_rounds: int = 0  # kept rounds that were still noisy after their retries
@@ -358,12 +363,20 @@ def _warm_up(fn: Callable[[], object], settings: HarnessSettings) -> int:
     return calls
 
 
-@dataclass(frozen=True)
+@dataclass
 class ReferenceBaseline:
-    """The reference kernel's typical time on this core and its usual jitter (ms)."""
+    """The reference kernel's typical time on this core and its usual jitter (ms), over a
+    sliding window of its most recent reads.
 
-    typical_ms: float
-    mad_ms: float
+    A round is judged against this *local* typical value: a transient burst (another process
+    for a few hundred ms) stands out and its round is redone, while a lasting change of the
+    machine's speed (a host frequency shift) becomes the new typical after a window, since
+    retrying cannot undo it and interleaved rounds already keep ratios fair. Such a drift is
+    reported on its own (``drift``), not as noise.
+    """
+
+    reads: deque[float]
+    first_typical_ms: float
 
     @classmethod
     def calibrate(
@@ -372,13 +385,25 @@ class ReferenceBaseline:
         """Read the reference ``REFERENCE_CALIBRATION`` times, each after ``calls`` calls of
         one of ``between`` (in turn): in a round the reference also follows model calls, which
         leave caches and predictors colder than back-to-back reads would."""
-        times = []
+        times: deque[float] = deque(maxlen=REFERENCE_CALIBRATION)
         for i in range(REFERENCE_CALIBRATION):
             if between:
                 _time_block(between[i % len(between)], calls)
             times.append(reference_kernel_ms())
-        median = float(np.median(times))
-        return cls(median, float(np.median(np.abs(np.asarray(times) - median))))
+        return cls(times, float(np.median(times)))
+
+    @property
+    def typical_ms(self) -> float:
+        return float(np.median(self.reads))
+
+    @property
+    def mad_ms(self) -> float:
+        return float(np.median(np.abs(np.asarray(self.reads) - self.typical_ms)))
+
+    @property
+    def drift(self) -> float:
+        """Relative change of the typical time since calibration (> 0: the core got slower)."""
+        return self.typical_ms / max(self.first_typical_ms, 1e-12) - 1.0
 
     def slowdown(self, reference_ms: float) -> float:
         return reference_ms / max(self.typical_ms, 1e-12) - 1.0
@@ -386,6 +411,9 @@ class ReferenceBaseline:
     def is_slow(self, reference_ms: float, threshold: float) -> bool:
         beyond_jitter = reference_ms > self.typical_ms + 3 * 1.4826 * self.mad_ms
         return self.slowdown(reference_ms) > threshold and beyond_jitter
+
+    def observe(self, *reads_ms: float) -> None:
+        self.reads.extend(reads_ms)
 
 
 @dataclass(frozen=True)
@@ -472,12 +500,14 @@ def _read_load(
 ) -> _RoundLoad:
     other = probe.other_cores()
     reference = (before + after) / 2
-    return _RoundLoad(
+    load = _RoundLoad(
         other,
         ref.slowdown(reference),
         other is not None and other > s.noisy_cpu_threshold,
         ref.is_slow(reference, s.host_slowdown_threshold),
     )
+    ref.observe(before, after)  # judged first, then part of the local typical value
+    return load
 
 
 def _normalise_calls(
@@ -594,7 +624,8 @@ def _summarise(
         page_faults_per_call=track.faults / max(len(track.samples), 1),
         other_cpu_cores=track.other_max,
         host_slowdown=track.slowdown_max,
-        host_reference_ms=reference.typical_ms,
+        host_reference_ms=reference.first_typical_ms,
+        host_drift=reference.drift,
         noisy=track.noisy_rounds > NOISY_SHARE * rounds,
         noisy_retries=track.retries,
         noisy_rounds=track.noisy_rounds,

@@ -156,6 +156,7 @@ class CandidateMetrics:
     other_cpu_cores: float | None
     host_slowdown: float | None
     host_reference_ms: float | None
+    host_drift: float | None  # the reference kernel's typical time, end vs start (> 0: slower)
     throughput_sps: float  # samples/s at throughput_batch_size, measured
     throughput_batch_size: int
     batch_latency_ms: float  # mean per call at throughput_batch_size
@@ -228,6 +229,7 @@ def assemble_metrics(
         other_cpu_cores=latency.other_cpu_cores,
         host_slowdown=latency.host_slowdown,
         host_reference_ms=latency.host_reference_ms,
+        host_drift=latency.host_drift,
         throughput_sps=throughput.batch_size / (throughput.mean_ms / 1000.0),
         throughput_batch_size=throughput.batch_size,
         batch_latency_ms=throughput.mean_ms,

@@ -93,6 +93,7 @@ CHECKPOINT = "models/baseline_fp32.pt"
 TORCH_DEVICE = "cpu"  # every measurement runs on this machine's CPU; `device` is the target
 FP16_SLOW_RATIO = 3.0
 SWEEP_PHASES = ("preparing", "timing", "memory")
+DRIFT_NOTE = 0.15  # a drift of the reference kernel beyond this is told to the reader
 
 
 def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
@@ -263,6 +264,14 @@ def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
             f"{len(noisy)} candidate(s) were timed while the machine was loaded, even after "
             f"retries: {', '.join(noisy['candidate_id'])}; signal: {' | '.join(signals)}; "
             "their latencies are flagged `noisy` (rerun on a quiet machine)"
+        )
+    drift = ok_rows["host_drift"].abs().max() if "host_drift" in ok_rows else None
+    if drift is not None and pd.notna(drift) and drift > DRIFT_NOTE:
+        signed = ok_rows.loc[ok_rows["host_drift"].abs().idxmax(), "host_drift"]
+        warnings.append(
+            f"this core's speed drifted during timing (reference kernel {signed:+.0%} from start "
+            "to end, with no other load seen): ratios measured side by side hold; absolute "
+            "times are from a " + ("slower" if signed > 0 else "faster") + " phase of the machine"
         )
     loose = ok_rows[ok_rows["latency_stop_reason"] != "converged"]
     if len(loose):
