@@ -269,9 +269,9 @@ def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
     if drift is not None and pd.notna(drift) and drift > DRIFT_NOTE:
         signed = ok_rows.loc[ok_rows["host_drift"].abs().idxmax(), "host_drift"]
         warnings.append(
-            f"this core's speed drifted during timing (reference kernel {signed:+.0%} from start "
-            "to end, with no other load seen): ratios measured side by side hold; absolute "
-            "times are from a " + ("slower" if signed > 0 else "faster") + " phase of the machine"
+            f"this core's speed drifted during timing (the reference kernel's typical time moved "
+            f"{signed:+.0%} from start to end): ratios measured side by side hold; absolute "
+            "times mix " + ("slower" if signed > 0 else "faster") + " and earlier phases"
         )
     loose = ok_rows[ok_rows["latency_stop_reason"] != "converged"]
     if len(loose):
