@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import edge_opt.runtimes as runtimes
-import edge_opt.sweep as sweep
+import edge_opt.tasks as tasks
 from edge_opt.errors import QuantizationError
 from edge_opt.experiments import (
     candidate_id,
@@ -169,7 +169,7 @@ def test_sweep_rows_budgets_and_flags(trained_cnn, loaders, calibration, tmp_pat
 def test_a_crash_half_way_keeps_finished_rows(
     trained_cnn, loaders, calibration, tmp_path, monkeypatch
 ) -> None:
-    real = sweep.evaluate_predict
+    real = tasks.evaluate_predict
     calls = {"n": 0}
 
     def crash_on_third_candidate(predict, loader):
@@ -179,7 +179,7 @@ def test_a_crash_half_way_keeps_finished_rows(
                 raise KeyboardInterrupt
         return real(predict, loader)
 
-    monkeypatch.setattr(sweep, "evaluate_predict", crash_on_third_candidate)
+    monkeypatch.setattr(tasks, "evaluate_predict", crash_on_third_candidate)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(**sweep_kwargs(trained_cnn, loaders, calibration, tmp_path))
     rows = pd.read_csv(tmp_path / "sweep_results.csv")
