@@ -146,3 +146,80 @@ def test_an_interrupted_publish_is_finished_by_the_next_open(tmp_path: Path) -> 
     assert (out / "report.md").read_text() == "new"
     assert not (out / "old_only.csv").exists()
     assert not (run_dir.state / "publish_journal.json").exists()
+
+
+def test_a_finished_run_whose_status_file_was_deleted_is_still_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _complete_run(out, {"report.md": "old"})
+    (out / "run_status.json").unlink()
+    with pytest.raises(RunDirError, match="holds a finished run"):
+        open_run_dir(out)
+    assert (out / "report.md").read_text() == "old"
+
+
+def test_a_publish_cut_short_is_finished_never_left_mixed(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    _complete_run(out, {"a.csv": "old", "b.csv": "old", "old_only.csv": "old"})
+    run_dir = open_run_dir(out, overwrite=True)
+    for name in ("a.csv", "b.csv"):
+        (run_dir.staging / name).write_text("new")
+    real_replace, calls = os.replace, {"n": 0}
+
+    def crash_after_one(src, dst):  # the process dies after moving one file in
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    import edge_opt.rundir as rundir
+
+    monkeypatch.setattr(rundir.os, "replace", crash_after_one)
+    with pytest.raises(OSError, match="No space left"):
+        run_dir.publish()
+    monkeypatch.setattr(rundir.os, "replace", real_replace)
+    run_dir.close()
+    assert (run_dir.staging / "b.csv").is_file()  # kept: the publish can still be finished
+    with locked_run_dir(out) as locked:
+        assert locked.status["status"] == "complete"
+    assert (out / "a.csv").read_text() == "new"
+    assert (out / "b.csv").read_text() == "new"
+    assert not (out / "old_only.csv").exists()
+    assert "finished by a later command" in read_status(out)["note"]
+
+
+def test_a_folder_where_a_published_file_goes_is_moved_aside(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _complete_run(out, {"report.md": "old"})
+    (out / "roofline.csv").mkdir()
+    (out / "roofline.csv" / "inner.txt").write_text("mine")
+    run_dir = open_run_dir(out, overwrite=True)
+    (run_dir.staging / "roofline.csv").write_text("new")
+    (run_dir.staging / "report.md").write_text("new")
+    run_dir.publish()
+    run_dir.close()
+    assert (out / "roofline.csv").read_text() == "new"
+    assert (out / STATE_DIR / "displaced" / "roofline.csv" / "inner.txt").read_text() == "mine"
+
+
+def test_files_exported_into_a_run_are_replaced_with_it(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _complete_run(out, {"report.md": "old"})
+    with locked_run_dir(out) as locked:
+        (out / "models").mkdir()
+        (out / "models" / "p50-int8-eager.pt").write_text("exported")
+        locked.record_published(Path("models/p50-int8-eager.pt"))
+    run_dir = open_run_dir(out, overwrite=True)
+    (run_dir.staging / "report.md").write_text("new")
+    run_dir.publish()
+    run_dir.close()
+    assert not (out / "models").exists()
+
+
+def test_a_running_status_under_our_own_lock_is_stale(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _complete_run(out, {"run_result.json": "{}"})
+    status = json.loads((out / "run_status.json").read_text())
+    (out / "run_status.json").write_text(json.dumps({**status, "status": "running", "pid": 1}))
+    assert read_status(out)["status"] == "running"  # pid 1 is alive: it looks in progress
+    with locked_run_dir(out) as locked:  # but nobody else holds the lock
+        assert read_status(locked.out, lock_held=True)["status"] == "interrupted"

@@ -437,3 +437,24 @@ def test_an_unexpected_exception_is_still_one_line(monkeypatch, tmp_path: Path) 
         stderr,
         "error: OSError: [Errno 28] No space left on device second line (-v shows the traceback)",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epochs: 1:30\n", "'1:30' is not a plain decimal number (YAML 1.1 would read it as 90)"),
+        ("seed: 0x10\n", "'0x10' is not a plain decimal number (YAML 1.1 would read it as 16)"),
+        ("seed: 1_000\n", "'1_000' is not a plain decimal number"),
+        ("epochs: 010\n", "'010' is not a plain decimal number (YAML 1.1 would read it as 8)"),
+        ("base: &b {epochs: 1}\n<<: *b\nepochs: 4\n", "'<<' merge keys are not supported"),
+    ],
+    ids=["sexagesimal", "hex", "underscores", "octal", "merge-key"],
+)
+def test_yaml_11_number_forms_and_merge_keys_are_refused(
+    text: str, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert message in result.output

@@ -170,9 +170,10 @@ def run(
         overrides.append(f"output_dir={output_dir}")
     if refresh_host_profile:
         overrides.append("refresh_host_profile=true")
-    command = ["edge-opt", "run", str(config), *(f"--set={o}" for o in set_ or [])]
+    # Absolute paths: the resume command printed on an interrupt works from any directory.
+    command = ["edge-opt", "run", str(config.absolute()), *(f"--set={o}" for o in set_ or [])]
     if output_dir is not None:
-        command += ["-o", str(output_dir)]
+        command += ["-o", str(output_dir.absolute())]
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         cfg = load_config(config, overrides)
@@ -183,7 +184,10 @@ def run(
 
         result = run_experiment(cfg, on_candidate=on_candidate, opened=opened)
     except OSError as exc:  # a full disk, a file-size limit, a vanished directory
-        _fail(EdgeOptError(_os_error_line(exc)), verbose)
+        _fail(
+            EdgeOptError(_os_error_line(exc, cfg.output_dir if "cfg" in locals() else None)),
+            verbose,
+        )
     except Exception as exc:
         _fail(exc, verbose)
     except KeyboardInterrupt:
@@ -202,9 +206,18 @@ def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _os_error_line(exc: OSError) -> str:
+def _os_error_line(exc: OSError, output_dir: str | None) -> str:
+    from edge_opt.rundir import read_status
+
     where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}; the previous results in the output directory are intact"
+    what = f"{type(exc).__name__}: {where}{exc.strerror or exc}"
+    status = read_status(Path(output_dir)) if output_dir else None
+    if status and status.get("stage") == "publishing":
+        return (
+            f"{what}; the publish of the new results was cut short: `edge-opt report "
+            f"{output_dir}` or the same run with --resume finishes it"
+        )
+    return f"{what}; the previous results in the output directory are intact"
 
 
 def _print_interrupted(output_dir: str | None) -> None:

@@ -25,7 +25,7 @@ from edge_opt.errors import EdgeOptError
 from edge_opt.preparation import build_configured_model
 from edge_opt.pruning import structured_channel_prune
 from edge_opt.results import RunResult
-from edge_opt.rundir import require_finished_run
+from edge_opt.rundir import locked_run_dir, require_finished_run
 from edge_opt.runtimes import build_runtime
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,22 @@ def export_candidate(
             rebuild. Nothing is written unless the export succeeds.
     """
     run_dir = Path(run_dir)
-    require_finished_run(run_dir)
     if output is not None and Path(output).is_dir():
         name = f"{candidate_id or 'candidate'}.{'onnx' if fmt == 'onnx' else 'pt'}"
         raise EdgeOptError(
             f"--output {output} is a directory; give a file path, e.g. {Path(output) / name}"
         )
+    with locked_run_dir(run_dir) as locked:  # no run may change the directory meanwhile
+        require_finished_run(locked.out, lock_held=True)
+        exported = _export(locked.out, candidate_id, fmt, output)
+        if Path(exported.path).resolve().is_relative_to(locked.out.resolve()):
+            locked.record_published(Path(exported.path).resolve().relative_to(locked.out.resolve()))
+        return exported
+
+
+def _export(
+    run_dir: Path, candidate_id: str | None, fmt: str | None, output: str | Path | None
+) -> ExportResult:
     result = RunResult.load(run_dir)
     cid = candidate_id or result.recommendation.get("candidate_id")
     if cid is None:

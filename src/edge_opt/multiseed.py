@@ -179,12 +179,13 @@ def run_multi_seed(
     leaves an old seed's files beside new results.
     """
     from edge_opt.cache import ArtifactCache
-    from edge_opt.pipeline import RunContext, protected_run, run_pipeline
+    from edge_opt.pipeline import RunContext, protected_run, run_pipeline, warn_config_change
     from edge_opt.reporting import write_reports
 
     if not cfg.seeds:
         raise ValueError("run_multi_seed needs `seeds` in the config")
     with protected_run(cfg.output_dir, overwrite, resume, command, opened) as run_dir:
+        warn_config_change(run_dir, cfg)
         out = run_dir.staging
         cache = ArtifactCache(run_dir.cache_root)
         atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))

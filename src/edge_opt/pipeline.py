@@ -574,6 +574,7 @@ def run(
     from edge_opt.reporting import write_reports
 
     with protected_run(cfg.output_dir, overwrite, resume, command, opened) as run_dir:
+        warn_config_change(run_dir, cfg)
         context = RunContext(
             run_dir.staging, run_dir.tmp, ArtifactCache(run_dir.cache_root), run_dir.stage
         )
@@ -581,6 +582,17 @@ def run(
         run_dir.stage("reports")
         write_reports(result, run_dir.staging)
     return result
+
+
+def warn_config_change(run_dir: RunDir, cfg: ExperimentConfig) -> None:
+    """On a resume, say which config keys differ from the interrupted run's."""
+    changed = [k for k in run_dir.remember_config(cfg.to_dict()) if k != "output_dir"]
+    if changed:
+        log.warning(
+            "resuming with a config that differs from the interrupted run's in %s: the work "
+            "these keys affect is done again (the cache keys differ), the rest is reused",
+            ", ".join(changed),
+        )
 
 
 @contextlib.contextmanager

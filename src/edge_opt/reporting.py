@@ -588,7 +588,7 @@ def rebuild_reports(run_dir: str | Path) -> tuple[list[Path], dict[str, Any]]:
     from edge_opt.rundir import locked_run_dir, require_finished_run
 
     with locked_run_dir(run_dir) as locked:
-        status = require_finished_run(locked.out)
+        status = require_finished_run(locked.out, lock_held=True)
         source = locked.out / "run_result.json"
         result = RunResult.load(source)
         try:

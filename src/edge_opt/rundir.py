@@ -26,6 +26,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +66,12 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def read_status(out: Path) -> dict[str, Any] | None:
-    """The directory's status, with a ``running`` whose process is gone read as interrupted."""
+def read_status(out: Path, lock_held: bool = False) -> dict[str, Any] | None:
+    """The directory's status, with a ``running`` whose process is gone read as interrupted.
+
+    ``lock_held``: the caller holds the directory's lock, so no run can be in progress
+    whatever pid the file names (a pid may have been reused by another process).
+    """
     path = out / STATUS_FILE
     if not path.is_file():
         return None
@@ -76,7 +81,8 @@ def read_status(out: Path) -> dict[str, Any] | None:
         return {"status": "unreadable", "error": f"{path} is not valid JSON"}
     if not isinstance(status, dict):
         return {"status": "unreadable", "error": f"{path} does not hold a JSON object"}
-    if status.get("status") in ("running", "publishing") and not pid_alive(status.get("pid")):
+    stale = lock_held or not pid_alive(status.get("pid"))
+    if status.get("status") in ("running", "publishing") and stale:
         status = {**status, "status": "interrupted", "was": status.get("status")}
         status.setdefault("error", f"process {status.get('pid')} ended without finishing")
     if status.get("status") == "ok":  # written by edge-opt before status files had states
@@ -97,7 +103,7 @@ def describe_status(out: Path, status: dict[str, Any]) -> str:
     return f"{out}: status {state!r}"
 
 
-def require_finished_run(out: Path) -> dict[str, Any]:
+def require_finished_run(out: Path, lock_held: bool = False) -> dict[str, Any]:
     """The status of ``out`` if it holds a complete run's results, for ``report`` and ``export``.
 
     A run in progress is refused. After an interrupted or failed rerun, the previous complete
@@ -106,9 +112,14 @@ def require_finished_run(out: Path) -> dict[str, Any]:
     Raises:
         RunDirError: no complete run's results there (the message says what happened).
     """
-    status = read_status(out) or {}
+    status = read_status(out, lock_held) or {}
     if status.get("status") in ("running", "publishing"):
         raise RunDirError(describe_status(out, status))
+    if (out / STATE_DIR / JOURNAL).is_file():
+        raise RunDirError(
+            f"{out}: its last publish was cut short; `edge-opt report {out}` or `--resume` "
+            "finishes it"
+        )
     if not (out / "run_result.json").is_file():
         if status.get("status") in ("interrupted", "failed"):
             raise RunDirError(describe_status(out, status))
@@ -244,9 +255,33 @@ class RunDir:
         _apply_journal(self.out, self.staging, journal)
         return new
 
+    def remember_config(self, config: dict[str, Any]) -> list[str]:
+        """Keep the run's resolved config; on a resume, return the keys that changed since
+        the interrupted run (its cached work for those is not reused: the cache keys differ)."""
+        path = self.state / "run_config.json"
+        changed: list[str] = []
+        if self.mode == "resume" and path.is_file():
+            try:
+                before = json.loads(path.read_text(encoding="utf-8"))
+                keys = sorted(set(before) | set(config))
+                changed = [k for k in keys if before.get(k) != config.get(k)]
+            except (OSError, ValueError, AttributeError):
+                changed = []
+        atomic_write_json(path, config)
+        return changed
+
+    def record_published(self, relative: Path) -> None:
+        """Count a file written into the run after its publish (``export``) as edge-opt's own,
+        so the next ``--overwrite`` replaces it with the rest of the run."""
+        files = _published_files(self.out)
+        if str(relative) not in files:
+            record = {"files": sorted([*files, str(relative)]), "published_at": now_iso()}
+            atomic_write_json(self.state / PUBLISHED, record)
+
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if not (self.state / JOURNAL).is_file():  # else a publish to finish still needs it
+            shutil.rmtree(self.staging, ignore_errors=True)
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._lock_fd, 0)
@@ -254,29 +289,80 @@ class RunDir:
             self._lock_fd = None
 
 
-def _apply_journal(out: Path, staging: Path, journal: dict[str, list[str]]) -> None:
-    state = out / STATE_DIR
-    displaced = state / "displaced"
-    old = set(journal["old"])
-    for rel in journal["new"]:
-        source, target = staging / rel, out / rel
-        if not source.is_file():  # already moved by an earlier, interrupted publish
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and rel not in old and rel != STATUS_FILE:
-            # A file edge-opt did not write sits where ours goes: keep it, never delete it.
-            keep = displaced / rel
+def _make_way(out: Path, rel: str, old: set[str], displaced: Path) -> None:
+    """Move aside anything edge-opt did not write that stands where ``rel`` goes: a file, a
+    directory, or a file where one of its parent folders must be. It is kept, never deleted."""
+    parts = Path(rel).parts
+    for depth in range(1, len(parts) + 1):
+        path = out.joinpath(*parts[:depth])
+        last = depth == len(parts)
+        foreign = (path.is_dir() if last else path.exists() and not path.is_dir()) or (
+            last and path.exists() and rel not in old and rel != STATUS_FILE
+        )
+        if foreign:
+            keep = displaced.joinpath(*parts[:depth])
             keep.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(target, keep)
-        os.replace(source, target)
-    for rel in sorted(old - set(journal["new"]) - {STATUS_FILE}):
-        (out / rel).unlink(missing_ok=True)
-        parent = (out / rel).parent
-        while parent != out and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-    atomic_write_json(state / PUBLISHED, {"files": journal["new"], "published_at": now_iso()})
-    (state / JOURNAL).unlink(missing_ok=True)
+            if keep.exists():
+                shutil.rmtree(keep) if keep.is_dir() else keep.unlink()  # an older copy of ours
+            os.replace(path, keep)
+            return
+
+
+def _apply_journal(out: Path, staging: Path, journal: dict[str, list[str]]) -> None:
+    """Move every new file in and remove the old run's others; safe to repeat after a crash.
+
+    SIGINT and SIGTERM are held back meanwhile (the renames take milliseconds), so that a
+    stop request lands before or after the publish, never in the middle of it.
+    """
+    state = out / STATE_DIR
+    old = set(journal["old"])
+    with _signals_held():
+        for rel in journal["new"]:
+            source, target = staging / rel, out / rel
+            if not source.is_file():  # already moved by an earlier, interrupted publish
+                continue
+            _make_way(out, rel, old, state / "displaced")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        for rel in sorted(old - set(journal["new"]) - {STATUS_FILE}):
+            path = out / rel
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+            parent = path.parent
+            while parent != out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+        atomic_write_json(state / PUBLISHED, {"files": journal["new"], "published_at": now_iso()})
+        (state / JOURNAL).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # not the main thread, or no such call
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _finish_interrupted_publish(run_dir: RunDir) -> None:
+    """A publish cut short (SIGKILL, a crash) is finished from its journal: every report file
+    existed before it began, so finishing it completes that run."""
+    journal = run_dir.state / JOURNAL
+    if not journal.is_file():
+        return
+    _apply_journal(run_dir.out, run_dir.staging, json.loads(journal.read_text(encoding="utf-8")))
+    status = read_status(run_dir.out, lock_held=True) or {}
+    status.update(status="complete", stage="done", finished_at=now_iso())
+    status.pop("resume_command", None)
+    status.pop("error", None)
+    status["note"] = "its publish was cut short and was finished by a later command"
+    atomic_write_json(run_dir.out / STATUS_FILE, status)
 
 
 def _acquire_lock(state: Path, out: Path) -> int:
@@ -298,6 +384,10 @@ def _acquire_lock(state: Path, out: Path) -> int:
 
 def _check_mode(out: Path, status: dict[str, Any] | None, overwrite: bool, resume: bool) -> str:
     state = (status or {}).get("status")
+    if state is None and (
+        (out / STATE_DIR / PUBLISHED).is_file() or (out / "run_result.json").is_file()
+    ):
+        state, status = "complete", {}  # its status file was deleted: still a finished run
     journal = out / STATE_DIR / JOURNAL
     if resume:
         if state in ("interrupted", "failed", "running") or journal.is_file():
@@ -355,11 +445,12 @@ def open_run_dir(
         ) from None
     run_dir = RunDir(out, "new", list(command), _lock_fd=fd)
     try:
-        status = read_status(out)
+        finishing = (run_dir.state / JOURNAL).is_file()
+        _finish_interrupted_publish(run_dir)  # a publish cut short is finished first
+        status = read_status(out, lock_held=True)
+        if finishing and resume:  # that publish *was* what was left to do: resume is fine
+            status = {**(status or {}), "status": "interrupted"}
         run_dir.mode = _check_mode(out, status, overwrite, resume)
-        journal = out / STATE_DIR / JOURNAL
-        if journal.is_file():  # a publish was cut short: finish it before anything else
-            _apply_journal(out, run_dir.staging, json.loads(journal.read_text(encoding="utf-8")))
         if run_dir.mode == "overwrite":
             shutil.rmtree(run_dir.cache_root, ignore_errors=True)
         for scratch in (run_dir.tmp, run_dir.staging):
@@ -391,11 +482,10 @@ def locked_run_dir(path: str | Path) -> Iterator[RunDir]:
         fd = _acquire_lock(out / STATE_DIR, out)
     except OSError as exc:
         raise RunDirError(f"{out}: cannot lock ({exc.strerror or exc})") from None
-    run_dir = RunDir(out, "report", [], status=read_status(out) or {}, _lock_fd=fd)
+    run_dir = RunDir(out, "report", [], _lock_fd=fd)
     try:
-        journal = out / STATE_DIR / JOURNAL
-        if journal.is_file():
-            _apply_journal(out, run_dir.staging, json.loads(journal.read_text(encoding="utf-8")))
+        _finish_interrupted_publish(run_dir)
+        run_dir.status = read_status(out, lock_held=True) or {}
         shutil.rmtree(run_dir.staging, ignore_errors=True)
         run_dir.staging.mkdir(parents=True)
         yield run_dir

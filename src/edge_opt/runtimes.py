@@ -16,6 +16,7 @@ A runtime that cannot run a precision says why (``unsupported_reason``); the swe
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import os
 import tempfile
@@ -69,15 +70,17 @@ class RuntimeModel:
 
     def save(self, path: Path) -> Path:
         """Write the deployable artifact (ONNX file, or TorchScript for eager)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed: a full disk or a file-size limit leaves no truncated file.
+        from edge_opt.artifacts import atomic_write_bytes
+
         if self.artifact is not None:
-            path.write_bytes(self.artifact.read_bytes())
-            return path
+            return atomic_write_bytes(path, self.artifact.read_bytes())
         example = self.eager.prepare_input(torch.zeros(1, *_input_shape(self.eager.model)))
+        buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.jit.save(torch.jit.trace(self.eager.model, example, check_trace=False), str(path))
-        return path
+            torch.jit.save(torch.jit.trace(self.eager.model, example, check_trace=False), buffer)
+        return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _input_shape(model: nn.Module) -> tuple[int, ...]:

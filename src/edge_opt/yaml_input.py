@@ -33,9 +33,43 @@ class _StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.duplicates: list[str] = []
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # YAML 1.1 also reads 1:30 (= 90), 0x10, 0o17, 010 and 1_000 as integers: a config
+        # that says so is almost surely a typo, so only plain decimal digits are numbers here.
+        text = str(self.construct_scalar(node))
+        if not _PLAIN_INT.match(text):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{text!r} is not a plain decimal number (YAML 1.1 would read it as "
+                f"{super().construct_yaml_int(node)}); write it in decimal digits, or quote it",
+                node.start_mark,
+            )
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        text = str(self.construct_scalar(node))
+        if not _PLAIN_FLOAT.match(text):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{text!r} is not a plain decimal number (YAML 1.1 would read it as "
+                f"{super().construct_yaml_float(node)}); write it in decimal digits, or quote it",
+                node.start_mark,
+            )
+        return super().construct_yaml_float(node)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    "'<<' merge keys are not supported (a merged key and a written one would "
+                    "silently override each other); write the keys out",
+                    key_node.start_mark,
+                )
             if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
                 continue
             key = self.construct_object(key_node)
@@ -55,6 +89,12 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+_PLAIN_FLOAT = re.compile(
+    r"^[-+]?(\.[0-9]+|[0-9]+\.?[0-9]*)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
 _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789")
 )
