@@ -7,9 +7,11 @@ no traceback unless ``-v``); 2 bad command-line usage.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import warnings
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +30,14 @@ app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)  # an error stays one line when piped
 out_console = Console()
+
+
+class ExportFormat(StrEnum):
+    """What `export --format` accepts (anything else is a usage error, exit 2)."""
+
+    onnx = "onnx"
+    torchscript = "torchscript"
+
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/default.yaml.")]
 SetOpt = Annotated[
@@ -109,7 +119,7 @@ def run(
     config: ConfigArg,
     set_: SetOpt = None,
     output_dir: Annotated[
-        Path | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
+        str | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
     ] = None,
     resume: Annotated[
         bool,
@@ -143,7 +153,7 @@ def run(
     """
     _setup_logging(verbose)
     from edge_opt.config import load_config
-    from edge_opt.rundir import open_run_dir
+    from edge_opt.rundir import check_output_path, open_run_dir
 
     log = logging.getLogger("edge_opt")
 
@@ -173,9 +183,11 @@ def run(
     # Absolute paths: the resume command printed on an interrupt works from any directory.
     command = ["edge-opt", "run", str(config.absolute()), *(f"--set={o}" for o in set_ or [])]
     if output_dir is not None:
-        command += ["-o", str(output_dir.absolute())]
+        command += ["-o", os.path.abspath(output_dir) if output_dir.strip() else output_dir]
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
+        if output_dir is not None:
+            check_output_path(output_dir)  # as typed: `-o ''` is refused as '', not as '.'
         cfg = load_config(config, overrides)
         # Locked and marked `running` before torch is even imported.
         opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
@@ -330,7 +342,9 @@ def export(
     candidate: Annotated[
         str | None, typer.Option("--candidate", "-c", help="Candidate id; default: recommended.")
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="onnx or torchscript.")] = None,
+    fmt: Annotated[
+        ExportFormat | None, typer.Option("--format", "-f", help="onnx or torchscript.")
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -339,7 +353,7 @@ def export(
     from edge_opt.export import export_candidate
 
     try:
-        result = export_candidate(run_dir, candidate, fmt, output)
+        result = export_candidate(run_dir, candidate, fmt.value if fmt else None, output)
     except Exception as exc:
         _fail(exc, verbose)
     out_console.print(

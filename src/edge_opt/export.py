@@ -86,6 +86,14 @@ def verified_bytes(run_dir: Path, relative: str) -> bytes:
     return data
 
 
+def _weights(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return load_state_dict_bytes(data)
+    except Exception as exc:  # truncated, empty, or not a state dict: never executed
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise EdgeOptError(f"{path}: not a readable state dict ({detail}); rerun the run") from None
+
+
 def _load_variant(
     run_dir: Path,
     result: RunResult,
@@ -99,11 +107,15 @@ def _load_variant(
     Both files are checked against the manifest and read with ``weights_only=True``: a
     tampered run directory is refused and never executes code.
     """
-    baseline = verified_bytes(run_dir, result.baseline["checkpoint"])
-    model.load_state_dict(load_state_dict_bytes(baseline))
+    checkpoint = result.baseline["checkpoint"]
+    baseline = _weights(run_dir / checkpoint, verified_bytes(run_dir, checkpoint))
+    try:
+        model.load_state_dict(baseline)
+    except RuntimeError as exc:
+        raise EdgeOptError(f"{run_dir / checkpoint}: does not fit the model ({exc})") from None
     example = torch.zeros(1, *input_shape)
     relative = str(variant_path(Path("models") / "variants", level))
-    weights = load_state_dict_bytes(verified_bytes(run_dir, relative))
+    weights = _weights(run_dir / relative, verified_bytes(run_dir, relative))
     pruned = structured_channel_prune(model, level, example, scope=scope)
     try:
         pruned.load_state_dict(weights)
