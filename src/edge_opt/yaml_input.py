@@ -33,31 +33,25 @@ class _StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.duplicates: list[str] = []
 
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        # YAML 1.1 also reads 1:30 (= 90), 0x10, 0o17, 010 and 1_000 as integers: a config
+    def _plain(self, node: yaml.ScalarNode, pattern: re.Pattern[str], read: Any) -> Any:
+        # YAML 1.1 also reads 1:30 (= 90), 0x10, 0o17, 010 and 1_000 as numbers: a config
         # that says so is almost surely a typo, so only plain decimal digits are numbers here.
         text = str(self.construct_scalar(node))
-        if not _PLAIN_INT.match(text):
+        if not pattern.match(text):
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
                 f"{text!r} is not a plain decimal number (YAML 1.1 would read it as "
-                f"{super().construct_yaml_int(node)}); write it in decimal digits, or quote it",
+                f"{read(self, node)}); write it in decimal digits, or quote it",
                 node.start_mark,
             )
-        return super().construct_yaml_int(node)
+        return read(self, node)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        return self._plain(node, _PLAIN_INT, yaml.SafeLoader.construct_yaml_int)
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
-        text = str(self.construct_scalar(node))
-        if not _PLAIN_FLOAT.match(text):
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"{text!r} is not a plain decimal number (YAML 1.1 would read it as "
-                f"{super().construct_yaml_float(node)}); write it in decimal digits, or quote it",
-                node.start_mark,
-            )
-        return super().construct_yaml_float(node)
+        return self._plain(node, _PLAIN_FLOAT, yaml.SafeLoader.construct_yaml_float)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
