@@ -243,3 +243,28 @@ def test_speedups_are_paired_against_the_fp32_baseline(
     # whose p50 is already tight leaves the rounds early, never before the minimum.
     assert (df["latency_rounds"] <= base["latency_rounds"]).all()
     assert (df["latency_rounds"] >= 1).all()
+
+
+def test_a_more_pruned_candidate_slower_beyond_the_cis_is_flagged() -> None:
+    from edge_opt.sweep import flag_slower_than_less_pruned
+
+    rows = pd.DataFrame(
+        {
+            "candidate_id": [
+                "p00-fp32-eager",
+                "p50-fp32-eager",
+                "p70-fp32-eager",
+                "p70-int8-eager",
+            ],
+            "status": ["ok", "ok", "ok", "ok"],
+            "precision": ["fp32", "fp32", "fp32", "int8"],
+            "runtime": ["eager"] * 4,
+            "pruning_level": [0.0, 0.5, 0.7, 0.7],
+            "latency_p50_ms": [0.10, 0.08, 0.12, 0.30],
+            "latency_p50_ci95_low_ms": [0.099, 0.079, 0.115, 0.29],
+            "latency_p50_ci95_high_ms": [0.101, 0.081, 0.125, 0.31],
+        }
+    )
+    flagged = flag_slower_than_less_pruned(rows)
+    assert flagged["slower_than_less_pruned"].tolist() == [False, False, True, False]
+    assert flagged.loc[2, "faster_less_pruned"] == "p50-fp32-eager"  # the fastest lower level

@@ -90,3 +90,22 @@ def test_library_matches_the_hand_written_oracle_exactly(level: float) -> None:
 
 def test_kept_channel_count_matches_torch_pruning_rounding() -> None:
     assert [kept_channel_count(32, r) for r in (0.25, 0.3, 0.5, 0.7, 0.99)] == [24, 22, 16, 9, 1]
+
+
+@pytest.mark.parametrize(
+    ("level", "multiple", "kept"),
+    [(0.3, 1, (11, 22)), (0.3, 4, (8, 20)), (0.3, 8, (8, 16)), (0.7, 8, (16, 8))],
+)
+def test_channel_multiple_rounds_kept_channels_down(
+    level: float, multiple: int, kept: tuple[int, int]
+) -> None:
+    # 30% of 16 and 32 channels: 11 and 22 kept exactly; rounded down to multiples of 4 and 8.
+    # At 70%, conv1 would keep 4 -> 0 of 8: torch-pruning then leaves that layer unpruned.
+    pruned = structured_channel_prune(SmallCNN(), level, channel_multiple=multiple)
+    assert (pruned.conv1.out_channels, pruned.conv2.out_channels) == kept
+    assert pruned.classifier.in_features == kept[1] * 7 * 7
+
+
+def test_channel_multiple_outside_the_allowed_set_is_refused() -> None:
+    with pytest.raises(PruningError, match="channel_multiple: 3 is not one of 1, 4, 8, 16"):
+        structured_channel_prune(SmallCNN(), 0.3, channel_multiple=3)

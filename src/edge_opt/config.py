@@ -187,6 +187,12 @@ class ExperimentConfig(BaseModel):
         description="`uniform`: every channel group loses the same fraction; `global`: one "
         "L1 threshold across groups (mean-normalised).",
     )
+    channel_multiple: Literal[1, 4, 8, 16] = Field(
+        1,
+        description="Round each pruned layer's kept channels down to a multiple of this (1, 4, "
+        "8 or 16) so kernels stay on their vectorised fast paths; a layer that would keep 0 is "
+        "left unpruned (torch-pruning's round_to); 1 = no rounding.",
+    )
     precisions: tuple[PrecisionName, ...] = Field(
         ("fp32", "fp16", "bf16", "int8"),
         min_length=1,

@@ -101,6 +101,7 @@ def _load_variant(
     input_shape: tuple[int, int, int],
     level: float,
     scope: str,
+    channel_multiple: int = 1,
 ) -> torch.nn.Module:
     """The pruned float model of ``level``: baseline checkpoint -> prune -> variant weights.
 
@@ -116,7 +117,9 @@ def _load_variant(
     example = torch.zeros(1, *input_shape)
     relative = str(variant_path(Path("models") / "variants", level))
     weights = _weights(run_dir / relative, verified_bytes(run_dir, relative))
-    pruned = structured_channel_prune(model, level, example, scope=scope)
+    pruned = structured_channel_prune(
+        model, level, example, scope=scope, channel_multiple=channel_multiple
+    )
     try:
         pruned.load_state_dict(weights)
     except RuntimeError as exc:
@@ -181,7 +184,13 @@ def _export(
     cfg = build_config(result.config)
     built_model = build_configured_model(cfg)  # imports a user's factory module if any
     variant = _load_variant(
-        run_dir, result, built_model.model, built_model.input_shape, level, cfg.pruning_scope
+        run_dir,
+        result,
+        built_model.model,
+        built_model.input_shape,
+        level,
+        cfg.pruning_scope,
+        cfg.channel_multiple,
     )
     calibration: list[torch.Tensor] = []
     if precision == "int8":

@@ -273,6 +273,16 @@ def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
             f"{signed:+.0%} from start to end): ratios measured side by side hold; absolute "
             "times mix " + ("slower" if signed > 0 else "faster") + " and earlier phases"
         )
+    if "slower_than_less_pruned" in ok_rows:
+        slow = ok_rows[ok_rows["slower_than_less_pruned"].fillna(False).astype(bool)]
+        if not slow.empty:
+            pairs = ", ".join(
+                f"{r.candidate_id} (slower than {r.faster_less_pruned})" for r in slow.itertuples()
+            )
+            warnings.append(
+                f"pruning more made {len(slow)} candidate(s) slower, beyond the CIs: {pairs}; "
+                "fewer MACs did not mean less time there (try channel_multiple: 8 or 16)"
+            )
     loose = ok_rows[ok_rows["latency_stop_reason"] != "converged"]
     if len(loose):
         worst = loose["latency_p50_precision"].max()
@@ -373,6 +383,7 @@ def run_pipeline(
         cfg.pruning_scope,
         cache=cache,
         train_fingerprint=fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}",
+        channel_multiple=cfg.channel_multiple,
     )
     timings["pruning"] = time.perf_counter() - t
     t = time.perf_counter()

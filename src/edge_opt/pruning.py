@@ -79,6 +79,7 @@ def structured_channel_prune(
     example_inputs: torch.Tensor | None = None,
     *,
     scope: PruningScope = "uniform",
+    channel_multiple: int = 1,
 ) -> nn.Module:
     """Return a new, smaller model with whole channels removed (the caller's is untouched).
 
@@ -92,6 +93,10 @@ def structured_channel_prune(
             another spatial size.
         scope: ``uniform`` (the same ratio in every group) or ``global`` (one L1 threshold
             across groups; the average ratio is ``pruning_level``).
+        channel_multiple: round each pruned group's kept channels down to a multiple of this
+            (hardware-friendly widths); a group that would keep none is left unpruned
+            (torch-pruning's ``round_to``), so at high levels rounding can keep more MACs;
+            1 keeps the exact count.
 
     Returns:
         The pruned copy: a dense model with fewer channels, same class.
@@ -108,6 +113,8 @@ def structured_channel_prune(
     _check_level(pruning_level)
     if scope not in ("uniform", "global"):
         raise PruningError(f"pruning_scope: {scope!r} is not 'uniform' or 'global'")
+    if channel_multiple not in (1, 4, 8, 16):
+        raise PruningError(f"channel_multiple: {channel_multiple!r} is not one of 1, 4, 8, 16")
     pruned = copy.deepcopy(model)
     if pruning_level == 0.0:
         return pruned
@@ -137,6 +144,7 @@ def structured_channel_prune(
             pruning_ratio=pruning_level,
             global_pruning=scope == "global",
             ignored_layers=[head] if head is not None else [],
+            round_to=channel_multiple if channel_multiple > 1 else None,
         )
         pruner.step()
         with torch.no_grad():

@@ -315,10 +315,43 @@ def execute_sweep(
         results.append(result)
         if on_result is not None:
             on_result(result, index, len(prepared))
-    frame = frame_rows([r.to_dict() for r in results])
+    frame = flag_slower_than_less_pruned(frame_rows([r.to_dict() for r in results]))
     if progress is not None:
         atomic_write_csv(progress, frame)
     return frame
+
+
+def flag_slower_than_less_pruned(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``slower_than_less_pruned`` (and ``faster_less_pruned``, the id that beats it): a
+    candidate whose p50 is slower, beyond both 95% CIs, than the same precision and runtime
+    at a lower pruning level ("MACs went down, latency did not"). Pure: returns a copy."""
+    out = frame.copy()
+    needed = {"latency_p50_ci95_low_ms", "latency_p50_ci95_high_ms", "pruning_level"}
+    if out.empty or not needed <= set(out.columns):
+        return out
+    flags: list[bool | None] = []
+    beaten_by: list[str | None] = []
+    timed = out[out["status"] == "ok"].dropna(subset=["latency_p50_ci95_low_ms"])
+    for _, row in out.iterrows():
+        if row["status"] != "ok" or pd.isna(row.get("latency_p50_ci95_low_ms")):
+            flags.append(None)
+            beaten_by.append(None)
+            continue
+        lower = timed[
+            (timed["precision"] == row["precision"])
+            & (timed["runtime"] == row["runtime"])
+            & (timed["pruning_level"] < row["pruning_level"])
+            & (timed["latency_p50_ci95_high_ms"] < row["latency_p50_ci95_low_ms"])
+        ]
+        flags.append(not lower.empty)
+        beaten_by.append(
+            None
+            if lower.empty
+            else str(lower.sort_values("latency_p50_ms").iloc[0]["candidate_id"])
+        )
+    out["slower_than_less_pruned"] = flags
+    out["faster_less_pruned"] = beaten_by
+    return out
 
 
 def run_sweep(

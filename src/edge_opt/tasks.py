@@ -56,6 +56,7 @@ def variant_key(
     seed: int,
     train_fingerprint: str,
     input_shape: tuple[int, int, int],
+    channel_multiple: int = 1,
 ) -> str:
     """Cache key of one pruned (and fine-tuned) variant of a baseline."""
     return content_key(
@@ -69,6 +70,7 @@ def variant_key(
             "seed": _fine_tune_seed(seed, level),
             "train": train_fingerprint,
             "input_shape": list(input_shape),
+            "channel_multiple": channel_multiple,
         },
     )
 
@@ -86,6 +88,7 @@ def prune_variants(
     *,
     cache: ArtifactCache | None = None,
     train_fingerprint: str = "",
+    channel_multiple: int = 1,
 ) -> dict[float, nn.Module]:
     """One pruned and fine-tuned float model per level.
 
@@ -100,7 +103,9 @@ def prune_variants(
     cache = cache or ArtifactCache(None)
     baseline_sha = sha256_bytes(state_dict_bytes(base_model)) if cache.enabled else ""
     for level in pruning_levels:
-        pruned = structured_channel_prune(base_model, level, example, scope=scope)
+        pruned = structured_channel_prune(
+            base_model, level, example, scope=scope, channel_multiple=channel_multiple
+        )
         key = variant_key(
             baseline_sha,
             level,
@@ -110,6 +115,7 @@ def prune_variants(
             seed,
             train_fingerprint,
             input_shape,
+            channel_multiple,
         )
         entry = cache.get("variant", key)
         if entry is not None:
