@@ -458,3 +458,15 @@ def test_yaml_11_number_forms_and_merge_keys_are_refused(
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_a_bad_list_item_is_one_problem_not_two(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("precisions: [fp64]\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if line.startswith("  ")]
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "  precisions.0: Input should be 'fp32', 'fp16', 'bf16' or 'int8'"
+    )

@@ -487,7 +487,13 @@ _WANTED = {
 
 def _format_validation_error(exc: ValidationError) -> list[str]:
     problems: list[str] = []
-    for err in exc.errors():
+    errors = exc.errors()
+    # A list whose items failed is also reported "too short after validation" (the bad items
+    # are dropped first): that second line contradicts the first, so it is left out.
+    with_bad_items = {err["loc"][0] for err in errors if len(err["loc"]) > 1}
+    for err in errors:
+        if err["type"] == "too_short" and err["loc"] and err["loc"][0] in with_bad_items:
+            continue
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "value_error":
