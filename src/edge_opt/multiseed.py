@@ -59,11 +59,6 @@ _T95 = [
     2.045,
     2.042,
 ]
-MULTI_SEED_FILES = (
-    "multi_seed_summary.csv",
-    "multi_seed_frontier_latency.csv",
-    "multi_seed_summary.json",
-)
 SUMMARY_METRICS = ("accuracy", "test_accuracy", "latency_p50_ms", "energy_proxy_j", "memory_mb")
 
 

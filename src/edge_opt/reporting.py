@@ -24,33 +24,6 @@ from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import save_hardware_artifacts
 from edge_opt.results import HardwareAnalysis, RunResult
 
-# Every file a run writes at the top of its output directory (README documents each).
-OUTPUT_FILES = (
-    "sweep_results.csv",
-    "pareto_frontier_latency.csv",
-    "pareto_frontier_energy.csv",
-    "summary.json",
-    "layerwise_breakdown.csv",
-    "precision_tradeoffs.csv",
-    "hardware_summary.csv",
-    "accuracy_vs_latency.png",
-    "accuracy_vs_energy.png",
-    "accuracy_vs_memory.png",
-    "layerwise_activation_memory.png",
-    "layerwise_macs.png",
-    "config_resolved.yaml",
-    "manifest.json",
-    "run_result.json",
-    "report.md",
-    "run_status.json",
-    "operator_profile.csv",
-    "hardware_totals.csv",
-    "hardware_profile.json",
-    "roofline.png",
-    "roofline.csv",
-    "projection_validation.json",
-)
-OUTPUT_DIRS = ("candidates", "models")
 MIB = 2**20
 
 
