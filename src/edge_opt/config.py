@@ -95,6 +95,55 @@ class ModelSpec(BaseModel):
 
 MODEL_SPEC_KEYS = tuple(ModelSpec.model_fields)
 
+RAY_RESOURCE = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ExecutorSpec(BaseModel):
+    """Where the sweep's tasks run: in this process (``local``) or on a Ray cluster."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="`local`: in this process (Ray is not imported); `ray`: tasks."
+    )
+    address: str = Field(
+        "auto",
+        min_length=1,
+        description="Ray: `auto` (the cluster `ray start` made here), `HOST:PORT` of a head "
+        "node, or `local` (start an embedded Ray on this machine, loopback only).",
+    )
+    cpus_per_task: Int = Field(
+        1, ge=1, le=256, description="Ray: CPUs per prepare task (its torch threads)."
+    )
+    device_resource: str | None = Field(
+        None,
+        pattern=RAY_RESOURCE,
+        description="Ray: the custom resource a target-device node carries "
+        "(`ray start ... --resources='{\"NAME\": 1}'`); ONNX Runtime candidates are then "
+        "also timed on that node. null: time on this machine only.",
+    )
+    device_wait_s: Real = Field(
+        60.0, ge=0, le=3600, description="Ray: how long to wait for the device node to appear."
+    )
+    max_retries: Int = Field(
+        2, ge=0, le=10, description="Ray: retries of a task whose worker or node died."
+    )
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> ExecutorSpec:
+        if self.kind == "local" and self.device_resource is not None:
+            raise ValueError(
+                "executor.device_resource needs `kind: ray` (a device is a node of a Ray cluster)"
+            )
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return self.kind == "ray"
+
+
+EXECUTOR_KEYS = tuple(ExecutorSpec.model_fields)
+
 
 class ExperimentConfig(BaseModel):
     """The whole experiment, validated once and frozen.
@@ -340,6 +389,14 @@ class ExperimentConfig(BaseModel):
         "profile (also `--refresh-host-profile`); a cached profile older than 7 days or taken "
         "under load is re-measured anyway.",
     )
+    # --- execution --------------------------------------------------------------------------
+    executor: ExecutorSpec = Field(
+        default_factory=ExecutorSpec,
+        description="`local` (default), or `{kind: ray, address, cpus_per_task, "
+        "device_resource, device_wait_s, max_retries}`: prepare tasks fan out over a Ray "
+        "cluster and, with `device_resource`, ONNX Runtime candidates are also timed on the "
+        "target device's node (README: Distributed runs and device nodes).",
+    )
     # --- output -----------------------------------------------------------------------------
     output_dir: str = Field("outputs/default", min_length=1, description="Run directory.")
 
@@ -353,6 +410,8 @@ class ExperimentConfig(BaseModel):
             data = {**data, "dataset": _DATASET_ALIASES.get(name, name)}
         if isinstance(data.get("model"), str):
             data = {**data, "model": {"name": data["model"]}}
+        if isinstance(data.get("executor"), str):
+            data = {**data, "executor": {"kind": data["executor"]}}
         model = data.get("model")
         if isinstance(model, Mapping) and model.get("checkpoint") and "epochs" not in data:
             # A checkpoint is a trained model: train only if `epochs` asks for it.
@@ -451,6 +510,8 @@ def describe_fields() -> list[tuple[str, str, str]]:
             default = list(default)
         if isinstance(default, ModelSpec):
             default = default.label()
+        elif isinstance(default, BaseModel):
+            default = default.model_dump()
         rows.append((name, json.dumps(default), info.description or ""))
     return rows
 
@@ -516,11 +577,12 @@ def build_config(raw: Mapping[str, Any], source: str | None = None) -> Experimen
     """
     problems = _unknown_key_problems(raw.keys(), field_names())
     known = {k: v for k, v in raw.items() if k in ExperimentConfig.model_fields}
-    if isinstance(known.get("model"), Mapping):
-        extra = _unknown_key_problems(known["model"].keys(), list(MODEL_SPEC_KEYS), "model.")
-        problems += extra
-        if extra:
-            known["model"] = {k: v for k, v in known["model"].items() if k in MODEL_SPEC_KEYS}
+    for key, valid in (("model", MODEL_SPEC_KEYS), ("executor", EXECUTOR_KEYS)):
+        if isinstance(known.get(key), Mapping):
+            extra = _unknown_key_problems(known[key].keys(), list(valid), f"{key}.")
+            problems += extra
+            if extra:
+                known[key] = {k: v for k, v in known[key].items() if k in valid}
     try:
         cfg = ExperimentConfig(**known)
     except ValidationError as exc:

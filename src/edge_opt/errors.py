@@ -50,3 +50,11 @@ class MeasurementError(EdgeOptError, ValueError):
 
 class RuntimeBuildError(EdgeOptError):
     """A runtime (ONNX export, ONNX Runtime, torch.compile) could not build a candidate."""
+
+
+class ExecutorError(EdgeOptError):
+    """The executor cannot run tasks: Ray cannot connect, or a device node is missing."""
+
+
+class DeviceLostError(ExecutorError):
+    """The target device's node left mid-run: its candidates stay pending (``--resume``)."""

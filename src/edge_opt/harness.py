@@ -48,12 +48,16 @@ import resource
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
+
+try:  # a device node that measures ONNX Runtime candidates has no torch (edge-opt[device])
+    import torch
+except ImportError:  # pragma: no cover - exercised by tests/test_device_worker.py in a subprocess
+    torch = None  # type: ignore[assignment]
 
 from edge_opt.errors import MeasurementError
 
@@ -99,7 +103,10 @@ def stabilize_allocator() -> dict[str, Any]:
 
 @contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
-    """Fix torch's intra-op thread count for a block, then restore it."""
+    """Fix torch's intra-op thread count for a block, then restore it (no-op without torch)."""
+    if torch is None:
+        yield
+        return
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -529,6 +536,7 @@ def measure_interleaved(
     on_round: Callable[[int, int], None] | None = None,
     energy_reader: Callable[[], float | None] | None = None,
     anchor: str | None = None,
+    raw_samples: dict[str, list[float]] | None = None,
 ) -> dict[str, LatencyStats]:
     """Time several callables in interleaved rounds; returns one ``LatencyStats`` per key.
 
@@ -540,6 +548,7 @@ def measure_interleaved(
         on_round: progress callback (round index, max rounds).
         energy_reader: cumulative energy in J (e.g. ``RaplReader``); gives per-call energy.
         anchor: a key timed in every round even once tight (the reference of speedups).
+        raw_samples: if given, filled with every kept per-call time (ms) per key.
     """
     if not calls:
         return {}
@@ -549,7 +558,7 @@ def measure_interleaved(
     tracks = {k: _Track(len(instances[k])) for k in keys}
     cap = settings.time_cap_s * len(keys)
     stop, retries_left = "max_rounds", settings.max_retries_total
-    with torch_threads(settings.threads), torch.inference_mode():
+    with torch_threads(settings.threads), _inference_mode():
         for key in keys:
             tracks[key].warmup_calls = sum(_warm_up(fn, settings) for fn in instances[key])
         reference = ReferenceBaseline.calibrate([instances[k][0] for k in keys])
@@ -585,10 +594,16 @@ def measure_interleaved(
             if time.perf_counter() - start > cap:
                 stop = "time_cap"
                 break
+    if raw_samples is not None:
+        raw_samples.update({k: [ns / 1e6 for ns in t.samples] for k, t in tracks.items()})
     return {
         key: _summarise(track, settings, (batch_sizes or {}).get(key, 1), reference, stop)
         for key, track in tracks.items()
     }
+
+
+def _inference_mode() -> Any:
+    return torch.inference_mode() if torch is not None else nullcontext()
 
 
 def _timed(

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edge_opt.analysis import analyse_candidate, profile_candidate, project_candidates
-from edge_opt.artifacts import atomic_write_bytes, atomic_write_text
+from edge_opt.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edge_opt.cache import (
     ArtifactCache,
     content_key,
@@ -44,6 +44,7 @@ from edge_opt.deployables import export_deployables, save_variants
 from edge_opt.devices import get_device_profile, host_profile
 from edge_opt.energy import power_source
 from edge_opt.environment import describe_environment, has_native_fp16, sha256_file
+from edge_opt.executors import this_node
 from edge_opt.experiments import (
     CandidateResult,
     EpochStats,
@@ -55,7 +56,7 @@ from edge_opt.experiments import (
 )
 from edge_opt.hardware import precision_tradeoff_table
 from edge_opt.harness import load_average, stabilize_allocator
-from edge_opt.metrics import collect_metrics, evaluate_accuracy
+from edge_opt.metrics import collect_metrics, evaluate_accuracy, first_inputs
 from edge_opt.model import BuiltModel, count_parameters
 from edge_opt.preparation import (
     build_configured_model,
@@ -66,10 +67,20 @@ from edge_opt.preparation import (
     seed_everything,
 )
 from edge_opt.profiling import roofline_points
+from edge_opt.remote import (
+    Cluster,
+    cross_device_validation,
+    measure_on_device,
+    open_cluster,
+    prepare_candidates_remotely,
+    prepare_variants_remotely,
+    recommend_on_device,
+)
 from edge_opt.results import RunResult
 from edge_opt.rundir import now_iso
 from edge_opt.runtimes import RuntimeModel
 from edge_opt.sweep import SweepPlan, execute_sweep
+from edge_opt.tasks import VariantSettings
 
 if TYPE_CHECKING:
     from edge_opt.multiseed import MultiSeedResult
@@ -90,9 +101,10 @@ log = logging.getLogger(__name__)
 LATENCY_COST = "latency_p50_ms"
 ENERGY_COST = "energy_proxy_j"
 CHECKPOINT = "models/baseline_fp32.pt"
+DEVICE_SAMPLES = "device_latency_samples.json"  # every per-call time the device measured
 TORCH_DEVICE = "cpu"  # every measurement runs on this machine's CPU; `device` is the target
 FP16_SLOW_RATIO = 3.0
-SWEEP_PHASES = ("preparing", "timing", "memory")
+SWEEP_PHASES = ("preparing", "timing", "memory", "device")
 DRIFT_NOTE = 0.15  # a drift of the reference kernel beyond this is told to the reader
 
 
@@ -144,6 +156,17 @@ class _StageClock:
             self.phases[self.current[0]] = now - self.current[1]
         self.current = (name, now)
         self.notify(name)
+
+
+def _where_measured(sweep: pd.DataFrame, cluster: Cluster | None) -> pd.DataFrame:
+    """``measured_on``: the machine that took each row's latency figures, as it reports
+    itself (the device's own figures are the ``device_*`` columns)."""
+    node = cluster.host if cluster is not None else this_node()
+    frame = sweep.copy()
+    timed = frame["latency_p50_ms"].notna() if "latency_p50_ms" in frame else False
+    frame["measured_on"] = None
+    frame.loc[timed, "measured_on"] = node.describe()
+    return frame
 
 
 def data_fingerprint(splits: DataSplits) -> str:
@@ -327,10 +350,27 @@ def run_pipeline(
             return run_pipeline(
                 cfg, on_candidate, on_epoch, RunContext(out, Path(tmp), ArtifactCache(None))
             )
+    cluster = open_cluster(cfg.executor)  # None: the local executor (Ray is not imported)
+    try:
+        return _run_stages(cfg, on_candidate, on_epoch, context, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_stages(
+    cfg: ExperimentConfig,
+    on_candidate: Callable[[CandidateResult, int, int], None] | None,
+    on_epoch: Callable[[EpochStats], None] | None,
+    context: RunContext,
+    cluster: Cluster | None,
+) -> RunResult:
     started = datetime.now(UTC)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     out, cache = context.staging, context.cache
+    if cluster is not None and not cache.enabled:  # tasks hand their results over the cache
+        cache = ArtifactCache(context.tmp / "cache")
     stage = _StageClock(context.on_stage)
     atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
     load_before = load_average()
@@ -371,6 +411,24 @@ def run_pipeline(
     # --- sweep ------------------------------------------------------------------------------
     stage("pruning")
     t = time.perf_counter()
+    train_fingerprint = fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}"
+    if cluster is not None:
+        prepare_variants_remotely(
+            cluster.executor,
+            baseline,
+            cfg.pruning_levels,
+            loaders.train,
+            VariantSettings(
+                cfg.fine_tune_epochs,
+                cfg.learning_rate,
+                cfg.seed,
+                splits.input_shape,
+                cfg.pruning_scope,
+                cfg.channel_multiple,
+            ),
+            cache,
+            train_fingerprint,
+        )
     variants = prune_variants(
         baseline,
         cfg.pruning_levels,
@@ -382,13 +440,28 @@ def run_pipeline(
         splits.input_shape,
         cfg.pruning_scope,
         cache=cache,
-        train_fingerprint=fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}",
+        train_fingerprint=train_fingerprint,
         channel_multiple=cfg.channel_multiple,
     )
     timings["pruning"] = time.perf_counter() - t
     t = time.perf_counter()
+    plan = _sweep_plan(cfg, power.watts, fingerprint)
+    failures: dict[str, str] = {}
+    if cluster is not None:
+        stage("preparing")
+        failures = prepare_candidates_remotely(
+            cluster.executor,
+            plan,
+            variants,
+            loaders.val,
+            loaders.test,
+            calibration,
+            first_inputs(loaders.val, plan.latency_batch_size),
+            splits.input_shape,
+            cache,
+        )
     sweep = execute_sweep(
-        _sweep_plan(cfg, power.watts, fingerprint),
+        plan,
         variants,
         loaders.val,
         calibration,
@@ -401,7 +474,22 @@ def run_pipeline(
         keep_models=built_models,
         on_result=on_candidate,
         on_stage=stage,
+        failures=failures,
     )
+    sweep = _where_measured(sweep, cluster)
+    if cluster is not None and cluster.resource is not None:
+        stage("device")
+        sweep, device_samples = measure_on_device(
+            cluster.executor,
+            cluster.resource,
+            sweep,
+            built_models,
+            first_inputs(loaders.val, plan.latency_batch_size),
+            harness,
+            cfg.benchmark_instances,
+            cache,
+        )
+        atomic_write_json(out / DEVICE_SAMPLES, device_samples)
     timings["sweep"] = time.perf_counter() - t
     stage("analysis")
     timings.update({f"sweep_{name}": seconds for name, seconds in stage.phases.items()})
@@ -412,7 +500,9 @@ def run_pipeline(
     memory_front = pareto_frontier(sweep, "memory_mb", cfg.pareto_use_ci)
     # Fair reference: the unpruned fp32 candidate had the same total training as every other.
     reference_acc = _reference_accuracy(sweep, val_acc)
-    recommendation = recommend_candidate(sweep, reference_acc, cfg.max_accuracy_drop, LATENCY_COST)
+    recommendation = recommend_on_device(
+        sweep, reference_acc, cfg.max_accuracy_drop
+    ) or recommend_candidate(sweep, reference_acc, cfg.max_accuracy_drop, LATENCY_COST)
     log.info("recommended: %s (%s)", recommendation.candidate_id, recommendation.reason)
     deploy_ids = [recommendation.candidate_id] if recommendation.candidate_id else []
     for front in (latency_front, energy_front):
@@ -493,6 +583,7 @@ def run_pipeline(
         for h in hw_candidates
     ]
     sweep, validation = project_candidates(sweep, hw_candidates, host, target)
+    validation["cross_device"] = cross_device_validation(sweep)
     timings["profiling"] = time.perf_counter() - t
 
     environment = describe_environment(cfg.benchmark_threads, torch.backends.quantized.engine)

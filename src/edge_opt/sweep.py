@@ -220,6 +220,7 @@ def execute_sweep(
     keep_models: dict[str, RuntimeModel] | None = None,
     on_result: Callable[[CandidateResult, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    failures: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Prepare, time and judge every candidate of ``plan``; one row per candidate.
 
@@ -232,6 +233,8 @@ def execute_sweep(
         keep_models: filled with every built candidate (id -> ``RuntimeModel``).
         on_result: called with (result, index, total) for each finished candidate.
         on_stage: called with ``preparing``, ``timing`` and ``memory`` as the sweep moves on.
+        failures: candidates whose prepare task failed on a cluster node (id -> reason):
+            they become ``failed`` rows with that reason (``edge_opt.remote``).
     """
     stage = on_stage or (lambda _name: None)
     latency_input = first_inputs(val_loader, plan.latency_batch_size)
@@ -245,6 +248,7 @@ def execute_sweep(
         input_shape,
         Path(workdir) if workdir is not None else None,
         cache or ArtifactCache(None),
+        dict(failures or {}),
     )
     progress = Path(output_dir) / "sweep_results.csv" if output_dir is not None else None
     stage("preparing")

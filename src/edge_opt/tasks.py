@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from edge_opt.cache import (
 )
 from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import estimate_layerwise_stats
-from edge_opt.harness import LatencyStats
+from edge_opt.harness import LatencyStats, torch_threads
 from edge_opt.memory import BYTES_PER_MB, peak_activation_bytes
 from edge_opt.metrics import AccuracyResult, evaluate_predict
 from edge_opt.model import count_parameters
@@ -40,6 +40,8 @@ from edge_opt.runtimes import RuntimeModel, build_runtime, unsupported_reason
 from edge_opt.training import train_model
 
 log = logging.getLogger(__name__)
+
+CONVERSION_THREADS = 1  # see prepare_candidate.build
 
 
 def _fine_tune_seed(seed: int, level: float) -> int:
@@ -71,6 +73,7 @@ def variant_key(
             "train": train_fingerprint,
             "input_shape": list(input_shape),
             "channel_multiple": channel_multiple,
+            "shuffle": "per-level",  # level_loader: the order depends on (seed, level) only
         },
     )
 
@@ -99,13 +102,9 @@ def prune_variants(
     deterministic structure) and loading the cached state dict (``weights_only``).
     """
     variants: dict[float, nn.Module] = {}
-    example = torch.zeros(1, *input_shape)
     cache = cache or ArtifactCache(None)
     baseline_sha = sha256_bytes(state_dict_bytes(base_model)) if cache.enabled else ""
     for level in pruning_levels:
-        pruned = structured_channel_prune(
-            base_model, level, example, scope=scope, channel_multiple=channel_multiple
-        )
         key = variant_key(
             baseline_sha,
             level,
@@ -119,24 +118,89 @@ def prune_variants(
         )
         entry = cache.get("variant", key)
         if entry is not None:
+            pruned = prune_structure(base_model, level, input_shape, scope, channel_multiple)
             pruned.load_state_dict(load_state_dict_bytes(entry.read("weights.pt")))
             log.info("pruning level %.2f: reused from the cache", level)
-        elif fine_tune_epochs > 0:
-            if train_loader is None:
+        else:
+            if fine_tune_epochs > 0 and train_loader is None:
                 raise ValueError("fine_tune_epochs > 0 needs a train_loader")
-            log.info("fine-tuning pruning level %.2f for %d epoch(s)", level, fine_tune_epochs)
-            pruned = train_model(
-                pruned,
+            pruned = prune_variant(
+                base_model,
+                level,
                 train_loader,
-                fine_tune_epochs,
-                learning_rate,
+                VariantSettings(
+                    fine_tune_epochs, learning_rate, seed, input_shape, scope, channel_multiple
+                ),
                 device,
-                seed=_fine_tune_seed(seed, level),
             )
-        if entry is None:
             cache.put("variant", key, {"level": level}, {"weights.pt": state_dict_bytes(pruned)})
         variants[level] = pruned.eval()
     return variants
+
+
+@dataclass(frozen=True)
+class VariantSettings:
+    """How one pruning level is made: everything but the baseline and the data."""
+
+    fine_tune_epochs: int
+    learning_rate: float
+    seed: int
+    input_shape: tuple[int, int, int]
+    scope: PruningScope = "uniform"
+    channel_multiple: int = 1
+
+
+def prune_structure(
+    base_model: nn.Module,
+    level: float,
+    input_shape: tuple[int, int, int],
+    scope: PruningScope = "uniform",
+    channel_multiple: int = 1,
+) -> nn.Module:
+    """The pruned structure of ``level`` (deterministic: the same channels every time)."""
+    example = torch.zeros(1, *input_shape)
+    return structured_channel_prune(
+        base_model, level, example, scope=scope, channel_multiple=channel_multiple
+    )
+
+
+def level_loader(train_loader: DataLoader, seed: int, level: float) -> DataLoader:
+    """The fine-tuning loader of one level: the same data, shuffled by the level's own seed.
+
+    Each level's shuffle order depends only on (seed, level), never on what ran before in
+    the process (the baseline's training, other levels, a cache hit), so a level fine-tuned
+    in a fresh worker, after ``--resume`` or in a different order is the same model."""
+    return DataLoader(
+        train_loader.dataset,
+        batch_size=train_loader.batch_size,
+        shuffle=True,
+        num_workers=train_loader.num_workers,
+        generator=torch.Generator().manual_seed(_fine_tune_seed(seed, level)),
+    )
+
+
+def prune_variant(
+    base_model: nn.Module,
+    level: float,
+    train_loader: DataLoader | None,
+    settings: VariantSettings,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """One level: prune ``base_model`` (a copy) and fine-tune it; no cache (a task)."""
+    pruned = prune_structure(
+        base_model, level, settings.input_shape, settings.scope, settings.channel_multiple
+    )
+    if settings.fine_tune_epochs <= 0 or train_loader is None:
+        return pruned.eval()
+    log.info("fine-tuning pruning level %.2f for %d epoch(s)", level, settings.fine_tune_epochs)
+    return train_model(
+        pruned,
+        level_loader(train_loader, settings.seed, level),
+        settings.fine_tune_epochs,
+        settings.learning_rate,
+        device,
+        seed=_fine_tune_seed(settings.seed, level),
+    ).eval()
 
 
 @dataclass
@@ -216,6 +280,8 @@ class PrepareContext:
     input_shape: tuple[int, int, int]
     workdir: Path | None
     cache: ArtifactCache
+    # Candidates whose prepare task failed on a cluster node after its retries: id -> why.
+    failures: Mapping[str, str] = field(default_factory=dict)
 
 
 def evaluate_candidate(
@@ -258,23 +324,29 @@ def prepare_candidate(
     if reason is not None:
         prepared.skipped = reason
         return prepared
+    if prepared.cid in ctx.failures:
+        prepared.error = ctx.failures[prepared.cid]
+        return prepared
     start = time.perf_counter()
     key = plan.candidate_key(variant_sha256, precision, runtime)
     entry = ctx.cache.get("candidate", key)
     folder = ctx.workdir / prepared.cid if ctx.workdir is not None else None
 
     def build(artifact: Path | None) -> RuntimeModel:
-        return build_runtime(
-            runtime,
-            float_model,
-            precision,
-            ctx.calibration,
-            ctx.latency_input,
-            plan.harness.threads,
-            plan.quantization_backend,
-            folder,
-            artifact=artifact,
-        )
+        # Calibration observers sum in parallel: a fixed thread count makes the int8 build
+        # (and so its accuracy) the same in this process, in a Ray task and after --resume.
+        with torch_threads(CONVERSION_THREADS):
+            return build_runtime(
+                runtime,
+                float_model,
+                precision,
+                ctx.calibration,
+                ctx.latency_input,
+                plan.harness.threads,
+                plan.quantization_backend,
+                folder,
+                artifact=artifact,
+            )
 
     try:
         cached_file = entry is not None and "model.onnx" in entry.meta["files"]
