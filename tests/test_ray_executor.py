@@ -33,7 +33,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from edge_opt.config import build_config  # noqa: E402
-from edge_opt.errors import ExecutorError  # noqa: E402
+from edge_opt.errors import DeviceLostError, ExecutorError  # noqa: E402
 from edge_opt.pipeline import run  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -164,3 +164,46 @@ def test_a_device_that_never_appears_fails_after_the_bounded_wait(cluster, tmp_p
     with pytest.raises(ExecutorError, match=r"no node of the Ray cluster carries 'jetson'"):
         run(cfg)
     assert time.monotonic() - start < 30
+
+
+def test_a_device_that_leaves_mid_run_leaves_its_candidates_pending_for_resume(cluster, tmp_path):
+    """Runs last: it removes the device node, then starts a new one for the resume."""
+    c, out = cluster["cluster"], tmp_path / "lost"
+    executor = _ray_executor(cluster["address"], device_resource=DEVICE, device_wait_s=3)
+    cfg = _cfg(out, executor=executor)
+    stop, seen = threading.Event(), []
+
+    def remove_device_once_it_measures() -> None:
+        status = out / "run_status.json"
+        while not stop.is_set():
+            try:
+                stage = json.loads(status.read_text()).get("stage")
+            except (OSError, ValueError):
+                stage = None
+            if stage == "device":
+                seen.append(stage)
+                time.sleep(1.0)  # let the first measure task start
+                c.remove_node(cluster["device"], allow_graceful=False)
+                return
+            time.sleep(0.05)
+
+    remover = threading.Thread(target=remove_device_once_it_measures)
+    remover.start()
+    try:
+        with pytest.raises(DeviceLostError, match="--resume"):
+            run(cfg)
+    finally:
+        stop.set()
+        remover.join()
+    assert seen, "no measure task was seen running on the device"
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["status"] == "failed"
+    assert "--resume" in status["resume_command"]
+    # The device comes back (a new node with the same resource): --resume finishes the run.
+    cluster["device"] = c.add_node(
+        num_cpus=0, resources={DEVICE: 1}, node_ip_address="127.0.0.1", include_dashboard=False
+    )
+    run(cfg, resume=True)
+    rows = pd.read_csv(out / "sweep_results.csv")
+    ort = rows[rows["runtime"] == "onnxruntime"]
+    assert ort["device_latency_p50_ms"].gt(0).all()

@@ -80,11 +80,32 @@ class RayExecutor:
             spec.cpus_per_task,
         )
 
-    def _collect(self, refs: list[Any]) -> Iterator[tuple[int, Any]]:
+    def _collect(self, refs: list[Any], resource: str | None = None) -> Iterator[tuple[int, Any]]:
+        """Results as tasks finish. With ``resource``, tasks still waiting once no live node
+        has carried it for ``device_wait_s`` fail at once (Ray would wait for it forever)."""
         index = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
+        gone_since: float | None = None
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            if not done:
+                if resource is None or _has_node(resource):
+                    gone_since = None
+                    continue
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since < self.spec.device_wait_s:
+                    continue
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                    yield (
+                        index[ref],
+                        TaskFailure(
+                            "gone",
+                            f"no live node carries {resource!r} any more (waited "
+                            f"{self.spec.device_wait_s:g} s for it to come back)",
+                        ),
+                    )
+                return
             ref = done[0]
             try:
                 yield index[ref], ray.get(ref)
@@ -111,14 +132,14 @@ class RayExecutor:
         task = ray.remote(num_cpus=0, resources={resource: 1}, max_retries=self.spec.max_retries)(
             fn
         )
-        yield from self._collect([task.remote(payload) for payload in payloads])
+        yield from self._collect([task.remote(payload) for payload in payloads], resource)
 
     def device_node(self, resource: str) -> NodeInfo | None:
         """Wait (at most ``device_wait_s``) for a live node carrying ``resource``; describe it
         as the node itself reports (a tiny task run there)."""
         deadline = time.monotonic() + self.spec.device_wait_s
         while True:
-            if any(n.get("Alive") and n["Resources"].get(resource) for n in ray.nodes()):
+            if _has_node(resource):
                 break
             if time.monotonic() >= deadline:
                 return None
@@ -130,6 +151,10 @@ class RayExecutor:
         # A cluster we joined stays up for its other users; an embedded one goes with us.
         if self.spec.address == "local" and ray.is_initialized():
             ray.shutdown()
+
+
+def _has_node(resource: str) -> bool:
+    return any(n.get("Alive") and n["Resources"].get(resource) for n in ray.nodes())
 
 
 def _pinned(fn: Callable[..., Any], shared: Any, payload: Any, threads: int) -> Any:
