@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from edge_opt.devices import DEVICES, Figure, get_device_profile, measure_host_profile
+from edge_opt.devices import DEVICES, SOURCES, Figure, get_device_profile, measure_host_profile
 from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import estimate_layerwise_stats
 from edge_opt.memory import peak_activation_bytes
@@ -116,7 +116,13 @@ def test_device_profiles_carry_sources() -> None:
     assert get_device_profile("desktop-ddr4").memory_bandwidth_gbps.value == 50.0
     for name in ("raspberry-pi-4", "jetson-nano", "desktop-ddr4"):
         profile = get_device_profile(name)
-        assert all(f.source in ("datasheet", "assumed") for f in profile.peak_gmacs.values())
+        assert all(f.source in SOURCES for f in profile.peak_gmacs.values())
+    # A Cortex-A72 has no fp16/bf16 arithmetic and no int8 dot product: no figure is invented.
+    for dtype in ("fp16", "bf16", "int8"):
+        assert PI.peak_gmacs[dtype].source == "unknown"
+        assert not PI.known(dtype)
+    assert PI.known("fp32")
+    assert PI.peak_gmacs["fp32"].source == "datasheet"
     assert PI.with_bandwidth(9.0).memory_bandwidth_gbps.source == "assumed"
     with pytest.raises(ValueError, match="source 'guess'"):
         Figure(1.0, "guess")
@@ -163,6 +169,45 @@ def test_projection_fit_recovers_a_known_law() -> None:
     assert validation.candidates == 30
     assert validation.within_10pct == 1.0
     assert validation.median_abs_error_pct < 1e-6
+
+
+def test_projection_falls_with_macs_and_skips_unknown_precisions() -> None:
+    """The Pi projection of a shrinking model shrinks (an overhead-only host fit used to give
+    every pruning level one figure), and fp16/bf16/int8, unknown on the A72, are not projected."""
+    from edge_opt.devices import get_device_profile
+    from edge_opt.projection import project_latencies
+
+    host = get_device_profile("desktop-ddr4")
+    layers, rows = {}, []
+    for level, scale in ((0.0, 1.0), (0.5, 0.5), (0.7, 0.3)):
+        for precision in ("fp32", "int8", "fp16"):
+            cid = f"p{int(level * 100):02d}-{precision}-eager"
+            layers[cid] = pd.DataFrame(
+                {
+                    "macs": [900_000 * scale, 400_000 * scale],
+                    "parameter_bytes": [40_000 * scale, 20_000 * scale],
+                    "activation_bytes": [30_000 * scale, 10_000 * scale],
+                }
+            )
+            # On the host these tiny nets are overhead-bound: the same latency at every level.
+            rows.append(
+                {
+                    "candidate_id": cid,
+                    "runtime": "eager",
+                    "precision": precision,
+                    "roofline_ms_host": 0.001 * scale,
+                    "operators": 8,
+                    "latency_p50_ms": 0.05,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    projected = project_latencies(frame, host, PI, layers)
+    by_id = dict(zip(frame["candidate_id"], projected, strict=True))
+    fp32 = [by_id["p00-fp32-eager"], by_id["p50-fp32-eager"], by_id["p70-fp32-eager"]]
+    assert fp32[0] > fp32[1] > fp32[2] > 0
+    assert all(
+        np.isnan(by_id[f"p{lv}-{p}-eager"]) for lv in ("00", "50", "70") for p in ("int8", "fp16")
+    )
 
 
 def test_projection_fit_never_goes_negative() -> None:

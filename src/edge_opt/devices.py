@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -24,7 +25,7 @@ from edge_opt.errors import EdgeOptError
 from edge_opt.harness import LoadProbe
 from edge_opt.registry import Registry
 
-SOURCES = ("datasheet", "measured", "assumed")
+SOURCES = ("datasheet", "published", "measured", "assumed", "unknown")
 
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,18 @@ class HardwareProfile:
         return self.peak(dtype) / max(self.memory_bandwidth_gbps.value, 1e-9)
 
     def peak(self, dtype: str) -> float:
-        return self.peak_gmacs.get(dtype, self.peak_gmacs["fp32"]).value
+        """Peak GMAC/s of ``dtype``; an unknown figure draws rooflines at the fp32 peak (the
+        latency projection refuses it: see ``known``)."""
+        figure = self.peak_gmacs.get(dtype)
+        if figure is None or not self.known(dtype):
+            return self.peak_gmacs["fp32"].value
+        return figure.value
+
+    def known(self, dtype: str) -> bool:
+        """Whether the peak of ``dtype`` has a source (datasheet, published, measured, or an
+        explicit assumption): a precision whose figure is unknown is not projected."""
+        figure = self.peak_gmacs.get(dtype)
+        return figure is not None and figure.source != "unknown" and math.isfinite(figure.value)
 
     def with_bandwidth(self, gbps: float) -> HardwareProfile:
         """A copy whose bandwidth is the user's figure (config ``memory_bandwidth_gbps``)."""
@@ -82,6 +94,10 @@ def _fig(value: float, source: str, note: str = "") -> Figure:
     return Figure(float(value), source, note)
 
 
+def _unknown(note: str) -> Figure:
+    return Figure(float("nan"), "unknown", note)
+
+
 # 4 x Cortex-A72 @ 1.5 GHz; a 128-bit NEON FMA pipe does 4 fp32 MACs per cycle; no fp16/bf16
 # arithmetic and no int8 dot product (ARMv8.0): int8 runs through 16-bit multiply-accumulate.
 DEVICES.register("raspberry-pi-4")(
@@ -90,10 +106,10 @@ DEVICES.register("raspberry-pi-4")(
         description="Raspberry Pi 4 Model B: 4x Cortex-A72 @ 1.5 GHz, LPDDR4-3200",
         memory_bandwidth_gbps=_fig(4.3, "datasheet", "as the specification gives"),
         peak_gmacs={
-            "fp32": _fig(24.0, "assumed", "4 cores x 1.5 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
-            "fp16": _fig(24.0, "assumed", "no fp16 arithmetic on A72: runs as fp32"),
-            "bf16": _fig(24.0, "assumed", "no bf16 arithmetic on A72: runs as fp32"),
-            "int8": _fig(48.0, "assumed", "4 cores x 1.5 GHz x 8 int8 MAC/cycle (no dot product)"),
+            "fp32": _fig(24.0, "datasheet", "4 cores x 1.5 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
+            "fp16": _unknown("no fp16 arithmetic on the A72 (ARMv8.0); no measured rate"),
+            "bf16": _unknown("no bf16 arithmetic on the A72; no measured rate"),
+            "int8": _unknown("no int8 dot product (ARMv8.0): the rate depends on the kernels"),
         },
         l1d_kib=_fig(32, "datasheet"),
         l2_kib=_fig(1024, "datasheet", "shared"),
@@ -109,10 +125,10 @@ DEVICES.register("jetson-nano")(
         description="NVIDIA Jetson Nano (CPU path): 4x Cortex-A57 @ 1.43 GHz, LPDDR4 25.6 GB/s",
         memory_bandwidth_gbps=_fig(25.6, "datasheet"),
         peak_gmacs={
-            "fp32": _fig(22.9, "assumed", "4 cores x 1.43 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
-            "fp16": _fig(22.9, "assumed", "no fp16 arithmetic on A57 CPU cores"),
-            "bf16": _fig(22.9, "assumed", "no bf16 arithmetic on A57 CPU cores"),
-            "int8": _fig(45.8, "assumed", "4 cores x 1.43 GHz x 8 int8 MAC/cycle"),
+            "fp32": _fig(22.9, "datasheet", "4 cores x 1.43 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
+            "fp16": _unknown("no fp16 arithmetic on the A57 CPU cores; no measured rate"),
+            "bf16": _unknown("no bf16 arithmetic on the A57 CPU cores; no measured rate"),
+            "int8": _unknown("no int8 dot product on the A57: the rate depends on the kernels"),
         },
         l1d_kib=_fig(32, "datasheet"),
         l2_kib=_fig(2048, "datasheet", "shared"),

@@ -29,6 +29,7 @@ from edge_opt.devices import HardwareProfile
 # Fitted separately per runtime and precision: their fixed costs differ (eager int8 quantizes
 # its input, ONNX Runtime has its own dispatch, fp16 on CPU converts).
 GROUP_KEYS = ["runtime", "precision"]
+MIN_ALPHA = 1.0  # code never runs faster than its roofline
 
 
 def roofline_time_ms(layers: pd.DataFrame, device: HardwareProfile, dtype: str) -> float:
@@ -62,8 +63,13 @@ class ProjectionModel:
 def fit_projection(
     roofline_ms: np.ndarray, operators: np.ndarray, measured_ms: np.ndarray
 ) -> ProjectionModel:
-    """Non-negative least squares for (alpha, beta) on relative error (each point weighs the
-    same whether it takes 0.02 ms or 2 ms)."""
+    """Least squares for (alpha, beta) on relative error (each point weighs the same whether
+    it takes 0.02 ms or 2 ms), with alpha >= 1 and beta >= 0.
+
+    alpha >= 1 because the roofline time is a lower bound of the compute time: a fit that
+    explains a host's latencies by per-operator overhead alone (tiny nets are overhead-bound
+    on a fast core) would otherwise project the same latency at every pruning level onto a
+    device whose compute is 20x slower."""
     x = np.column_stack([roofline_ms, operators]).astype(float)
     y = np.asarray(measured_ms, dtype=float)
     weights = 1.0 / np.maximum(y, 1e-9)
@@ -82,6 +88,11 @@ def fit_projection(
         if best is None or _sse(xw, yw, coef) < _sse(xw, yw, best):
             best = coef
     alpha, beta = best if best is not None else (0.0, 0.0)
+    if alpha < MIN_ALPHA:  # refit beta on what the roofline at MIN_ALPHA leaves unexplained
+        alpha = MIN_ALPHA
+        rest = yw - alpha * xw[:, 0]
+        denom = float(xw[:, 1] @ xw[:, 1])
+        beta = max(0.0, float(xw[:, 1] @ rest) / denom) if denom > 0 else 0.0
     return ProjectionModel(alpha, beta, len(y))
 
 
@@ -158,9 +169,9 @@ def project_latencies(
     runtime on all measured candidates of that runtime (NaN where a runtime has < 2)."""
     projected = pd.Series(np.nan, index=frame.index, dtype=float)
     overhead_scale = host.peak("fp32") / max(target.peak("fp32"), 1e-9)
-    for _, group in frame.groupby(GROUP_KEYS):
-        if len(group) < 2:
-            continue
+    for (_runtime, precision), group in frame.groupby(GROUP_KEYS):
+        if len(group) < 2 or not target.known(str(precision)):
+            continue  # an unknown peak is not guessed: the column stays empty
         model = fit_projection(
             group["roofline_ms_host"].to_numpy(),
             group["operators"].to_numpy(),
