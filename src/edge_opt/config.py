@@ -374,6 +374,13 @@ class ExperimentConfig(BaseModel):
         None, gt=0, le=1e9, description="Peak GMAC/s of the device; enables compute utilisation."
     )
     # --- selection --------------------------------------------------------------------------
+    latency_budget_ms: Real | None = Field(
+        None,
+        gt=0,
+        le=86_400_000,
+        description="Per-frame latency budget: a candidate whose p95 (the device's own when a "
+        "device node measured it, else this host's) exceeds it is rejected; null = none.",
+    )
     max_accuracy_drop: Real = Field(
         0.01,
         ge=0,

@@ -40,6 +40,7 @@ from edge_opt.data import (
     make_loaders,
     split_dataset,
 )
+from edge_opt.decision import apply_latency_budget, explain_decision
 from edge_opt.deployables import export_deployables, save_variants
 from edge_opt.devices import get_device_profile, host_profile
 from edge_opt.energy import power_source
@@ -495,6 +496,7 @@ def _run_stages(
     timings.update({f"sweep_{name}": seconds for name, seconds in stage.phases.items()})
 
     # --- selection --------------------------------------------------------------------------
+    sweep = apply_latency_budget(sweep, cfg.latency_budget_ms)
     latency_front = pareto_frontier(sweep, LATENCY_COST, cfg.pareto_use_ci)
     energy_front = pareto_frontier(sweep, ENERGY_COST, cfg.pareto_use_ci)
     memory_front = pareto_frontier(sweep, "memory_mb", cfg.pareto_use_ci)
@@ -504,6 +506,16 @@ def _run_stages(
         sweep, reference_acc, cfg.max_accuracy_drop
     ) or recommend_candidate(sweep, reference_acc, cfg.max_accuracy_drop, LATENCY_COST)
     log.info("recommended: %s (%s)", recommendation.candidate_id, recommendation.reason)
+    decision = explain_decision(
+        sweep,
+        recommendation.candidate_id,
+        reference_acc,
+        cfg.max_accuracy_drop,
+        recommendation.cost_column,
+        cfg.active_memory_budget_mb,
+        "memory_mb" if cfg.memory_budget_metric == "model" else "runtime_memory_mb",
+        cfg.latency_budget_ms,
+    )
     deploy_ids = [recommendation.candidate_id] if recommendation.candidate_id else []
     for front in (latency_front, energy_front):
         deploy_ids += [c for c in front.get("candidate_id", []) if c not in deploy_ids]
@@ -632,7 +644,10 @@ def _run_stages(
         latency_frontier=latency_front["candidate_id"].tolist() if not latency_front.empty else [],
         energy_frontier=energy_front["candidate_id"].tolist() if not energy_front.empty else [],
         memory_frontier=memory_front["candidate_id"].tolist() if not memory_front.empty else [],
-        recommendation=recommendation.to_dict(),
+        recommendation={
+            **recommendation.to_dict(),
+            "decision": decision.to_dict() if decision is not None else None,
+        },
         hardware_baseline=hw_base,
         hardware_recommended=hw_rec,
         hardware_candidates=hw_candidates,

@@ -77,6 +77,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         else None,
         "recommended": rec_id,
         "recommended_reason": result.recommendation["reason"],
+        "decision": result.recommendation.get("decision"),
+        "latency_budget_ms": cfg.get("latency_budget_ms"),
         "recommended_metrics": rec_row,
         "pareto_frontier_latency": result.latency_frontier,
         "pareto_frontier_energy": result.energy_frontier,
@@ -311,6 +313,17 @@ def _training_sentence(baseline: dict[str, Any]) -> str:
     )
 
 
+def _decision_lines(decision: dict[str, Any] | None) -> list[str]:
+    if not decision:
+        return []
+    lines = [f"**What decided it:** {decision['decided_by']}. {decision['explanation']}.", ""]
+    if decision["flips"]:
+        lines += ["**What would flip it:**", ""]
+        lines += [f"- {flip}" for flip in decision["flips"]]
+        lines.append("")
+    return lines
+
+
 def render_report(result: RunResult, summary: dict[str, Any]) -> str:
     """A human-readable Markdown report of the run."""
     sweep = result.sweep_frame()
@@ -352,6 +365,7 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "",
         summary["recommended_reason"],
         "",
+        *_decision_lines(summary.get("decision")),
         f"Accepted {summary['accepted_rows']} of {summary['ok_rows']} measured candidates "
         f"({summary['failed_rows']} failed, {summary['skipped_rows']} skipped) under the "
         "active budget of "
