@@ -242,20 +242,30 @@ def _why(
                     f"{rec_a}'s accuracy {acc:.4f} is below the second run's floor "
                     f"{floor_b:.4f} (its baseline accuracy minus max_accuracy_drop)"
                 )
-    if rec_a is not None and rec_b is not None and rec_a in rows_b and rec_b in rows_a:
-        d_a, d_b = deltas.get(rec_a), deltas.get(rec_b)
-        if d_a and d_b and None not in (d_a.p50_b_ms, d_b.p50_b_ms, d_a.p50_a_ms, d_b.p50_a_ms):
-            overlap_b = _cis_overlap(rows_b[rec_a], rows_b[rec_b])
-            reasons.append(
-                f"p50 order: first run {rec_a} {d_a.p50_a_ms:.4g} ms vs {rec_b} "
-                f"{d_b.p50_a_ms:.4g} ms; second run {rec_a} {d_a.p50_b_ms:.4g} ms vs {rec_b} "
-                f"{d_b.p50_b_ms:.4g} ms"
-                + (
-                    " (their 95% CIs overlap in the second run: within timing noise)"
-                    if overlap_b
-                    else " (beyond both 95% CIs)"
-                )
+    if rec_b is not None and rec_b not in rows_a:
+        reasons.append(f"{rec_b} (second run's pick) is not a candidate of the first run")
+    if rec_a is not None and rec_b is not None and rec_a in rows_b and rec_b in rows_b:
+        row_a, row_b = rows_b[rec_a], rows_b[rec_b]
+        p_a, p_b = _num(row_a.get("latency_p50_ms")), _num(row_b.get("latency_p50_ms"))
+        if p_a is not None and p_b is not None:
+            noise = (
+                "their 95% CIs overlap: within timing noise"
+                if _cis_overlap(row_a, row_b)
+                else "beyond both 95% CIs"
             )
+            reasons.append(
+                f"in the second run {rec_b} has p50 {p_b:.4g} ms and {rec_a} {p_a:.4g} ms ({noise})"
+            )
+        if rec_b in rows_a:
+            first = (
+                _num(rows_a[rec_b].get("latency_p50_ms")),
+                _num(rows_a[rec_a].get("latency_p50_ms")),
+            )
+            if None not in first:
+                reasons.append(
+                    f"in the first run {rec_b} had p50 {first[0]:.4g} ms and {rec_a} "
+                    f"{first[1]:.4g} ms"
+                )
     if rec_b is None:
         reasons.append(f"second run: {b.recommendation.get('reason')}")
     if config_changes:
@@ -306,11 +316,11 @@ def compare_pair(a: RunResult, b: RunResult, name_a: str, name_b: str) -> PairCo
     )
 
 
-def load_finished_run(path: str | Path) -> RunResult:
-    """A finished run's result, read from its JSON only.
+def require_run_dir(path: str | Path) -> Path:
+    """``path`` if it holds a finished run's results.
 
     Raises:
-        EdgeOptError: not a finished run's directory, or an unreadable ``run_result.json``.
+        EdgeOptError: not a directory, or not a finished run (the message says why).
     """
     from edge_opt.rundir import require_finished_run
 
@@ -321,7 +331,7 @@ def load_finished_run(path: str | Path) -> RunResult:
             "finished runs"
         )
     require_finished_run(run_dir)
-    return RunResult.load(run_dir / "run_result.json")
+    return run_dir
 
 
 def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
@@ -350,7 +360,8 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
     for i, path in enumerate(resolved):
         if path in resolved[:i]:
             raise CompareError(f"RUN_DIR: {str(run_dirs[i])!r} is given twice; pass different runs")
-    results = [load_finished_run(p) for p in run_dirs]
+    checked = [require_run_dir(p) for p in run_dirs]  # every directory before any file
+    results = [RunResult.load(p / "run_result.json") for p in checked]
     names = [str(p) for p in run_dirs]
     pairs = [
         compare_pair(results[0], r, names[0], n)

@@ -26,6 +26,9 @@ _JSON_ESCAPES = {
 }
 
 
+_TEXT_CELL = ' class="t"'
+
+
 def esc(value: Any) -> str:
     """Text for HTML content or a quoted attribute."""
     return html.escape("" if value is None else str(value), quote=True)
@@ -143,8 +146,8 @@ def table(
         extra = row_attrs[index] if row_attrs else {}
         attrs = "".join(f' {k}="{esc(v)}"' for k, v in extra.items())
         cells = "".join(
-            f'<td data-v="{esc(sort_key(row.get(c.key)))}">{esc(fmt_value(row.get(c.key), c.fmt))}'
-            "</td>"
+            f'<td{_TEXT_CELL if c.fmt is None else ""} data-v="{esc(sort_key(row.get(c.key)))}">'
+            f"{esc(fmt_value(row.get(c.key), c.fmt))}</td>"
             for c in columns
         )
         body.append(f"<tr{attrs}>{cells}</tr>")
