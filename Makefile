@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data run quick test lint clean
+.PHONY: install data browser run quick test lint clean
 
 install: $(STAMP) data
 
@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 data:
 	@scripts/ensure_dataset.sh
 
+browser:
+	@scripts/ensure_browser.sh
+
 run: install
 	$(BIN)/edge-opt run configs/default.yaml
 
 quick: install
 	$(BIN)/edge-opt run configs/quick.yaml
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

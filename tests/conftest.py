@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +14,7 @@ from edge_opt.experiments import train_model
 from edge_opt.model import SmallCNN
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +38,33 @@ def trained_cnn(loaders) -> SmallCNN:
 def calibration(synthetic_splits) -> list[torch.Tensor]:
     images = synthetic_splits.train.tensors[0]
     return [images[i : i + 50] for i in range(0, 200, 50)]
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """One small real run (MNIST sample, 2 levels x fp32/int8, eager) for the report tests."""
+    out = tmp_path_factory.mktemp("small_run") / "run"
+    fast = [
+        "epochs=1",
+        "fine_tune_epochs=0",
+        "benchmark_repeats=20",
+        "benchmark_trials=1",
+        "benchmark_max_rounds=2",
+        "benchmark_instances=1",
+        "throughput_repeats=2",
+        "measure_peak_rss=false",
+    ]
+    args = [sys.executable, "-m", "edge_opt.cli", "run", "configs/quick.yaml", "-o", str(out)]
+    for item in fast:
+        args += ["--set", item]
+    proc = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the small run failed: {proc.stderr[-2000:]}")
+    return out

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from edge_opt.config import build_config
 from edge_opt.multiseed import mean_ci95, run_multi_seed, summarize_seeds
+from edge_opt.reports.multiseed import combined_recommendation
 
 
 def test_mean_ci95_student_t() -> None:
@@ -77,3 +80,48 @@ def test_two_seed_run_writes_summaries_with_ci(tmp_path) -> None:
         assert (summary[f"{metric}_mean"] <= summary[f"{metric}_ci95_high"]).all()
     assert (tmp_path / "multi_seed_frontier_latency.csv").is_file()
     assert result.seeds == [1, 2]
+    combined = json.loads((tmp_path / "multi_seed_summary.json").read_text())
+    report = (tmp_path / "report.md").read_text()
+    assert "# edge-opt multi-seed report" in report
+    assert combined["recommended_reason"] in report
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<tr data-id=") == len(summary)
+
+
+def test_combined_recommendation_uses_seed_means_and_counts_agreement() -> None:
+    def row(cid: str, seed: int, acc: float, p50: float, accepted: bool = True) -> dict:
+        return {
+            "candidate_id": cid,
+            "pruning_level": 0.0,
+            "precision": "int8",
+            "runtime": "eager",
+            "status": "ok",
+            "accepted": accepted,
+            "accuracy": acc,
+            "test_accuracy": acc,
+            "latency_p50_ms": p50,
+            "energy_proxy_j": 1e-3,
+            "memory_mb": 0.02,
+            "seed": seed,
+        }
+
+    rows = pd.DataFrame(
+        [
+            row("fast", 1, 0.95, 1.0),
+            row("fast", 2, 0.95, 1.2),
+            # Faster on average, but rejected under seed 2: never the combined pick.
+            row("fickle", 1, 0.96, 0.5),
+            row("fickle", 2, 0.96, 0.5, accepted=False),
+            row("slow", 1, 0.96, 2.0),
+            row("slow", 2, 0.96, 2.0),
+        ]
+    )
+    runs = [
+        SimpleNamespace(baseline={"val_accuracy": 0.96}, recommendation={"candidate_id": pick})
+        for pick in ("fickle", "fast")
+    ]
+    rec = combined_recommendation(summarize_seeds(rows), runs, 0.02, 1.0)
+    assert rec["candidate_id"] == "fast"
+    assert rec["per_seed"] == ["fickle", "fast"]
+    assert rec["seeds_agreeing"] == 1
+    assert rec["reason"].endswith("1 of 2 seed(s) picked it on their own")

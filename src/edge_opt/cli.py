@@ -337,6 +337,33 @@ def report(
 
 
 @app.command()
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Two or more finished runs; the first is the reference.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Directory for comparison.md and comparison.html."),
+    ] = Path("."),
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace comparison files already there.")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Compare finished runs: deltas with CIs, rank agreement, whether the pick changed."""
+    _setup_logging(verbose)
+    from edge_opt.reports.compare import check_comparison_output, compare_runs, write_comparison
+
+    try:
+        check_comparison_output(output, run_dirs, overwrite)  # before reading any run
+        paths, markdown = write_comparison(compare_runs(run_dirs), output, overwrite)
+    except Exception as exc:
+        _fail(exc, verbose)
+    out_console.print(markdown, markup=False, highlight=False, soft_wrap=True)
+    out_console.print(f"written: {', '.join(str(p) for p in paths)}", markup=False)
+
+
+@app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A finished run's output directory.")],
     candidate: Annotated[

@@ -338,8 +338,9 @@ def _ratio_vs_fp32(rows: pd.DataFrame, fp32: pd.DataFrame, column: str) -> float
 
 def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
     """Per runtime and precision, over successfully measured candidates: means, acceptance,
-    and ratios against fp32 eager at the same pruning level (median over levels; < 1 means
-    faster / smaller than fp32 eager).
+    and ratios against fp32 of the same runtime at the same pruning level (median over
+    levels; < 1 means faster / smaller than that runtime's fp32; NaN when the runtime has no
+    fp32 row).
 
     Only ``precision, accuracy, latency_ms, memory_mb, energy_proxy_j, accepted`` are needed.
     Optional columns are used when present: ``status`` (only ``ok`` rows count), ``runtime``
@@ -351,7 +352,8 @@ def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
         sweep_df: one row per candidate, as ``run_sweep`` returns.
 
     Returns:
-        One row per (runtime, precision), sorted by mean latency, with ``TRADEOFF_COLUMNS``.
+        One row per (runtime, precision), grouped by runtime and sorted by mean latency
+        within it, with ``TRADEOFF_COLUMNS``.
 
     Raises:
         KeyError: a required column is missing (the message lists them).
@@ -381,16 +383,19 @@ def precision_tradeoff_table(sweep_df: pd.DataFrame) -> pd.DataFrame:
     )
     if not has_p50:
         table["latency_p50_ms_mean"] = float("nan")  # never a mean passed off as a p50
-    fp32 = ok[(ok["precision"] == "fp32") & (ok["runtime"] == "eager")]
     ratios: dict[str, list[float]] = {"latency_ms": [], "latency_p50_ms": [], "memory_mb": []}
     for runtime, precision in zip(table["runtime"], table["precision"], strict=True):
         rows = ok[(ok["precision"] == precision) & (ok["runtime"] == runtime)]
+        # Each runtime against its own fp32: ONNX Runtime int8 vs ONNX Runtime fp32, never
+        # vs eager fp32 (that would mix the runtime's speed into the precision's).
+        fp32 = ok[(ok["precision"] == "fp32") & (ok["runtime"] == runtime)]
         for column, values in ratios.items():
             values.append(_ratio_vs_fp32(rows, fp32, column))
     table["latency_ratio_vs_fp32"] = ratios["latency_ms"]
     table["latency_p50_ratio_vs_fp32"] = ratios["latency_p50_ms"]
     table["size_ratio_vs_fp32"] = ratios["memory_mb"]
-    return table.sort_values("latency_ms_mean").reset_index(drop=True)[TRADEOFF_COLUMNS]
+    table = table.sort_values(["runtime", "latency_ms_mean"], kind="stable")
+    return table.reset_index(drop=True)[TRADEOFF_COLUMNS]
 
 
 def save_hardware_artifacts(

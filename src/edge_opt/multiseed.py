@@ -4,7 +4,8 @@ Each seed's run is complete and kept in ``<output_dir>/seed_<s>/``. At the top l
 ``multi_seed_summary.csv`` (one row per candidate: mean, std and Student-t 95% CI of accuracy,
 test accuracy, p50 latency and energy proxy over seeds, and the share of seeds accepting it),
 ``multi_seed_frontier_latency.csv`` (the accuracy/latency frontier over the seed means, among
-candidates accepted under every seed) and ``multi_seed_summary.json``.
+candidates accepted under every seed), ``multi_seed_summary.json``, and ``report.md`` /
+``report.html`` with one recommendation over the seed means.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from edge_opt.artifacts import atomic_write_csv, atomic_write_json, atomic_write_text
 from edge_opt.config import ExperimentConfig, dump_config
 from edge_opt.experiments import CandidateResult, EpochStats, pareto_frontier
+from edge_opt.reports.multiseed import combined_recommendation, render_html, render_markdown
 from edge_opt.results import RunResult
 from edge_opt.rundir import RunDir
 
@@ -207,6 +209,8 @@ def _write_summaries(
     per_seed = pd.concat(frames, ignore_index=True)
     summary = summarize_seeds(per_seed)
     frontier = multi_seed_frontier(summary, cfg.pareto_use_ci)
+    front_ids = frontier["candidate_id"].tolist() if not frontier.empty else []
+    rec = combined_recommendation(summary, runs, cfg.max_accuracy_drop, cfg.active_memory_budget_mb)
     atomic_write_csv(out / "multi_seed_summary.csv", summary)
     atomic_write_csv(out / "multi_seed_frontier_latency.csv", frontier)
     atomic_write_json(
@@ -218,6 +222,10 @@ def _write_summaries(
             "recommended_per_seed": [r.recommendation["candidate_id"] for r in runs],
             "frontier_latency": frontier["candidate_id"].tolist() if not frontier.empty else [],
             "ci_method": "Student-t 95% interval over seeds (NaN with one seed)",
+            "recommended": rec["candidate_id"],
+            "recommended_reason": rec["reason"],
         },
     )
+    atomic_write_text(out / "report.md", render_markdown(cfg.seeds, summary, front_ids, rec))
+    atomic_write_text(out / "report.html", render_html(cfg.seeds, summary, front_ids, rec))
     return MultiSeedResult(list(cfg.seeds), runs, summary, frontier)

@@ -202,77 +202,6 @@ def _profile_section(result: RunResult) -> list[str]:
     return lines
 
 
-def _scatter(
-    sweep: pd.DataFrame,
-    frontier: pd.DataFrame,
-    x_col: str,
-    xlabel: str,
-    title: str,
-    budget_mb: float | None = None,
-) -> Any:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9.5, 5.5))
-    ax = fig.subplots()
-    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
-    colors = {"fp32": "tab:blue", "fp16": "tab:orange", "bf16": "tab:green", "int8": "tab:red"}
-    for precision, group in ok.groupby("precision", sort=False):
-        color = colors.get(str(precision), "tab:gray")
-        accepted = group["accepted"].astype(bool)
-        for subset, marker, verdict in (
-            (group[accepted], "o", "accepted"),
-            (group[~accepted], "x", "rejected"),
-        ):
-            if not subset.empty:
-                ax.scatter(
-                    subset[x_col],
-                    subset["accuracy"],
-                    color=color,
-                    marker=marker,
-                    s=40,
-                    alpha=1.0 if verdict == "accepted" else 0.6,
-                    label=f"{precision} {verdict}",
-                )
-    for _, row in ok.iterrows():
-        ax.annotate(
-            row["candidate_id"],
-            (row[x_col], row["accuracy"]),
-            fontsize=6,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    if not frontier.empty:
-        ax.plot(
-            frontier[x_col],
-            frontier["accuracy"],
-            color="black",
-            linewidth=1.2,
-            drawstyle="steps-post",
-            marker="o",
-            markersize=11,
-            markerfacecolor="none",
-            label="Pareto frontier (accepted only)",
-        )
-    if budget_mb is not None:
-        ax.axvline(
-            budget_mb,
-            color="gray",
-            linestyle="--",
-            linewidth=1,
-            label=f"active budget {budget_mb:g} MB",
-        )
-    if not ok.empty and ok[x_col].min() > 0 and ok[x_col].max() / ok[x_col].min() > 20:
-        ax.set_xscale("log")
-    failed = len(sweep) - len(ok)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(title + (f" ({failed} failed candidate(s) not shown)" if failed else ""))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    return fig
-
-
 def _md_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
     if frame.empty:
         return "_(none)_\n"
@@ -322,6 +251,22 @@ def _decision_lines(decision: dict[str, Any] | None) -> list[str]:
         lines += [f"- {flip}" for flip in decision["flips"]]
         lines.append("")
     return lines
+
+
+def _energy_plot_sentence(sweep: pd.DataFrame) -> str:
+    from edge_opt.reports.plots import constant_power
+
+    power = constant_power(sweep)
+    if power is None:
+        return (
+            "Plots: `accuracy_vs_latency.png`, `accuracy_vs_energy.png`, `accuracy_vs_memory.png`."
+        )
+    return (
+        "Plots: `accuracy_vs_latency.png`, `accuracy_vs_memory.png`. No energy plot: the energy "
+        f"proxy is mean latency x one constant {power:g} W for every candidate, so it ranks "
+        "them exactly as mean latency does and its plot would repeat the latency one; the "
+        "energy frontier above (by mean latency, not p50) is in `pareto_frontier_energy.csv`."
+    )
 
 
 def render_report(result: RunResult, summary: dict[str, Any]) -> str:
@@ -410,6 +355,8 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"- accuracy vs p50 latency: {', '.join(result.latency_frontier) or '(empty)'}",
         f"- accuracy vs energy proxy: {', '.join(result.energy_frontier) or '(empty)'}",
         "",
+        _energy_plot_sentence(sweep),
+        "",
         "Deployable files of the recommended candidate and every frontier point: "
         + (", ".join(f"`{m['path']}`" for m in result.exported_models if m.get("path")) or "(none)")
         + " (sha256 in `manifest.json`).",
@@ -486,7 +433,6 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     energy = frontier_frame(sweep, result.energy_frontier)
     precision_df = pd.DataFrame(result.precision_tradeoffs)
     summary = build_summary(result)
-    budget = result.config["active_memory_budget_mb"]
     paths = [
         atomic_write_csv(out / "sweep_results.csv", sweep),
         atomic_write_csv(out / "pareto_frontier_latency.csv", lat),
@@ -500,38 +446,8 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     for hw in result.hardware_candidates:
         paths += _write_candidate_hardware(out / "candidates" / hw.candidate_id, hw)
     paths += _write_profiles(result, out)
-    for x_col, label, title, name, bud in (
-        (
-            "latency_p50_ms",
-            "p50 latency per call (ms, measured)",
-            "Accuracy vs latency",
-            "accuracy_vs_latency.png",
-            None,
-        ),
-        (
-            "energy_proxy_j",
-            "energy proxy per call (J, modelled)",
-            "Accuracy vs energy",
-            "accuracy_vs_energy.png",
-            None,
-        ),
-        (
-            "memory_mb",
-            "serialized model size (MB = 2^20 B)",
-            "Accuracy vs model size",
-            "accuracy_vs_memory.png",
-            budget,
-        ),
-    ):
-        front = {
-            "latency_p50_ms": lat,
-            "energy_proxy_j": energy,
-            "memory_mb": frontier_frame(sweep, result.memory_frontier),
-        }[x_col]
-        if not sweep.empty and x_col in sweep.columns:
-            paths.append(
-                atomic_save_figure(out / name, _scatter(sweep, front, x_col, label, title, bud))
-            )
+    paths += _write_plots(result, out, sweep, lat, energy)
+    paths.append(atomic_write_text(out / "report.html", _render_html(result, summary, out)))
     manifest = {
         "environment": result.environment,
         "config": result.config,
@@ -553,6 +469,62 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     }
     paths.append(atomic_write_json(out / "manifest.json", manifest))
     return paths
+
+
+def _write_plots(
+    result: RunResult, out: Path, sweep: pd.DataFrame, lat: pd.DataFrame, energy: pd.DataFrame
+) -> list[Path]:
+    """The accuracy-vs-cost plots; the energy one only when power differs between candidates
+    (with one constant power, energy = latency x power ranks exactly as mean latency)."""
+    from edge_opt.reports.plots import constant_power, scatter
+
+    if sweep.empty:
+        return []
+    budget = result.config["active_memory_budget_mb"]
+    rec = result.recommendation["candidate_id"]
+    plots = [
+        (
+            "latency_p50_ms",
+            "p50 latency per call (ms, measured)",
+            "Accuracy vs latency",
+            lat,
+            "accuracy_vs_latency.png",
+            None,
+        ),
+        (
+            "memory_mb",
+            "serialized model size (MB = 2^20 B)",
+            "Accuracy vs model size",
+            frontier_frame(sweep, result.memory_frontier),
+            "accuracy_vs_memory.png",
+            budget,
+        ),
+    ]
+    if constant_power(sweep) is None:
+        plots.insert(
+            1,
+            (
+                "energy_proxy_j",
+                "energy proxy per call (J, modelled)",
+                "Accuracy vs energy",
+                energy,
+                "accuracy_vs_energy.png",
+                None,
+            ),
+        )
+    return [
+        atomic_save_figure(out / name, scatter(sweep, front, x_col, label, title, bud, rec))
+        for x_col, label, title, front, name, bud in plots
+        if x_col in sweep.columns
+    ]
+
+
+def _render_html(result: RunResult, summary: dict[str, Any], out: Path) -> str:
+    from edge_opt.reports.html import render_html
+
+    roofline = out / "roofline.png"
+    images = {"roofline.png": roofline.read_bytes()} if roofline.is_file() else {}
+    return render_html(result, summary, images)
 
 
 def rebuild_reports(run_dir: str | Path) -> tuple[list[Path], dict[str, Any]]:

@@ -1,0 +1,167 @@
+"""The top-level report of a multi-seed run: one recommendation over the seeds' means.
+
+The combined recommendation applies the single-run rule to the per-candidate means over
+seeds: among candidates accepted under *every* seed whose mean validation accuracy is within
+``max_accuracy_drop`` of the baseline's mean, the lowest mean p50. The page says how many
+seeds picked the same candidate on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from edge_opt.experiments import recommend_candidate
+from edge_opt.reports.page import Column, bullet_list, esc, page, table
+from edge_opt.results import RunResult
+
+
+def combined_recommendation(
+    summary: pd.DataFrame, runs: Sequence[RunResult], max_accuracy_drop: float, budget_mb: float
+) -> dict[str, Any]:
+    """The recommendation over seed means, with how many seeds agree.
+
+    Args:
+        summary: ``summarize_seeds`` output (one row per candidate).
+        runs: each seed's result, in seed order.
+        max_accuracy_drop: the config's tolerance.
+        budget_mb: the active memory budget (for the reason when nothing fits).
+
+    Returns:
+        ``candidate_id`` (or None), ``reason``, ``baseline_accuracy_mean``,
+        ``per_seed`` (each seed's own pick) and ``seeds_agreeing``.
+    """
+    accuracies = [
+        r.baseline.get("reference_val_accuracy", r.baseline["val_accuracy"]) for r in runs
+    ]
+    baseline = float(sum(accuracies) / len(accuracies)) if accuracies else float("nan")
+    frame = pd.DataFrame(
+        {
+            "candidate_id": summary.get("candidate_id", pd.Series(dtype=str)),
+            "status": [
+                "ok" if ok == n else "failed"
+                for ok, n in zip(summary.get("seeds_ok", []), summary.get("seeds", []), strict=True)
+            ],
+            "accepted": summary.get("accepted_all", pd.Series(dtype=bool)),
+            "accuracy": summary.get("accuracy_mean", pd.Series(dtype=float)),
+            "latency_p50_ms": summary.get("latency_p50_ms_mean", pd.Series(dtype=float)),
+            "memory_mb": summary.get("memory_mb_mean", pd.Series(dtype=float)),
+            "active_budget_mb": budget_mb,
+        }
+    )
+    rec = recommend_candidate(frame, baseline, max_accuracy_drop)
+    per_seed = [r.recommendation.get("candidate_id") for r in runs]
+    agreeing = sum(1 for pick in per_seed if pick == rec.candidate_id)
+    reason = f"over the means of {len(runs)} seed(s), accepted under every seed: {rec.reason}"
+    if rec.candidate_id is not None:
+        reason += f"; {agreeing} of {len(runs)} seed(s) picked it on their own"
+    return {
+        "candidate_id": rec.candidate_id,
+        "reason": reason,
+        "baseline_accuracy_mean": baseline,
+        "per_seed": per_seed,
+        "seeds_agreeing": agreeing,
+    }
+
+
+def _ci(row: Mapping[str, Any], metric: str, fmt: str) -> str:
+    mean, low, high = (row.get(f"{metric}_{k}") for k in ("mean", "ci95_low", "ci95_high"))
+    if mean is None or mean != mean:
+        return ""
+    if low is None or low != low:
+        return format(mean, fmt)
+    return f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def render_markdown(
+    seeds: Sequence[int], summary: pd.DataFrame, frontier: Sequence[str], rec: Mapping[str, Any]
+) -> str:
+    """``report.md`` at the top of a multi-seed run."""
+    lines = [
+        "# edge-opt multi-seed report",
+        "",
+        f"Seeds {', '.join(str(s) for s in seeds)}; each seed's full run and report is in "
+        "`seed_<s>/`.",
+        "",
+        "## Verdict",
+        "",
+        f"**Recommended: `{rec['candidate_id']}`**"
+        if rec["candidate_id"]
+        else "**No recommendation.**",
+        "",
+        rec["reason"],
+        "",
+        "Per seed: "
+        + ", ".join(f"seed {s}: `{p}`" for s, p in zip(seeds, rec["per_seed"], strict=True)),
+        "",
+        f"Frontier over seed means (accepted under every seed): {', '.join(frontier) or '(empty)'}",
+        "",
+        "## Candidates (mean [Student-t 95% CI] over seeds)",
+        "",
+        "| candidate | accuracy | p50 ms | size MB | accepted share |",
+        "|---|---|---|---|---|",
+    ]
+    for _, row in summary.iterrows():
+        lines.append(
+            f"| {row['candidate_id']} | {_ci(row, 'accuracy', '.4f')} | "
+            f"{_ci(row, 'latency_p50_ms', '.4g')} | {_ci(row, 'memory_mb', '.4g')} | "
+            f"{row['accepted_share']:.2f} |"
+        )
+    lines += [
+        "",
+        "Files: `multi_seed_summary.csv`, `multi_seed_frontier_latency.csv`, "
+        "`multi_seed_summary.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_html(
+    seeds: Sequence[int], summary: pd.DataFrame, frontier: Sequence[str], rec: Mapping[str, Any]
+) -> str:
+    """``report.html`` at the top of a multi-seed run (self-contained, no requests)."""
+    records = summary.to_dict("records")
+    for row in records:
+        row["accuracy_ci"] = _ci(row, "accuracy", ".4f")
+        row["p50_ci"] = _ci(row, "latency_p50_ms", ".4g")
+        row["on_frontier"] = row["candidate_id"] in frontier
+    columns = [
+        Column("candidate_id", "candidate"),
+        Column("accuracy_mean", "accuracy mean", ".4f"),
+        Column("accuracy_ci", "accuracy [95% CI]"),
+        Column("latency_p50_ms_mean", "p50 ms mean", ".4g"),
+        Column("p50_ci", "p50 ms [95% CI]"),
+        Column("memory_mb_mean", "size MB", ".4g"),
+        Column("accepted_share", "accepted share", ".2f"),
+        Column("seeds_ok", "seeds ok", "g"),
+    ]
+    attrs = [
+        {
+            "data-id": str(r["candidate_id"]),
+            "class": "recommended" if r["candidate_id"] == rec["candidate_id"] else "",
+        }
+        for r in records
+    ]
+    pick = rec["candidate_id"]
+    per_seed = [f"seed {s}: {p}" for s, p in zip(seeds, rec["per_seed"], strict=True)]
+    body = (
+        "<header><h1>edge-opt multi-seed report</h1>"
+        f'<p class="meta">Seeds {esc(", ".join(str(s) for s in seeds))}; each seed\'s full '
+        "report is <code>seed_&lt;s&gt;/report.html</code>.</p></header>"
+        f'<section id="verdict" class="verdict{"" if pick else " none"}"><div class="pick">'
+        + (f'Recommended: <span class="mono">{esc(pick)}</span>' if pick else "No recommendation")
+        + f'</div><div class="why">{esc(rec["reason"])}</div></section>'
+        f"<h2>Each seed's own pick</h2>{bullet_list(per_seed)}"
+        f'<h2>Candidates over seeds</h2><p class="note">Frontier over seed means: '
+        f"{esc(', '.join(frontier) or '(empty)')}.</p>"
+        + table("candidates", columns, records, attrs)
+    )
+    data = {
+        "kind": "edge-opt multi-seed report",
+        "seeds": list(seeds),
+        "recommendation": dict(rec),
+        "candidates": records,
+    }
+    return page(f"edge-opt multi-seed report: {pick or 'no recommendation'}", body, data)

@@ -1,0 +1,244 @@
+"""Accuracy-vs-cost scatter plots a person can read.
+
+Precisions are told apart by colour and runtimes by marker; rejected candidates are hollow;
+the recommended point is a star. Only frontier points (and the recommended one) get a text
+label, placed where it overlaps no other label and no marker; a label that fits nowhere is
+listed in the legend instead. Rows that were not timed are counted in the title by status
+(skipped is not failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+PRECISION_COLOURS = {
+    "fp32": "tab:blue",
+    "fp16": "tab:orange",
+    "bf16": "tab:green",
+    "int8": "tab:red",
+}
+RUNTIME_MARKERS = {"eager": "o", "onnxruntime": "s", "compiled": "^"}
+OTHER_MARKER = "D"
+# Offsets (points) tried in turn for a label, nearest first, then further out.
+_OFFSETS = [
+    (dx * k, dy * k)
+    for k in (1, 2, 3)
+    for dx, dy in ((6, 6), (6, -12), (-6, 6), (-6, -12), (0, 12), (0, -18))
+]
+
+
+def constant_power(sweep: pd.DataFrame) -> float | None:
+    """The one ``power_watts`` of every timed row, or None when it differs (or is absent)."""
+    if sweep.empty or "power_watts" not in sweep.columns:
+        return None
+    ok = sweep[sweep["status"] == "ok"] if "status" in sweep.columns else sweep
+    values = ok["power_watts"].dropna().unique()
+    return float(values[0]) if len(values) == 1 else None
+
+
+def untimed_note(sweep: pd.DataFrame) -> str:
+    """'2 skipped, 1 failed: not plotted', or '' when every row was timed."""
+    if sweep.empty or "status" not in sweep.columns:
+        return ""
+    counts = sweep.loc[sweep["status"] != "ok", "status"].value_counts()
+    if counts.empty:
+        return ""
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) + ": not plotted"
+
+
+def _overlaps(box: Any, boxes: Sequence[Any]) -> bool:
+    return any(box.overlaps(other) for other in boxes)
+
+
+def place_labels(ax: Any, points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Annotate each (text, x, y) where its box overlaps no placed label and no marker.
+
+    Returns:
+        The texts that fit nowhere inside the axes (the caller lists them in the legend).
+    """
+    fig = ax.figure
+    if getattr(fig, "canvas", None) is None or not hasattr(fig.canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    axes_box = ax.get_window_extent(renderer)
+    markers = []
+    for collection in ax.collections:
+        sizes = collection.get_sizes()  # marker areas in points^2
+        radius = (float(sizes.max()) ** 0.5 / 2 if len(sizes) else 3.0) * fig.dpi / 72
+        for offset in collection.get_offsets():
+            x, y = ax.transData.transform(offset)
+            markers.append(_box(x - radius, y - radius, x + radius, y + radius))
+    placed: list[Any] = []
+    unplaced = []
+    for text, x, y in points:
+        for dx, dy in _OFFSETS:
+            label = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=7,
+                ha="left" if dx >= 0 else "right",
+                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+            box = label.get_window_extent(renderer)
+            inside = (
+                box.x0 >= axes_box.x0
+                and box.x1 <= axes_box.x1
+                and box.y0 >= axes_box.y0
+                and box.y1 <= axes_box.y1
+            )
+            if inside and not _overlaps(box, placed) and not _overlaps(box, markers):
+                placed.append(box)
+                label.set_gid("frontier-label")
+                break
+            label.remove()
+        else:
+            unplaced.append(text)
+    return unplaced
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> Any:
+    from matplotlib.transforms import Bbox
+
+    return Bbox([[x0, y0], [x1, y1]])
+
+
+def scatter(
+    sweep: pd.DataFrame,
+    frontier: pd.DataFrame,
+    x_col: str,
+    xlabel: str,
+    title: str,
+    budget_mb: float | None = None,
+    recommended: str | None = None,
+) -> Any:
+    """Accuracy vs ``x_col`` for every timed candidate; returns a matplotlib Figure."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(9.5, 5.5))
+    ax = fig.subplots()
+    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
+    if "runtime" not in ok.columns:  # results of an edge-opt without runtimes: all eager
+        ok = ok.assign(runtime="eager")
+    handles: list[Any] = []
+    for (precision, runtime), group in ok.groupby(["precision", "runtime"], sort=True):
+        colour = PRECISION_COLOURS.get(str(precision), "tab:gray")
+        shape = RUNTIME_MARKERS.get(str(runtime), OTHER_MARKER)
+        accepted = group["accepted"].astype(bool)
+        for subset, filled in ((group[accepted], True), (group[~accepted], False)):
+            if not subset.empty:
+                ax.scatter(
+                    subset[x_col],
+                    subset["accuracy"],
+                    marker=shape,
+                    s=42,
+                    facecolors=colour if filled else "none",
+                    edgecolors=colour,
+                    linewidths=1.4,
+                    zorder=3,
+                )
+    if not frontier.empty:
+        ax.plot(
+            frontier[x_col],
+            frontier["accuracy"],
+            color="black",
+            linewidth=1.1,
+            drawstyle="steps-post",
+            zorder=2,
+        )
+        handles.append(Line2D([], [], color="black", label="Pareto frontier (accepted only)"))
+    rec = ok[ok["candidate_id"] == recommended] if recommended else ok.iloc[0:0]
+    if not rec.empty:
+        ax.scatter(
+            rec[x_col],
+            rec["accuracy"],
+            marker="*",
+            s=320,
+            facecolors="none",
+            edgecolors="purple",
+            linewidths=1.6,
+            zorder=4,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="*",
+                color="purple",
+                markerfacecolor="none",
+                markersize=13,
+                linestyle="none",
+                label=f"recommended: {recommended}",
+            )
+        )
+    if budget_mb is not None:
+        ax.axvline(budget_mb, color="gray", linestyle="--", linewidth=1)
+        handles.append(
+            Line2D([], [], color="gray", linestyle="--", label=f"active budget {budget_mb:g} MB")
+        )
+    for precision in sorted(ok["precision"].unique()) if not ok.empty else []:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                color=PRECISION_COLOURS.get(str(precision), "tab:gray"),
+                label=str(precision),
+            )
+        )
+    for runtime in sorted(ok["runtime"].unique()) if not ok.empty else []:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker=RUNTIME_MARKERS.get(str(runtime), OTHER_MARKER),
+                linestyle="none",
+                color="dimgray",
+                label=str(runtime),
+            )
+        )
+    handles += [
+        Line2D([], [], marker="o", linestyle="none", color="dimgray", label="accepted (filled)"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="none",
+            color="dimgray",
+            markerfacecolor="none",
+            label="rejected (hollow)",
+        ),
+    ]
+    if not ok.empty and ok[x_col].min() > 0 and ok[x_col].max() / ok[x_col].min() > 20:
+        ax.set_xscale("log")
+    note = untimed_note(sweep)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title + (f" ({note})" if note else ""))
+    ax.grid(True, alpha=0.3)
+    legend = ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    labels = [
+        (str(r["candidate_id"]), float(r[x_col]), float(r["accuracy"]))
+        for _, r in frontier.iterrows()
+    ]
+    if not rec.empty and recommended not in {t for t, _, _ in labels}:
+        labels.insert(
+            0, (str(recommended), float(rec[x_col].iloc[0]), float(rec["accuracy"].iloc[0]))
+        )
+    unplaced = place_labels(ax, labels)
+    if unplaced:
+        handles.append(
+            Line2D([], [], linestyle="none", label="unlabelled frontier: " + ", ".join(unplaced))
+        )
+        legend.remove()
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
