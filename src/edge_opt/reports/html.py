@@ -140,6 +140,7 @@ def _verdict(result: RunResult, summary: Mapping[str, Any]) -> str:
         f'<section id="verdict" class="verdict{"" if rec else " none"}">'
         f'<div class="pick">{pick}</div><div class="why">{esc(summary.get("recommended_reason"))}'
         "</div>"
+        f"{_decision(summary.get('decision'))}"
         f'<p class="note">Accepted {esc(summary.get("accepted_rows"))} of '
         f"{esc(summary.get('ok_rows'))} measured candidates ({esc(summary.get('failed_rows'))} "
         f"failed, {esc(summary.get('skipped_rows'))} skipped) under the active budget of "
@@ -147,6 +148,19 @@ def _verdict(result: RunResult, summary: Mapping[str, Any]) -> str:
         f"{esc(summary.get('budget_constrains'))}; accuracy tolerance "
         f"{esc(cfg.get('max_accuracy_drop'))} below the baseline's validation accuracy.{deploy}"
         "</p></section>"
+    )
+
+
+def _decision(decision: Mapping[str, Any] | None) -> str:
+    """What decided the pick and what would flip it (``edge_opt.decision``)."""
+    if not decision:
+        return ""
+    flips = "".join(f"<li>{esc(flip)}</li>" for flip in decision.get("flips", []))
+    return (
+        f'<div class="decision"><p><b>What decided it:</b> {esc(decision.get("decided_by"))}. '
+        f"{esc(decision.get('explanation'))}.</p>"
+        + (f"<p><b>What would flip it:</b></p><ul>{flips}</ul>" if flips else "")
+        + "</div>"
     )
 
 
