@@ -18,7 +18,7 @@ import torch
 
 from edge_opt.cache import load_state_dict_bytes, sha256_bytes
 from edge_opt.config import build_config
-from edge_opt.data import calibration_inputs, load_raw_dataset, split_dataset
+from edge_opt.data import calibration_inputs, load_dataset, split_dataset
 from edge_opt.deployables import variant_path
 from edge_opt.environment import sha256_file
 from edge_opt.errors import EdgeOptError
@@ -194,7 +194,7 @@ def _export(
     )
     calibration: list[torch.Tensor] = []
     if precision == "int8":
-        raw = load_raw_dataset(cfg.dataset, cfg.data_dir, built_model.input_shape)
+        raw = load_dataset(cfg.dataset, built_model.input_shape, cfg.data_dir)
         splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
         calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
     example = torch.zeros(1, *built_model.input_shape)

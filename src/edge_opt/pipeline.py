@@ -36,7 +36,7 @@ from edge_opt.data import (
     DataSplits,
     Loaders,
     calibration_inputs,
-    load_raw_dataset,
+    load_dataset,
     make_loaders,
     split_dataset,
 )
@@ -346,7 +346,7 @@ def run_pipeline(
     t = time.perf_counter()
     torch.manual_seed(cfg.seed)
     built = build_configured_model(cfg)
-    raw = load_raw_dataset(cfg.dataset, cfg.data_dir, built.input_shape)
+    raw = load_dataset(cfg.dataset, built.input_shape, cfg.data_dir)
     splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
     loaders = make_loaders(splits, cfg.batch_size, cfg.effective_dataloader_seed, cfg.num_workers)
     calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
