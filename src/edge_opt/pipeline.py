@@ -57,6 +57,7 @@ from edge_opt.hardware import precision_tradeoff_table
 from edge_opt.harness import load_average, stabilize_allocator
 from edge_opt.metrics import collect_metrics, evaluate_accuracy
 from edge_opt.model import BuiltModel, count_parameters
+from edge_opt.per_class import per_class_for_run
 from edge_opt.preparation import (
     build_configured_model,
     check_data_fits_model,
@@ -417,7 +418,14 @@ def run_pipeline(
     deploy_ids = [recommendation.candidate_id] if recommendation.candidate_id else []
     for front in (latency_front, energy_front):
         deploy_ids += [c for c in front.get("candidate_id", []) if c not in deploy_ids]
-    exported = export_deployables(built_models, deploy_ids, out / "models")
+    data_info = {
+        "input_shape": list(splits.input_shape),
+        "num_classes": splits.num_classes,
+        "normalisation": {"mean": splits.mean, "std": splits.std},
+        **splits.describe(),
+    }
+    exported = export_deployables(built_models, deploy_ids, out / "models", data_info)
+    per_class = per_class_for_run(splits, loaders.val, val_result, built_models, recommendation)
     save_variants(variants, out / "models" / "variants")
 
     # --- hardware ---------------------------------------------------------------------------
@@ -522,9 +530,10 @@ def run_pipeline(
             "sizes": splits.sizes(),
             "input_shape": list(splits.input_shape),
             "num_classes": splits.num_classes,
-            "normalisation": {"mean": splits.mean, "std": splits.std},
             "files": [{"path": str(p), "sha256": sha256_file(p)} for p in splits.files],
+            **data_info,
         },
+        per_class_accuracy=per_class,
         training=history,
         baseline={
             "model": built.label,
