@@ -381,12 +381,8 @@ def predict(
         predictions = predict_images(model, images, sidecar)
     except Exception as exc:
         _fail(exc, verbose)
-    for p in predictions:
-        out_console.print(
-            f"{p.image}\t{p.class_name}\t(class {p.class_index})\tp={p.probability:.4f}",
-            markup=False,
-            highlight=False,
-        )
+    for p in predictions:  # tab-separated: image, class name, probability, class index
+        typer.echo(f"{p.image}\t{p.class_name}\t{p.probability:.4f}\t{p.class_index}")
 
 
 @app.command()

@@ -165,7 +165,7 @@ def load_imagefolder(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
                 )
     train = arrays["train"] if "train" in arrays else arrays["pool"]
     test, val = arrays.get("test"), arrays.get("val")
-    layout = "train/val/test folders" if split_roots else "one pool, seeded split"
+    layout = "/".join(split_roots) + " folders" if split_roots else "one pool, seeded split"
     return RawDataset(
         name=root.name,
         source=f"image folder {root} ({len(all_files)} files, {len(classes)} classes, {layout})",
