@@ -255,7 +255,7 @@ def test_npz_layouts_dtypes_and_given_class_names(tmp_path) -> None:
     assert splits.input_shape == (3, 8, 8)
     corrupt = tmp_path / "bad.npz"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(DataError, match=r"bad\.npz: not a readable \.npz file"):
+    with pytest.raises(DataError, match=r"bad\.npz: not an \.npz file"):
         load_dataset(spec(format="npz", path=str(corrupt)))
 
 

@@ -445,8 +445,14 @@ class ExperimentConfig(BaseModel):
                 "has its own `path`: remove data_dir"
             )
         if isinstance(self.dataset, str) and self.dataset not in DATASET_NAMES:
+            hint = (
+                f"; for your own data write a mapping: {{format: {self.dataset}, path: ...}}"
+                if self.dataset in DATASET_FORMAT_NAMES
+                else ""
+            )
             problems.append(
                 f"dataset: {self.dataset!r} is not a dataset; allowed: {', '.join(DATASET_NAMES)}"
+                f"{hint}"
             )
         for i, level in enumerate(self.pruning_levels):
             if not 0.0 <= level < 1.0:

@@ -57,6 +57,11 @@ def to_nchw(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(
+            f"{path}: not an .npz file (an .npz is a zip archive of arrays); save it with "
+            "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
