@@ -171,3 +171,25 @@ def test_export_in_another_format_gets_its_own_sidecar(run_dir: Path) -> None:
     image = next((run_dir.parent / "images" / "test" / "red").glob("*.png"))
     both = [cli("predict", str(m), str(image), cwd=run_dir) for m in (pt, run_dir / onnx["path"])]
     assert [d.stdout.split("\t")[1] for d in both] == ["red", "red"]
+
+
+def test_readme_snippet_prints_what_predict_prints(run_dir: Path, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("import json, sys\nimport numpy as np, onnxruntime as ort")
+    snippet = readme[start : readme.index("```", start)]
+    (tmp_path / "run.py").write_text(snippet)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    model = run_dir / next(m for m in summary["exported_models"] if m["format"] == "onnx")["path"]
+    images = [str(p) for p in sorted((run_dir.parent / "images" / "test").rglob("*.png"))[:4]]
+    mine = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(model), *images],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    theirs = cli("predict", str(model), *images, cwd=tmp_path)
+    expected = [
+        f"{f} {name} {round(float(prob), 4)}"
+        for f, name, prob, _ in (line.split("\t") for line in theirs.stdout.splitlines())
+    ]
+    assert mine.stdout.splitlines() == expected
