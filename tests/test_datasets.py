@@ -15,7 +15,7 @@ from edge_opt.data import split_dataset
 from edge_opt.datasets import DATASET_FORMATS, load_dataset
 from edge_opt.datasets.idx import SYSTEM_DATASET_DIRS, load_raw_dataset
 from edge_opt.errors import ConfigError, DataError
-from edge_opt.per_class import per_class_accuracy, per_class_rows
+from edge_opt.per_class import per_class_accuracy, per_class_markdown, per_class_rows
 from edge_opt.pipeline import data_fingerprint
 
 N_TRAIN, N_TEST = 150, 60
@@ -333,5 +333,8 @@ def test_per_class_accuracy_counts() -> None:
         ("c", np.array([0, 1, 1, 1])),
     )
     assert [r["accuracy_change"] for r in table] == [-0.5, 0.0]
+    text = "\n".join(per_class_markdown([{**table[0], "class_name": "a|b"}, table[1]]))
+    assert "| a\\|b | 2 | 1.0000 | 0.5000 | -0.5000 |" in text
+    assert "Hurt most: a|b (-0.5000)." in text
     with pytest.raises(ValueError, match="3 predictions for 2 labels"):
         per_class_accuracy([0, 1, 1], [0, 1], ["a", "b"])

@@ -106,7 +106,8 @@ def per_class_markdown(rows: list[dict[str, Any]]) -> list[str]:
         return "" if value is None else f"{value:.4f}"
 
     for row in rows:
-        line = f"| {row['class_name']} | {row['images']} | {fmt(row['reference_accuracy'])} |"
+        name = str(row["class_name"]).replace("|", "\\|")  # a '|' would split the cell
+        line = f"| {name} | {row['images']} | {fmt(row['reference_accuracy'])} |"
         if cand_id:
             change = row["accuracy_change"]
             delta = "" if change is None else f"{change:+.4f}"
