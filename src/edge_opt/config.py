@@ -94,6 +94,81 @@ class ModelSpec(BaseModel):
 
 
 MODEL_SPEC_KEYS = tuple(ModelSpec.model_fields)
+DATASET_FORMAT_NAMES: tuple[str, ...] = ("idx", "imagefolder", "npz")
+Stat = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+class DatasetSpec(BaseModel):
+    """A dataset the user has: a ``format`` with a ``path``, or a ``factory`` (see README, Data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["idx", "imagefolder", "npz"] | None = Field(
+        None, description="`imagefolder` (class sub-folders), `npz` (arrays) or `idx` (4 files)."
+    )
+    path: str | None = Field(None, min_length=1, description="Folder or file of the data.")
+    factory: str | None = Field(
+        None,
+        min_length=3,
+        description="'package.module:function' or 'path/to/file.py:function' returning torch "
+        "Datasets (train, test) or (train, val, test), or a mapping with those keys.",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Factory arguments.")
+    class_names: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
+        None, min_length=2, max_length=100_000, description="Names of the classes, in label order."
+    )
+    mean: Stat | tuple[Stat, ...] | None = Field(
+        None, description="Normalisation mean (of pixel/255), one value or one per channel."
+    )
+    std: Stat | tuple[Stat, ...] | None = Field(
+        None, description="Normalisation std (of pixel/255), one value or one per channel."
+    )
+    skip_bad_images: Flag = Field(
+        False, description="imagefolder: skip (and count) unreadable images instead of failing."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        problems = []
+        if (self.format is None) == (self.factory is None):
+            problems.append(
+                "dataset: give exactly one of `format` (idx, imagefolder or npz, with `path`) "
+                "or `factory` ('package.module:function')"
+            )
+        if self.format is not None and self.path is None:
+            problems.append(f"dataset.path: missing; format {self.format} reads a path")
+        if self.factory is not None and self.path is not None:
+            problems.append("dataset.path: a factory builds its own data; remove `path`")
+        if self.kwargs and self.factory is None:
+            problems.append("dataset.kwargs: only a `factory` takes kwargs; remove them")
+        if self.skip_bad_images and self.format != "imagefolder":
+            problems.append("dataset.skip_bad_images: only `format: imagefolder` decodes images")
+        if self.class_names is not None and self.format == "imagefolder":
+            problems.append(
+                "dataset.class_names: an image folder's classes are its sub-folder names; "
+                "rename the folders instead"
+            )
+        if (self.mean is None) != (self.std is None):
+            problems.append("dataset.mean, dataset.std: give both or neither")
+        stds = self.std if isinstance(self.std, tuple) else (self.std,)
+        if any(s is not None and s <= 0 for s in stds):
+            problems.append(f"dataset.std: {self.std!r} must be > 0")
+        if self.class_names is not None and len(set(self.class_names)) < len(self.class_names):
+            problems.append("dataset.class_names: a name is listed twice; list each once")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def label(self) -> str:
+        return f"{self.format} {self.path}" if self.format else f"factory {self.factory}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the keys that were set (plain lists), as written in a config."""
+        data = self.model_dump(exclude_defaults=True)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+DATASET_SPEC_KEYS = tuple(DatasetSpec.model_fields)
 
 RAY_RESOURCE = r"^[A-Za-z0-9_.:-]{1,64}$"
 
@@ -175,9 +250,11 @@ class ExperimentConfig(BaseModel):
         "config shows the value; with `seeds`, each run's seed).",
     )
     # --- data -------------------------------------------------------------------------------
-    dataset: str = Field(
+    dataset: str | DatasetSpec = Field(
         "fashion-mnist",
-        description="`fashion-mnist`, `mnist` or `synthetic` (tests only).",
+        description="`fashion-mnist`, `mnist`, `synthetic` (tests only), or a mapping: "
+        "`{format: imagefolder, path: DIR}`, `{format: npz, path: FILE}`, "
+        "`{format: idx, path: DIR}` or `{factory: 'pkg.mod:fn'}` (see Data).",
     )
     data_dir: str | None = Field(
         None,
@@ -428,9 +505,20 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="after")
     def _check_relations(self) -> ExperimentConfig:
         problems: list[str] = []
-        if self.dataset not in DATASET_NAMES:
+        if isinstance(self.dataset, DatasetSpec) and self.data_dir is not None:
+            problems.append(
+                f"data_dir: {self.data_dir!r} is only read for a dataset name; a dataset mapping "
+                "has its own `path`: remove data_dir"
+            )
+        if isinstance(self.dataset, str) and self.dataset not in DATASET_NAMES:
+            hint = (
+                f"; for your own data write a mapping: {{format: {self.dataset}, path: ...}}"
+                if self.dataset in DATASET_FORMAT_NAMES
+                else ""
+            )
             problems.append(
                 f"dataset: {self.dataset!r} is not a dataset; allowed: {', '.join(DATASET_NAMES)}"
+                f"{hint}"
             )
         for i, level in enumerate(self.pruning_levels):
             if not 0.0 <= level < 1.0:
@@ -487,6 +575,8 @@ class ExperimentConfig(BaseModel):
         model = {k: list(v) if isinstance(v, tuple) else v for k, v in data["model"].items()}
         only_name = all(model[k] in (None, {}) for k in model if k != "name")
         data["model"] = model["name"] if only_name else {k: v for k, v in model.items() if v}
+        if isinstance(self.dataset, DatasetSpec):
+            data["dataset"] = self.dataset.to_dict()
         if self.seeds and self.dataloader_seed_follows_seed:
             # Each run of a multi-seed config shuffles with its own seed: no single value to
             # show here (each seed_<s>/config_resolved.yaml shows its own), and a number would
@@ -576,6 +666,33 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
+def _dataset_value(value: Any) -> tuple[Any, list[str]]:
+    """``dataset`` checked on its own: a name stays a name; a mapping becomes a DatasetSpec
+    (its problems as ``dataset.<key>`` lines; a bad one is replaced by the default so the
+    rest of the config is still checked)."""
+    if isinstance(value, str):
+        return value, []
+    if not isinstance(value, Mapping):
+        return "fashion-mnist", [
+            f"dataset: got {clip_repr(value)}; write a dataset name ({', '.join(DATASET_NAMES)}) "
+            "or a mapping such as {format: imagefolder, path: DIR}"
+        ]
+    problems = _unknown_key_problems(value.keys(), list(DATASET_SPEC_KEYS), "dataset.")
+    known = {k: v for k, v in value.items() if k in DATASET_SPEC_KEYS}
+    try:
+        spec = DatasetSpec(**known)
+    except ValidationError as exc:
+        for err in exc.errors():
+            if err["type"] == "value_error":
+                problems += err["msg"].removeprefix("Value error, ").split("\n")
+                continue
+            loc = ".".join(str(p) for p in ("dataset", *err["loc"]))
+            fix = how_to_write(_WANTED.get(err["type"]), err.get("input"))
+            problems.append(f"{loc}: {err['msg']}, got {clip_repr(err.get('input'))}{fix}")
+        return "fashion-mnist", problems
+    return spec, problems
+
+
 def build_config(raw: Mapping[str, Any], source: str | None = None) -> ExperimentConfig:
     """Validate a mapping of config keys.
 
@@ -590,6 +707,10 @@ def build_config(raw: Mapping[str, Any], source: str | None = None) -> Experimen
             problems += extra
             if extra:
                 known[key] = {k: v for k, v in known[key].items() if k in valid}
+    if "dataset" in known:
+        dataset, dataset_problems = _dataset_value(known["dataset"])
+        problems += dataset_problems
+        known["dataset"] = dataset
     try:
         cfg = ExperimentConfig(**known)
     except ValidationError as exc:
@@ -602,7 +723,7 @@ def build_config(raw: Mapping[str, Any], source: str | None = None) -> Experimen
 
 def _takes_text(key: str) -> bool:
     info = ExperimentConfig.model_fields.get(key)
-    return info is not None and info.annotation in (str, str | None)
+    return info is not None and info.annotation in (str, str | None, str | DatasetSpec)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

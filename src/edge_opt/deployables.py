@@ -34,10 +34,14 @@ def save_variants(variants: dict[float, nn.Module], folder: Path) -> None:
 
 
 def export_deployables(
-    built: dict[str, RuntimeModel], candidate_ids: list[str], folder: Path
+    built: dict[str, RuntimeModel],
+    candidate_ids: list[str],
+    folder: Path,
+    data: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Write ``models/<id>.onnx`` (onnxruntime) or ``models/<id>.pt`` (TorchScript, eager and
-    compiled) for the given candidates; returns their paths and sha256."""
+    compiled) for the given candidates; returns their paths and sha256. With ``data`` (the
+    run's data description), each also gets its sidecar ``models/<id>.json``."""
     records = []
     for cid in candidate_ids:
         model = built.get(cid)
@@ -50,13 +54,40 @@ def export_deployables(
             log.warning("could not export %s: %s", cid, exc)
             records.append({"candidate_id": cid, "path": None, "error": str(exc)})
             continue
-        records.append(
-            {
-                "candidate_id": cid,
-                "path": str(path.relative_to(folder.parent)),
-                "format": "onnx" if suffix == ".onnx" else "torchscript",
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-            }
-        )
+        fmt = "onnx" if suffix == ".onnx" else "torchscript"
+        record = {
+            "candidate_id": cid,
+            "path": str(path.relative_to(folder.parent)),
+            "format": fmt,
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
+        if data is not None:
+            record["sidecar"] = str(
+                describe_deployable(path, cid, fmt, model, data).relative_to(folder.parent)
+            )
+        records.append(record)
     return records
+
+
+def describe_deployable(
+    path: Path,
+    cid: str,
+    fmt: str,
+    model: RuntimeModel,
+    data: dict[str, Any],
+    measured_as: str | None = None,
+) -> Path:
+    """Write the sidecar of one deployable file (``edge_opt.sidecar``); returns its path."""
+    import torch
+
+    from edge_opt.sidecar import build_sidecar, write_sidecar
+
+    shape = tuple(data["input_shape"])
+    dtype = "float32"
+    if fmt == "torchscript":
+        dtype = str(model.eager.prepare_input(torch.zeros(1, *shape)).dtype).removeprefix("torch.")
+    content = build_sidecar(
+        path, cid, fmt, model.precision, shape, dtype, data, measured_as or model.runtime
+    )
+    return write_sidecar(path, content)

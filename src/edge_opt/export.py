@@ -18,8 +18,8 @@ import torch
 
 from edge_opt.cache import load_state_dict_bytes, sha256_bytes
 from edge_opt.config import build_config
-from edge_opt.data import calibration_inputs, load_raw_dataset, split_dataset
-from edge_opt.deployables import variant_path
+from edge_opt.data import calibration_inputs, load_dataset, split_dataset
+from edge_opt.deployables import describe_deployable, variant_path
 from edge_opt.environment import sha256_file
 from edge_opt.errors import EdgeOptError
 from edge_opt.preparation import build_configured_model
@@ -40,6 +40,7 @@ class ExportResult:
     sha256: str
     bytes: int
     note: str
+    sidecar: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,8 +157,10 @@ def export_candidate(
     with locked_run_dir(run_dir) as locked:  # no run may change the directory meanwhile
         require_finished_run(locked.out, lock_held=True)
         exported = _export(locked.out, candidate_id, fmt, output)
-        if Path(exported.path).resolve().is_relative_to(locked.out.resolve()):
-            locked.record_published(Path(exported.path).resolve().relative_to(locked.out.resolve()))
+        for written in (exported.path, exported.sidecar):
+            resolved = Path(str(written)).resolve()
+            if written and resolved.is_relative_to(locked.out.resolve()):
+                locked.record_published(resolved.relative_to(locked.out.resolve()))
         return exported
 
 
@@ -194,7 +197,7 @@ def _export(
     )
     calibration: list[torch.Tensor] = []
     if precision == "int8":
-        raw = load_raw_dataset(cfg.dataset, cfg.data_dir, built_model.input_shape)
+        raw = load_dataset(cfg.dataset, built_model.input_shape, cfg.data_dir)
         splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
         calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
     example = torch.zeros(1, *built_model.input_shape)
@@ -212,4 +215,8 @@ def _export(
             Path(tmp),
         )
         path = runtime_model.save(target)
-    return ExportResult(cid, str(path), fmt, sha256_file(path), path.stat().st_size, note)
+        data = {"input_shape": list(built_model.input_shape), **result.data}
+        sidecar = describe_deployable(path, cid, fmt, runtime_model, data, runtime)
+    return ExportResult(
+        cid, str(path), fmt, sha256_file(path), path.stat().st_size, note, str(sidecar)
+    )

@@ -83,8 +83,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def load_factory(reference: str) -> ModelFactory:
-    """Resolve ``"package.module:function"`` or ``"path/to/file.py:function"``.
+def load_factory(reference: str, field: str = "model.factory") -> ModelFactory:
+    """Resolve ``"package.module:function"`` or ``"path/to/file.py:function"``; ``field`` names
+    the config key in errors (``dataset.factory`` for a dataset factory).
 
     Raises:
         ModelError: naming what could not be found.
@@ -92,35 +93,33 @@ def load_factory(reference: str) -> ModelFactory:
     module_ref, sep, attr = reference.rpartition(":")
     if not sep or not module_ref or not attr:
         raise ModelError(
-            f"model.factory: {reference!r} must look like 'package.module:function' or "
+            f"{field}: {reference!r} must look like 'package.module:function' or "
             "'path/to/file.py:function'"
         )
     if module_ref.endswith(".py"):
         path = Path(module_ref).expanduser().resolve()
         if not path.is_file():
-            raise ModelError(f"model.factory: file {path} does not exist")
+            raise ModelError(f"{field}: file {path} does not exist")
         spec = importlib.util.spec_from_file_location(f"edge_opt_user_{path.stem}", path)
         if spec is None or spec.loader is None:
-            raise ModelError(f"model.factory: cannot import {path}")
+            raise ModelError(f"{field}: cannot import {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # lets pickling and torch.fx find the classes
         try:
             spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:
             sys.modules.pop(spec.name, None)
-            raise ModelError(f"model.factory: importing {path} failed: {_describe(exc)}") from exc
+            raise ModelError(f"{field}: importing {path} failed: {_describe(exc)}") from exc
     else:
         try:
             module = importlib.import_module(module_ref)
         except ImportError as exc:
-            raise ModelError(f"model.factory: cannot import {module_ref!r} ({exc})") from None
+            raise ModelError(f"{field}: cannot import {module_ref!r} ({exc})") from None
         except (Exception, SystemExit) as exc:
-            raise ModelError(
-                f"model.factory: importing {module_ref!r} failed: {_describe(exc)}"
-            ) from exc
+            raise ModelError(f"{field}: importing {module_ref!r} failed: {_describe(exc)}") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ModelError(f"model.factory: {module_ref!r} has no callable {attr!r}")
+        raise ModelError(f"{field}: {module_ref!r} has no callable {attr!r}")
     return factory
 
 

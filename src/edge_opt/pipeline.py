@@ -36,7 +36,7 @@ from edge_opt.data import (
     DataSplits,
     Loaders,
     calibration_inputs,
-    load_raw_dataset,
+    load_dataset,
     make_loaders,
     split_dataset,
 )
@@ -59,6 +59,7 @@ from edge_opt.hardware import precision_tradeoff_table
 from edge_opt.harness import load_average, stabilize_allocator
 from edge_opt.metrics import collect_metrics, evaluate_accuracy, first_inputs
 from edge_opt.model import BuiltModel, count_parameters
+from edge_opt.per_class import per_class_for_run
 from edge_opt.preparation import (
     build_configured_model,
     check_data_fits_model,
@@ -387,7 +388,7 @@ def _run_stages(
     t = time.perf_counter()
     torch.manual_seed(cfg.seed)
     built = build_configured_model(cfg)
-    raw = load_raw_dataset(cfg.dataset, cfg.data_dir, built.input_shape)
+    raw = load_dataset(cfg.dataset, built.input_shape, cfg.data_dir)
     splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
     loaders = make_loaders(splits, cfg.batch_size, cfg.effective_dataloader_seed, cfg.num_workers)
     calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
@@ -519,7 +520,14 @@ def _run_stages(
     deploy_ids = [recommendation.candidate_id] if recommendation.candidate_id else []
     for front in (latency_front, energy_front):
         deploy_ids += [c for c in front.get("candidate_id", []) if c not in deploy_ids]
-    exported = export_deployables(built_models, deploy_ids, out / "models")
+    data_info = {
+        "input_shape": list(splits.input_shape),
+        "num_classes": splits.num_classes,
+        "normalisation": {"mean": splits.mean, "std": splits.std},
+        **splits.describe(),
+    }
+    exported = export_deployables(built_models, deploy_ids, out / "models", data_info)
+    per_class = per_class_for_run(splits, loaders.val, val_result, built_models, recommendation)
     save_variants(variants, out / "models" / "variants")
 
     # --- hardware ---------------------------------------------------------------------------
@@ -625,9 +633,10 @@ def _run_stages(
             "sizes": splits.sizes(),
             "input_shape": list(splits.input_shape),
             "num_classes": splits.num_classes,
-            "normalisation": {"mean": splits.mean, "std": splits.std},
             "files": [{"path": str(p), "sha256": sha256_file(p)} for p in splits.files],
+            **data_info,
         },
+        per_class_accuracy=per_class,
         training=history,
         baseline={
             "model": built.label,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from edge_opt.config import ExperimentConfig
-from edge_opt.data import DataSplits, load_raw_dataset
+from edge_opt.data import DataSplits, load_dataset
 from edge_opt.devices import get_device_profile
 from edge_opt.errors import EdgeOptError, ModelError
 from edge_opt.hardware import estimate_layerwise_stats
@@ -59,11 +59,11 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
         built = None
     try:
         shape = built.input_shape if built is not None else (1, 28, 28)
-        raw = load_raw_dataset(cfg.dataset, cfg.data_dir, shape)
+        raw = load_dataset(cfg.dataset, shape, cfg.data_dir)
         if built is not None and tuple(raw.train_images.shape[1:]) != tuple(built.input_shape):
             problems.append(
                 f"model {built.label!r} expects inputs of shape {list(built.input_shape)} but "
-                f"dataset {cfg.dataset!r} has images of shape {list(raw.train_images.shape[1:])}"
+                f"dataset {raw.name!r} has images of shape {list(raw.train_images.shape[1:])}"
             )
     except EdgeOptError as exc:
         problems.append(str(exc))

@@ -22,6 +22,7 @@ from edge_opt.artifacts import (
 from edge_opt.environment import sha256_file
 from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import save_hardware_artifacts
+from edge_opt.per_class import per_class_markdown
 from edge_opt.results import HardwareAnalysis, RunResult
 
 MIB = 2**20
@@ -53,7 +54,10 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "wall_seconds": round(result.timings_s.get("total", float("nan")), 2),
-        "dataset": {k: result.data[k] for k in ("name", "source", "sizes", "input_shape")},
+        "dataset": {
+            **{k: result.data[k] for k in ("name", "source", "sizes", "input_shape")},
+            **{k: result.data[k] for k in ("class_names", "skipped_images") if k in result.data},
+        },
         "model": result.baseline["model"],
         "baseline": {**result.baseline, "metrics": base_row},
         "study_rows": len(sweep),
@@ -320,7 +324,12 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "## Setup",
         "",
         f"- Data: {result.data['source']} ({result.data['name']}); sizes "
-        f"{result.data['sizes']} (selection on val, test reported only).",
+        f"{result.data['sizes']} (selection on val, test reported only)"
+        + (
+            f"; {result.data['skipped_images']} unreadable image(s) skipped (skip_bad_images)."
+            if result.data.get("skipped_images")
+            else "."
+        ),
         f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters, "
         f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
         f"{result.baseline['test_accuracy']:.4f}.",
@@ -359,8 +368,12 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         "",
         "Deployable files of the recommended candidate and every frontier point: "
         + (", ".join(f"`{m['path']}`" for m in result.exported_models if m.get("path")) or "(none)")
-        + " (sha256 in `manifest.json`).",
+        + " (sha256 in `manifest.json`; each has a sidecar `models/<id>.json` with its input, "
+        "preprocessing and class names: `edge-opt predict MODEL IMAGE...` runs it).",
         "",
+    ]
+    lines += per_class_markdown(result.per_class_accuracy)
+    lines += [
         "## Hardware (modelled traffic over measured latency)",
         "",
     ]
@@ -442,6 +455,9 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
         atomic_write_json(out / "run_result.json", result.to_dict()),
         atomic_write_text(out / "report.md", render_report(result, summary)),
     ]
+    if result.per_class_accuracy:
+        per_class = pd.DataFrame(result.per_class_accuracy)
+        paths.append(atomic_write_csv(out / "per_class_accuracy.csv", per_class))
     paths += _write_hardware(out, result.hardware_baseline, precision_df)
     for hw in result.hardware_candidates:
         paths += _write_candidate_hardware(out / "candidates" / hw.candidate_id, hw)

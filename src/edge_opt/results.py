@@ -59,6 +59,7 @@ class RunResult:
     roofline_candidates: list[dict[str, Any]] = field(default_factory=list)
     projection: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    per_class_accuracy: list[dict[str, Any]] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
