@@ -204,6 +204,25 @@ def _candidates(records: list[dict[str, Any]]) -> str:
     )
 
 
+def _per_class(result: RunResult) -> str:
+    """Which classes the recommended candidate gained or lost against the reference."""
+    rows = result.per_class_accuracy
+    if not rows:
+        return ""
+    columns = [
+        Column("class_name", "class"),
+        Column("images", "images", "g"),
+        Column("reference_accuracy", f"{rows[0]['reference_id']}", ".4f"),
+        Column("candidate_accuracy", f"{rows[0].get('candidate_id') or 'recommended'}", ".4f"),
+        Column("accuracy_change", "change", "+.4f", "recommended - reference"),
+    ]
+    return (
+        '<section id="per-class"><h2>Per-class accuracy (validation split)</h2><p class="note">'
+        "Sort by change to see which classes the recommended candidate hurt.</p>"
+        f"{table('per-class-table', columns, rows, filterable=False)}</section>"
+    )
+
+
 def _tradeoffs(result: RunResult) -> str:
     rows = result.precision_tradeoffs
     if not rows:
@@ -363,6 +382,7 @@ def render_html(
             _verdict(result, summary),
             _frontier(result, points),
             _candidates(records),
+            _per_class(result),
             _tradeoffs(result),
             _hardware(result, images),
             _environment(result),
