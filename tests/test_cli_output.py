@@ -1,4 +1,4 @@
-"""What `edge-opt run` prints: log lines when piped, --quiet, fitted tables, library noise in run.log."""
+"""What `edge-opt run` prints: plain lines when piped, --quiet, fitted tables, run.log."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def piped_run(
 def test_piped_run_prints_plain_lines_one_per_candidate_and_phase(piped_run) -> None:
     proc, _ = piped_run
     assert proc.returncode == 0, proc.stderr
-    assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr
+    assert "\r" not in proc.stderr
+    assert "\x1b[" not in proc.stderr
     lines = proc.stderr.splitlines()
     assert all(re.match(r"\[\d\d:\d\d:\d\d\] ", line) for line in lines), lines
     for cid in CANDIDATES:

@@ -26,7 +26,8 @@ def test_library_records_and_warnings_go_to_the_file(tmp_path: Path) -> None:
     assert "INFO    edge_opt.run: edge-opt run (new)" in text
     assert "WARNING torchao: Failed to load _C_mxfp8.so" in text
     assert "WARNING root: Please consider pre-processing before quantization." in text
-    assert "py.warnings" in text and "torch.ao.quantization is deprecated" in text
+    assert "py.warnings" in text
+    assert "torch.ao.quantization is deprecated" in text
     assert "after the block" not in text
     assert logging.getLogger().handlers == before
 
@@ -58,5 +59,6 @@ def test_fd2_writes_of_c_code_and_children_go_to_the_file(
     assert "child says hi" in text
     assert "progress for a person" not in text
     assert "progress for a person" in captured
-    assert "USDT" not in captured and "child says hi" not in captured
+    assert "USDT" not in captured
+    assert "child says hi" not in captured
     assert "after the block" in captured  # fd 2 is restored
