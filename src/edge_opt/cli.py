@@ -373,11 +373,12 @@ def _print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
 
 def _print_quiet(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     """--quiet: the answer and where the rest is, nothing else."""
-    runs = getattr(result, "runs", None)
-    if runs is not None:  # several seeds: one recommendation per seed
+    from edge_opt.multiseed import MultiSeedResult
+
+    if isinstance(result, MultiSeedResult):  # several seeds: one recommendation per seed
         picks = ", ".join(
             f"seed {s}: {r.recommendation['candidate_id']}"
-            for s, r in zip(result.seeds, runs, strict=True)
+            for s, r in zip(result.seeds, result.runs, strict=True)
         )
         _say(f"recommended per seed: {picks}")
     else:
