@@ -127,3 +127,22 @@ def test_quiet_still_prints_errors(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert "epoch: unknown key; did you mean 'epochs'?" in proc.stderr
+
+
+def test_a_failed_run_in_process_leaves_the_console_on_the_current_stderr(tmp_path: Path) -> None:
+    """The run display swaps the console's file and must give it back to ``sys.stderr``: the
+    next in-process invocation (a new CliRunner stream) still gets its error line."""
+    from typer.testing import CliRunner
+
+    from edge_opt.cli import app
+
+    out = tmp_path / "out"
+    args = ["run", str(REPO / "configs/quick.yaml"), "--set", "dataset=fashion-mnist"]
+    first = CliRunner().invoke(app, [*args, "--set", f"data_dir={tmp_path}", "-o", str(out)])
+    assert first.exit_code == 1
+    assert f"data_dir: {tmp_path} lacks the fashion-mnist IDX files" in first.stderr
+    log = (out / ".edge-opt" / "run.log").read_text()
+    assert "ERROR   edge_opt.run: run stopped: DataError: data_dir:" in log
+    second = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])
+    assert second.exit_code == 1
+    assert "nowhere: no such directory" in second.stderr

@@ -97,6 +97,12 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     logging.captureWarnings(True)
 
 
+def _console_to_stderr() -> None:
+    """Let the console follow ``sys.stderr`` again (rich reads it at each write when its file
+    is unset; pinning the object seen now would break the next in-process invocation)."""
+    console.file = None  # type: ignore[assignment]
+
+
 @contextlib.contextmanager
 def _run_display(log_path: Path, quiet: bool) -> Iterator[Progress]:
     """For the length of a run: fd 2 (C++ libraries, child processes) goes to the run's log,
@@ -104,7 +110,6 @@ def _run_display(log_path: Path, quiet: bool) -> Iterator[Progress]:
     from edge_opt.progress import LogProgress, NullProgress, RichProgress
     from edge_opt.runlog import stderr_to_file
 
-    previous = console.file
     with stderr_to_file(log_path) as terminal:
         console.file = terminal
         progress: Progress
@@ -118,7 +123,7 @@ def _run_display(log_path: Path, quiet: bool) -> Iterator[Progress]:
             yield progress
         finally:
             progress.finish()  # stops a live bar on every exit path
-            console.file = previous
+            _console_to_stderr()
 
 
 def _fail(exc: Exception, verbose: bool) -> None:
@@ -453,7 +458,6 @@ def profile(
         log_path = Path(cfg.output_dir) / "profile" / "profile.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.unlink(missing_ok=True)
-        previous = console.file
         # The profiler's kineto prints `USDT: ... profiler_start` lines to fd 2: into the log.
         with stderr_to_file(log_path) as terminal, log_to_file(log_path, "edge-opt profile"):
             console.file = terminal
@@ -462,7 +466,7 @@ def profile(
 
                 table, folder = profile_model(cfg)
             finally:
-                console.file = previous
+                _console_to_stderr()
     except OSError as exc:
         _fail(EdgeOptError(_os_error_line(exc, None)), verbose)
     except Exception as exc:
