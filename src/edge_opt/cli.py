@@ -6,14 +6,15 @@ no traceback unless ``-v``); 2 bad command-line usage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-import warnings
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,10 @@ from rich.table import Table
 
 from edge_opt import __version__
 from edge_opt.errors import ConfigError, EdgeOptError
+from edge_opt.tables import TextTable, fit_to_width, terminal_width
+
+if TYPE_CHECKING:
+    from edge_opt.progress import Progress
 
 app = typer.Typer(
     add_completion=False,
@@ -45,18 +50,80 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a config key: --set epochs=1 (repeatable)."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Print only the final result and errors (no progress)."),
+]
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = RichHandler(console=console, show_path=verbose, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+class _ConsoleFilter(logging.Filter):
+    """What reaches the console: edge-opt's own records, and any library's errors. Library
+    warnings (torchao, ONNX Runtime, Python warnings) go to the run's log only (-v: all)."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = record.name == "edge_opt" or record.name.startswith("edge_opt.")
+        return self.verbose or ours or record.levelno >= logging.ERROR
+
+
+class _LineHandler(logging.Handler):
+    """Plain log lines for pipes and CI logs: ``[12:03:04] message``, one line per record,
+    never wrapped or rewritten (the console's current file, so a run's redirect applies)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=verbose, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        handler = _LineHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    handler.addFilter(_ConsoleFilter(verbose))
+    handler.setLevel(logging.ERROR if quiet and not verbose else logging.DEBUG)
     # Only edge-opt's own loggers speak at INFO; libraries (matplotlib, torch) stay at WARNING.
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("edge_opt").setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
-        # torch.ao.quantization is deprecated in torch 2.13 and says so on every call.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao")
+    # Python warnings become records (``py.warnings``): in a run's log, off the console.
+    logging.captureWarnings(True)
+
+
+def _console_to_stderr() -> None:
+    """Let the console follow ``sys.stderr`` again (rich reads it at each write when its file
+    is unset; pinning the object seen now would break the next in-process invocation)."""
+    console.file = None  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _run_display(log_path: Path, quiet: bool) -> Iterator[Progress]:
+    """For the length of a run: fd 2 (C++ libraries, child processes) goes to the run's log,
+    the console keeps the real stderr, and the progress display is chosen for it."""
+    from edge_opt.progress import LogProgress, NullProgress, RichProgress
+    from edge_opt.runlog import stderr_to_file
+
+    with stderr_to_file(log_path) as terminal:
+        console.file = terminal
+        progress: Progress
+        if quiet:
+            progress = NullProgress()
+        elif console.is_terminal:
+            progress = RichProgress(console)
+        else:
+            progress = LogProgress()
+        try:
+            yield progress
+        finally:
+            progress.finish()  # stops a live bar on every exit path
+            _console_to_stderr()
 
 
 def _fail(exc: Exception, verbose: bool) -> None:
@@ -144,14 +211,16 @@ def run(
             "completes).",
         ),
     ] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train (or load) the baseline, sweep pruning x precision, measure, and write the reports.
 
     The output directory is locked while the run lasts; reports appear in it only when the
-    run completes. Ctrl-C or SIGTERM stop it; `--resume` continues it.
+    run completes. Ctrl-C or SIGTERM stop it; `--resume` continues it. Progress goes to
+    stderr (bars on a terminal, log lines otherwise); library messages go to run.log.
     """
-    _setup_logging(verbose)
+    _setup_logging(verbose, quiet)
     from edge_opt.config import load_config
     from edge_opt.rundir import check_output_path, open_run_dir
 
@@ -163,7 +232,7 @@ def run(
             return
         m = result.metrics
         log.info(
-            "[%d/%d] %-16s acc %.4f  p50 %.4f ms  p95 %.4f ms  %.1f KiB  %s (%.1f s)",
+            "[%d/%d] %-20s acc %.4f  p50 %.4f ms  p95 %.4f ms  %.1f KiB  %s (%.1f s)",
             index,
             total,
             result.candidate_id,
@@ -191,10 +260,13 @@ def run(
         cfg = load_config(config, overrides)
         # Locked and marked `running` before torch is even imported.
         opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
-        from edge_opt.multiseed import MultiSeedResult
-        from edge_opt.pipeline import run_experiment
+        with _run_display(opened.log, quiet) as progress:
+            from edge_opt.multiseed import MultiSeedResult
+            from edge_opt.pipeline import run_experiment
 
-        result = run_experiment(cfg, on_candidate=on_candidate, opened=opened)
+            result = run_experiment(
+                cfg, on_candidate=on_candidate, opened=opened, progress=progress
+            )
     except OSError as exc:  # a full disk, a file-size limit, a vanished directory
         _fail(
             EdgeOptError(_os_error_line(exc, cfg.output_dir if "cfg" in locals() else None)),
@@ -207,7 +279,9 @@ def run(
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if isinstance(result, MultiSeedResult):
+    if quiet:
+        _print_quiet(result, Path(cfg.output_dir))
+    elif isinstance(result, MultiSeedResult):
         _print_multi_seed(result, Path(cfg.output_dir))
     else:
         _print_result(result, Path(cfg.output_dir))
@@ -249,68 +323,75 @@ def _print_interrupted(output_dir: str | None) -> None:
         console.print(f"resume with: {resume}", markup=False, highlight=False)
 
 
-def _print_multi_seed(result, out: Path) -> None:  # type: ignore[no-untyped-def]
-    table = Table(title=f"candidates over seeds {result.seeds} (mean [95% CI])")
-    for col in ("candidate", "accuracy", "p50 ms", "accepted share"):
-        table.add_column(col, justify="left" if col == "candidate" else "right")
-
-    def ci(row, metric: str, fmt: str) -> str:  # type: ignore[no-untyped-def]
-        mean, low, high = (row[f"{metric}_{k}"] for k in ("mean", "ci95_low", "ci95_high"))
-        return f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
-
-    for _, row in result.summary.iterrows():
-        table.add_row(
-            row["candidate_id"],
-            ci(row, "accuracy", ".4f"),
-            ci(row, "latency_p50_ms", ".4f"),
-            f"{row['accepted_share']:.2f}",
+def _print_table(table: TextTable, full: str) -> None:
+    """Print ``table`` with the columns that fit the width whole; say where the rest is."""
+    width = terminal_width(out_console.is_terminal, out_console.width, dict(os.environ))
+    fitted, dropped = fit_to_width(table, width)
+    rich_table = Table(title=fitted.title, title_justify="left")
+    for col, col_width in zip(fitted.columns, fitted.widths(), strict=True):
+        rich_table.add_column(
+            col.header,
+            justify=col.justify,  # type: ignore[arg-type]
+            no_wrap=True,
+            min_width=col_width,
         )
-    out_console.print(table)
+    for row in fitted.rows:
+        rich_table.add_row(*row)
+    out_console.print(rich_table, width=max(width, 20), crop=False)
+    hidden = f"; not shown at width {width}: {', '.join(dropped)}" if dropped else ""
+    out_console.print(f"full table: {full}{hidden}", markup=False, soft_wrap=True)
+
+
+def _say(text: str) -> None:
+    """One line on stdout, never wrapped (paths, hashes and ids stay whole when piped)."""
+    out_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_multi_seed(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    from edge_opt.tables import multi_seed_table
+
+    _print_table(multi_seed_table(result.summary, result.seeds), f"{out}/multi_seed_summary.csv")
     front = ", ".join(result.frontier["candidate_id"]) if not result.frontier.empty else "(empty)"
-    out_console.print(f"frontier over seed means: {front}", markup=False)
-    out_console.print(
-        f"per-seed runs in {out}/seed_*/, summaries in {out}/multi_seed_summary.*", markup=False
-    )
+    _say(f"frontier over seed means: {front}")
+    _say(f"per-seed runs in {out}/seed_*/, summaries in {out}/multi_seed_summary.*")
 
 
 def _print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    from edge_opt.tables import candidate_table
+
     sweep = result.sweep_frame()
-    table = Table(title="candidates (accuracy on validation; latency per call, measured)")
-    for col in ("candidate", "status", "accuracy", "p50 ms", "p95 ms", "KiB", "verdict"):
-        table.add_column(
-            col,
-            justify="left" if col in ("candidate", "status", "verdict") else "right",
-            no_wrap=col in ("candidate", "verdict"),
-        )
-    for _, row in sweep.iterrows():
-        if row["status"] != "ok":
-            table.add_row(row["candidate_id"], row["status"], "", "", "", "", "-")
-            continue
-        verdict = "accepted" if row["accepted"] else "rejected"
-        if row["candidate_id"] == result.recommendation["candidate_id"]:
-            verdict = "RECOMMENDED"
-        table.add_row(
-            row["candidate_id"],
-            "ok",
-            f"{row['accuracy']:.4f}",
-            f"{row['latency_p50_ms']:.4f}",
-            f"{row['latency_p95_ms']:.4f}",
-            f"{row['model_size_bytes'] / 1024:.1f}",
-            verdict,
-        )
-    out_console.print(table)
+    rec = result.recommendation
+    _print_table(
+        candidate_table(sweep, rec["candidate_id"]),
+        f"{out}/sweep_results.csv ({len(sweep.columns)} columns), report.md",
+    )
     reasons: dict[str, list[str]] = {}
     for _, row in sweep[sweep["status"] != "ok"].iterrows():
         reasons.setdefault(f"{row['status']}: {row['error']}", []).append(row["candidate_id"])
     for reason, ids in reasons.items():
-        out_console.print(f"{reason} ({', '.join(ids)})", markup=False)
-    rec = result.recommendation
-    out_console.print(f"recommended: {rec['candidate_id']} - {rec['reason']}", markup=False)
+        _say(f"{reason} ({', '.join(ids)})")
+    _say(f"recommended: {rec['candidate_id']} - {rec['reason']}")
     for warning in result.warnings:
-        out_console.print(f"warning: {warning}", markup=False)
-    out_console.print(
-        f"reports written to {out}/ (start with report.md and summary.json)", markup=False
-    )
+        _say(f"warning: {warning}")
+    _say(f"reports written to {out}/ (start with report.md and summary.json; log: run.log)")
+
+
+def _print_quiet(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    """--quiet: the answer and where the rest is, nothing else."""
+    from edge_opt.multiseed import MultiSeedResult
+
+    if isinstance(result, MultiSeedResult):  # several seeds: one recommendation per seed
+        picks = ", ".join(
+            f"seed {s}: {r.recommendation['candidate_id']}"
+            for s, r in zip(result.seeds, result.runs, strict=True)
+        )
+        _say(f"recommended per seed: {picks}")
+    else:
+        rec = result.recommendation
+        _say(f"recommended: {rec['candidate_id']} - {rec['reason']}")
+        if result.warnings:
+            _say(f"{len(result.warnings)} warning(s): see {out}/report.md")
+    _say(f"reports written to {out}/")
 
 
 @app.command()
@@ -383,10 +464,9 @@ def export(
         result = export_candidate(run_dir, candidate, fmt.value if fmt else None, output)
     except Exception as exc:
         _fail(exc, verbose)
-    out_console.print(
+    _say(
         f"{result.candidate_id}: {result.path} ({result.format}, {result.bytes} bytes, "
-        f"sha256 {result.sha256}); {result.note}; sidecar {result.sidecar}",
-        markup=False,
+        f"sha256 {result.sha256}); {result.note}; sidecar {result.sidecar}"
     )
 
 
@@ -413,40 +493,48 @@ def predict(
 
 
 @app.command()
-def profile(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+def profile(
+    config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False
+) -> None:
     """Profile the configured model operator by operator and write the profile artifacts."""
-    _setup_logging(verbose)
+    _setup_logging(verbose, quiet)
     from edge_opt.config import load_config
-    from edge_opt.pipeline import profile_model
+    from edge_opt.runlog import log_to_file, stderr_to_file
+    from edge_opt.tables import operator_table
 
     try:
         cfg = load_config(config, set_ or [])
-        table, folder = profile_model(cfg)
+        log_path = Path(cfg.output_dir) / "profile" / "profile.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.unlink(missing_ok=True)
+        # The profiler's kineto prints `USDT: ... profiler_start` lines to fd 2: into the log.
+        with stderr_to_file(log_path) as terminal, log_to_file(log_path, "edge-opt profile"):
+            console.file = terminal
+            try:
+                from edge_opt.pipeline import profile_model
+
+                table, folder = profile_model(cfg)
+            finally:
+                _console_to_stderr()
+    except OSError as exc:
+        _fail(EdgeOptError(_os_error_line(exc, None)), verbose)
     except Exception as exc:
         _fail(exc, verbose)
-    ops = Table(title=f"operators of {table.subject} (per forward, profiler overhead included)")
-    for col in ("operator", "latency ms", "memory KB", "calls"):
-        ops.add_column(col, justify="left" if col == "operator" else "right")
-    for row in table.operator_profile[:20]:
-        ops.add_row(
-            row["operator"],
-            f"{row['latency_ms']:.4f}",
-            f"{row['memory_kb']:.1f}",
-            f"{row['calls']:g}",
-        )
-    out_console.print(ops)
+    if not quiet:
+        rows = table.operator_profile[:20]
+        _print_table(operator_table(rows, table.subject), f"{folder}/operator_profile.csv")
     t = table.totals
     util = "n/a" if t["stream_utilization"] is None else f"{t['stream_utilization']:.2%}"
-    out_console.print(
+    _say(
         f"totals: {t['latency_ms']:.4f} ms, {t['memory_kb']:.1f} KB, "
-        f"{t['estimated_bandwidth_mb_s']:.1f} MB/s, stream utilisation {util}",
-        markup=False,
+        f"{t['estimated_bandwidth_mb_s']:.1f} MB/s, stream utilisation {util}"
     )
-    for key, sentence in table.edge_constraints.items():
-        out_console.print(f"{key}: {sentence}", markup=False)
-    out_console.print(
-        f"written to {folder}/ (operator_profile.csv, hardware_totals.csv, hardware_profile.json)",
-        markup=False,
+    if not quiet:
+        for key, sentence in table.edge_constraints.items():
+            _say(f"{key}: {sentence}")
+    _say(
+        f"written to {folder}/ (operator_profile.csv, hardware_totals.csv, "
+        "hardware_profile.json, profile.log)"
     )
 
 

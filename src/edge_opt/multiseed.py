@@ -22,6 +22,7 @@ import pandas as pd
 from edge_opt.artifacts import atomic_write_csv, atomic_write_json, atomic_write_text
 from edge_opt.config import ExperimentConfig, dump_config
 from edge_opt.experiments import CandidateResult, EpochStats, pareto_frontier
+from edge_opt.progress import NullProgress, Progress
 from edge_opt.reports.multiseed import combined_recommendation, render_html, render_markdown
 from edge_opt.results import RunResult
 from edge_opt.rundir import RunDir
@@ -168,6 +169,7 @@ def run_multi_seed(
     resume: bool = False,
     command: Sequence[str] = ("edge-opt", "run"),
     opened: RunDir | None = None,
+    progress: Progress | None = None,
 ) -> MultiSeedResult:
     """Run the experiment for every seed in ``cfg.seeds`` and write the multi-seed summaries.
 
@@ -195,7 +197,7 @@ def run_multi_seed(
             def stage(name: str, seed: int = seed) -> None:
                 run_dir.stage(f"seed {seed}: {name}")
 
-            context = RunContext(folder, run_dir.tmp, cache, stage)
+            context = RunContext(folder, run_dir.tmp, cache, stage, progress or NullProgress())
             result = run_pipeline(seed_cfg, on_candidate, on_epoch, context)
             write_reports(result, folder)
             runs.append(result)

@@ -10,6 +10,8 @@ import contextlib
 import copy
 import hashlib
 import logging
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -69,6 +71,7 @@ from edge_opt.preparation import (
     seed_everything,
 )
 from edge_opt.profiling import roofline_points
+from edge_opt.progress import NullProgress, Progress
 from edge_opt.remote import (
     Cluster,
     cross_device_validation,
@@ -80,6 +83,7 @@ from edge_opt.remote import (
 )
 from edge_opt.results import RunResult
 from edge_opt.rundir import now_iso
+from edge_opt.runlog import RUN_LOG, log_to_file
 from edge_opt.runtimes import RuntimeModel
 from edge_opt.sweep import SweepPlan, execute_sweep
 from edge_opt.tasks import VariantSettings
@@ -136,12 +140,14 @@ def _observations(sweep: pd.DataFrame, environment: dict[str, Any]) -> list[str]
 
 @dataclass(frozen=True)
 class RunContext:
-    """Where one run writes: its staging folder, scratch space, cache, and a stage hook."""
+    """Where one run writes: its staging folder, scratch space, cache, a stage hook, and where
+    the long stages report how far they are (``edge_opt.progress``)."""
 
     staging: Path
     tmp: Path
     cache: ArtifactCache
     on_stage: Callable[[str], None] = lambda _name: None
+    progress: Progress = field(default_factory=NullProgress)
 
 
 @dataclass
@@ -205,6 +211,7 @@ def _train_baseline(
     fingerprint: str,
     cache: ArtifactCache,
     on_epoch: Callable[[EpochStats], None] | None,
+    progress: Progress | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train the baseline, or reuse the cached result of the very same training."""
     key = _training_key(cfg, built, fingerprint)
@@ -237,6 +244,7 @@ def _train_baseline(
         seed=cfg.seed,
         on_epoch=record_epoch,
         val_loader=loaders.val,
+        progress=progress,
     )
     cache.put("baseline", key, {"history": history}, {"weights.pt": state_dict_bytes(trained)})
     return trained, history
@@ -402,7 +410,9 @@ def _run_stages(
     # --- baseline ---------------------------------------------------------------------------
     stage("training")
     t = time.perf_counter()
-    baseline, history = _train_baseline(cfg, built, loaders, fingerprint, cache, on_epoch)
+    baseline, history = _train_baseline(
+        cfg, built, loaders, fingerprint, cache, on_epoch, context.progress
+    )
     checkpoint = atomic_write_bytes(out / CHECKPOINT, state_dict_bytes(baseline))
     val_result = evaluate_accuracy(baseline, loaders.val)
     val_acc = val_result.accuracy
@@ -444,6 +454,7 @@ def _run_stages(
         cache=cache,
         train_fingerprint=train_fingerprint,
         channel_multiple=cfg.channel_multiple,
+        progress=context.progress,
     )
     timings["pruning"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -477,6 +488,7 @@ def _run_stages(
         on_result=on_candidate,
         on_stage=stage,
         failures=failures,
+        progress=context.progress,
     )
     sweep = _where_measured(sweep, cluster)
     if cluster is not None and cluster.resource is not None:
@@ -684,6 +696,7 @@ def run(
     resume: bool = False,
     command: Sequence[str] = ("edge-opt", "run"),
     opened: RunDir | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """``run_pipeline`` then ``write_reports``, in a protected run directory.
 
@@ -702,7 +715,11 @@ def run(
     with protected_run(cfg.output_dir, overwrite, resume, command, opened) as run_dir:
         warn_config_change(run_dir, cfg)
         context = RunContext(
-            run_dir.staging, run_dir.tmp, ArtifactCache(run_dir.cache_root), run_dir.stage
+            run_dir.staging,
+            run_dir.tmp,
+            ArtifactCache(run_dir.cache_root),
+            run_dir.stage,
+            progress or NullProgress(),
         )
         result = run_pipeline(cfg, on_candidate, on_epoch, context)
         run_dir.stage("reports")
@@ -732,6 +749,9 @@ def protected_run(
     """Open and lock the run directory (or take ``opened``, already locked by the caller);
     publish its staging folder if the block completes.
 
+    Every log record and Python warning of the block goes to the run's log (``run_dir.log``,
+    published as ``run.log``; see ``edge_opt.runlog``).
+
     On any exception the status records ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` with
     the error and the command that resumes; scratch space is removed on every exit path.
     """
@@ -741,7 +761,10 @@ def protected_run(
         output_dir, overwrite=overwrite, resume=resume, command=command
     )
     try:
-        yield run_dir
+        header = f"edge-opt run ({run_dir.mode}) in {run_dir.out}, pid {os.getpid()}"
+        with log_to_file(run_dir.log, header):
+            yield run_dir
+        shutil.copyfile(run_dir.log, run_dir.staging / RUN_LOG)  # published with the run
         run_dir.publish()
         run_dir.set_status("complete", stage="done", finished_at=now_iso())
     except BaseException as exc:
@@ -771,13 +794,21 @@ def run_experiment(
     resume: bool = False,
     command: Sequence[str] = ("edge-opt", "run"),
     opened: RunDir | None = None,
+    progress: Progress | None = None,
 ) -> RunResult | MultiSeedResult:
     """What ``edge-opt run`` does: one run, or one per seed when ``seeds`` is set.
 
     ``opened``: the run directory, already opened with ``edge_opt.rundir.open_run_dir`` (the
     CLI opens it before importing torch, so the status says ``running`` at once).
+    ``progress``: how the long stages show how far they are (``edge_opt.progress``).
     """
-    options = {"overwrite": overwrite, "resume": resume, "command": command, "opened": opened}
+    options = {
+        "overwrite": overwrite,
+        "resume": resume,
+        "command": command,
+        "opened": opened,
+        "progress": progress,
+    }
     if cfg.seeds:
         from edge_opt.multiseed import run_multi_seed
 

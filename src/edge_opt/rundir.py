@@ -8,6 +8,7 @@ Layout of an output directory ``OUT``::
     OUT/.edge-opt/staging/     the run being built (reports are written here first)
     OUT/.edge-opt/cache/       content-keyed results of finished work (what --resume reuses)
     OUT/.edge-opt/tmp/         scratch space, emptied on every open and every exit
+    OUT/.edge-opt/run.log      the run's live log (copied into the run as run.log when complete)
     OUT/.edge-opt/published.json   every file the last publish put in OUT (nothing else is ours)
 
 Rules (each one is a test): a path of ``''``/``.`` (the current directory), a file, or a
@@ -208,6 +209,11 @@ class RunDir:
     @property
     def tmp(self) -> Path:
         return self.state / "tmp"
+
+    @property
+    def log(self) -> Path:
+        """The live log of the run (``edge_opt.runlog``); published as ``run.log``."""
+        return self.state / "run.log"
 
     def resume_command(self) -> str:
         args = list(self.command)
@@ -453,6 +459,8 @@ def open_run_dir(
         run_dir.mode = _check_mode(out, status, overwrite, resume)
         if run_dir.mode == "overwrite":
             shutil.rmtree(run_dir.cache_root, ignore_errors=True)
+        if run_dir.mode != "resume":  # a resumed run continues its log; a new one starts one
+            run_dir.log.unlink(missing_ok=True)
         for scratch in (run_dir.tmp, run_dir.staging):
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)

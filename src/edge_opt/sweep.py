@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from edge_opt.artifacts import atomic_write_csv
 from edge_opt.cache import ArtifactCache
 from edge_opt.energy import RaplReader
-from edge_opt.harness import HarnessSettings, measure_interleaved, paired_speedup
+from edge_opt.harness import HarnessSettings, LatencyStats, measure_interleaved, paired_speedup
 from edge_opt.memory import BYTES_PER_MB, RssProber
 from edge_opt.metrics import (
     CandidateMetrics,
@@ -39,6 +39,7 @@ from edge_opt.metrics import (
     throughput_settings,
 )
 from edge_opt.plan import DEFAULT_RUNTIME, SweepPlan, budget_column, candidate_id
+from edge_opt.progress import NullProgress, Progress
 from edge_opt.runtimes import RuntimeModel
 from edge_opt.tasks import (
     PrepareContext,
@@ -221,6 +222,7 @@ def execute_sweep(
     on_result: Callable[[CandidateResult, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
     failures: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Prepare, time and judge every candidate of ``plan``; one row per candidate.
 
@@ -235,8 +237,10 @@ def execute_sweep(
         on_stage: called with ``preparing``, ``timing`` and ``memory`` as the sweep moves on.
         failures: candidates whose prepare task failed on a cluster node (id -> reason):
             they become ``failed`` rows with that reason (``edge_opt.remote``).
+        progress: advanced per prepared candidate, per timing round and per RSS probe.
     """
     stage = on_stage or (lambda _name: None)
+    progress = progress or NullProgress()
     latency_input = first_inputs(val_loader, plan.latency_batch_size)
     batch_input = next(iter(val_loader))[0]
     ctx = PrepareContext(
@@ -250,9 +254,9 @@ def execute_sweep(
         cache or ArtifactCache(None),
         dict(failures or {}),
     )
-    progress = Path(output_dir) / "sweep_results.csv" if output_dir is not None else None
+    progress_csv = Path(output_dir) / "sweep_results.csv" if output_dir is not None else None
     stage("preparing")
-    prepared = prepare_all(variants, ctx, batch_input, progress)
+    prepared = prepare_all(variants, ctx, batch_input, progress_csv, progress)
     if keep_models is not None:
         keep_models.update({p.cid: p.built for p in prepared if p.built is not None})
 
@@ -269,21 +273,29 @@ def execute_sweep(
         )
         twins = {p.cid: _instances(p.built, plan.instances, harness.threads) for p in ready}
         base_id = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
+        progress.start("timing latency", harness.max_rounds, "rounds (at most)")
         lat = measure_interleaved(
             {cid: [m.timed_call(latency_input) for m in models] for cid, models in twins.items()},
             harness,
             dict.fromkeys(twins, plan.latency_batch_size),
-            on_round=lambda r, n: log.debug("latency round %d/%d", r, n),
+            on_round=lambda _r, _n: progress.advance(1),
             energy_reader=rapl if rapl.available else None,
             anchor=base_id,
         )
+        progress.finish()
+        _log_rounds("latency", lat)
         log.info("timing throughput at batch %d", int(batch_input.shape[0]))
+        thr_settings = throughput_settings(harness, plan.throughput_repeats)
+        progress.start("timing throughput", thr_settings.max_rounds, "rounds (at most)")
         thr = measure_interleaved(
             {p.cid: _call(p.built, batch_input) for p in ready},
-            throughput_settings(harness, plan.throughput_repeats),
+            thr_settings,
             dict.fromkeys([p.cid for p in ready], int(batch_input.shape[0])),
+            on_round=lambda _r, _n: progress.advance(1),
             anchor=base_id,
         )
+        progress.finish()
+        _log_rounds("throughput", thr)
         for p in ready:
             p.latency, p.throughput = lat[p.cid], thr[p.cid]
 
@@ -291,8 +303,10 @@ def execute_sweep(
     # children would disturb it).
     if plan.measure_rss and ready:
         stage("memory")
+        progress.start("peak RSS", len(ready), "candidates")
         with RssProber() as prober:
             for p in ready:
+                progress.advance(1, p.cid)
                 built = p.built
                 if built is None:
                     continue
@@ -306,6 +320,7 @@ def execute_sweep(
                     onnx_path=built.artifact,
                 )
                 p.rss = (probe.cold_mb, probe.warm_mb, probe.note)
+        progress.finish()
 
     base_id = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
     base_latency = next((p.latency for p in ready if p.cid == base_id), None)
@@ -320,9 +335,17 @@ def execute_sweep(
         if on_result is not None:
             on_result(result, index, len(prepared))
     frame = flag_slower_than_less_pruned(frame_rows([r.to_dict() for r in results]))
-    if progress is not None:
-        atomic_write_csv(progress, frame)
+    if progress_csv is not None:
+        atomic_write_csv(progress_csv, frame)
     return frame
+
+
+def _log_rounds(what: str, stats: Mapping[str, LatencyStats]) -> None:
+    """One line after a timing phase: how many rounds it took and why it stopped."""
+    if stats:
+        rounds = max(s.rounds for s in stats.values())
+        reason = next(iter(stats.values())).stop_reason
+        log.info("%s timing: %d round(s), stopped: %s", what, rounds, reason)
 
 
 def flag_slower_than_less_pruned(frame: pd.DataFrame) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from edge_opt.memory import BYTES_PER_MB, peak_activation_bytes
 from edge_opt.metrics import AccuracyResult, evaluate_predict
 from edge_opt.model import count_parameters
 from edge_opt.plan import SweepPlan, candidate_id
+from edge_opt.progress import NullProgress, Progress
 from edge_opt.pruning import PruningScope, structured_channel_prune
 from edge_opt.runtimes import RuntimeModel, build_runtime, unsupported_reason
 from edge_opt.training import train_model
@@ -92,6 +93,7 @@ def prune_variants(
     cache: ArtifactCache | None = None,
     train_fingerprint: str = "",
     channel_multiple: int = 1,
+    progress: Progress | None = None,
 ) -> dict[float, nn.Module]:
     """One pruned and fine-tuned float model per level.
 
@@ -132,6 +134,7 @@ def prune_variants(
                     fine_tune_epochs, learning_rate, seed, input_shape, scope, channel_multiple
                 ),
                 device,
+                progress,
             )
             cache.put("variant", key, {"level": level}, {"weights.pt": state_dict_bytes(pruned)})
         variants[level] = pruned.eval()
@@ -185,6 +188,7 @@ def prune_variant(
     train_loader: DataLoader | None,
     settings: VariantSettings,
     device: str | torch.device = "cpu",
+    progress: Progress | None = None,
 ) -> nn.Module:
     """One level: prune ``base_model`` (a copy) and fine-tune it; no cache (a task)."""
     pruned = prune_structure(
@@ -200,6 +204,8 @@ def prune_variant(
         settings.learning_rate,
         device,
         seed=_fine_tune_seed(settings.seed, level),
+        progress=progress,
+        task=f"fine-tuning p{round(level * 100):02d}",
     ).eval()
 
 
@@ -418,12 +424,18 @@ def prepare_all(
     ctx: PrepareContext,
     check_batch: torch.Tensor,
     progress_csv: Path | None,
+    progress: Progress | None = None,
 ) -> list[PreparedCandidate]:
-    """Phase 1: every candidate built and evaluated; each row goes to disk as soon as it exists."""
+    """Phase 1: every candidate built and evaluated; each row goes to disk as soon as it exists.
+
+    ``progress`` advances once per candidate (task ``preparing``)."""
     plan = ctx.plan
     prepared: list[PreparedCandidate] = []
     by_level: dict[float, tuple[str, Reference, int]] = {}
-    for level, precision, runtime in plan.candidates():
+    candidates = list(plan.candidates())
+    progress = progress or NullProgress()
+    progress.start("preparing", len(candidates), "candidates")
+    for level, precision, runtime in candidates:
         if level not in by_level:
             model = variants[level]
             macs = int(estimate_layerwise_stats(model, 1, ctx.input_shape)["macs"].sum())
@@ -432,6 +444,7 @@ def prepare_all(
         sha, reference, macs = by_level[level]
         p = prepare_candidate(variants[level], sha, level, precision, runtime, ctx, reference, macs)
         prepared.append(p)
+        progress.advance(1, p.cid)
         if p.accuracy is not None:
             log.info(
                 "prepared %s: accuracy %.4f, %.1f KiB%s",
@@ -446,4 +459,5 @@ def prepare_all(
                 for q in prepared
             ]
             atomic_write_csv(progress_csv, frame_rows(rows))
+    progress.finish()
     return prepared

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edge_opt.errors import TrainingDivergedError
+from edge_opt.progress import NullProgress, Progress
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ def train_model(
     seed: int | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     val_loader: DataLoader | None = None,
+    progress: Progress | None = None,
+    task: str = "training",
 ) -> nn.Module:
     """Train a copy of ``model`` with Adam and cross-entropy; the caller's model is untouched.
 
@@ -54,6 +57,8 @@ def train_model(
         on_epoch: called with ``EpochStats`` after each epoch.
         val_loader: if given, the validation loss is computed after each epoch (so a report
             can say whether it was still falling when training stopped).
+        progress: advanced once per batch, as ``task`` (``edge_opt.progress``).
+        task: the progress task's name (``training``, ``fine-tuning p50``).
 
     Returns:
         The trained copy, in eval mode.
@@ -73,6 +78,9 @@ def train_model(
     trained = copy.deepcopy(model).to(device)
     optimizer = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     criterion = nn.CrossEntropyLoss()
+    progress = progress or NullProgress()
+    batches = _batch_count(train_loader)
+    progress.start(task, None if batches is None else epochs * batches, "batches")
     for epoch in range(1, epochs + 1):
         trained.train()
         start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
@@ -93,6 +101,7 @@ def train_model(
             loss_sum += loss_value * targets.numel()
             correct += int((outputs.argmax(1) == targets).sum())
             seen += targets.numel()
+            progress.advance(1, f"epoch {epoch}/{epochs}, loss {loss_sum / seen:.4f}")
         stats = EpochStats(
             epoch,
             epochs,
@@ -112,7 +121,15 @@ def train_model(
         )
         if on_epoch is not None:
             on_epoch(stats)
+    progress.finish()
     return trained.eval()
+
+
+def _batch_count(loader: DataLoader) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:  # an iterable dataset: no length, the bar counts without a total
+        return None
 
 
 def _mean_loss(
