@@ -36,14 +36,15 @@ def save_variants(variants: dict[float, nn.Module], folder: Path) -> None:
 def export_deployables(
     built: dict[str, RuntimeModel], candidate_ids: list[str], folder: Path
 ) -> list[dict[str, Any]]:
-    """Write ``models/<id>.onnx`` (onnxruntime) or ``models/<id>.pt`` (TorchScript, eager and
-    compiled) for the given candidates; returns their paths and sha256."""
+    """Write ``models/<id>.onnx`` (onnxruntime), ``models/<id>.pte`` (executorch) or
+    ``models/<id>.pt`` (TorchScript, eager and compiled) for the given candidates; returns
+    their paths, formats and sha256."""
     records = []
     for cid in candidate_ids:
         model = built.get(cid)
         if model is None:
             continue
-        suffix = ".onnx" if model.artifact is not None else ".pt"
+        suffix = model.deployable_suffix
         try:
             path = model.save(folder / f"{cid}{suffix}")
         except Exception as exc:  # an export that fails is reported, not fatal
@@ -54,7 +55,7 @@ def export_deployables(
             {
                 "candidate_id": cid,
                 "path": str(path.relative_to(folder.parent)),
-                "format": "onnx" if suffix == ".onnx" else "torchscript",
+                "format": model.deployable_format,
                 "sha256": sha256_file(path),
                 "bytes": path.stat().st_size,
             }
