@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,8 @@ def _quiet_stderr() -> Iterator[None]:
 
 def _portable_lib() -> Any:
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental API" on import, not actionable
             import executorch.extension.pybindings.portable_lib as portable_lib
     except ImportError as exc:
         raise RuntimeBuildError(
