@@ -1,6 +1,6 @@
 """``executorch``: the model lowered to ExecuTorch's XNNPACK delegate as one ``.pte`` program,
-run through ExecuTorch's Python runtime (``executorch.runtime``), what a PyTorch user deploys
-to a Raspberry Pi or a phone.
+run through ExecuTorch's Python runtime (``portable_lib``, which ``executorch.runtime`` wraps):
+what a PyTorch user deploys to a Raspberry Pi or a phone.
 
 - fp32: ``torch.export`` at the deployment batch -> ``to_edge_transform_and_lower`` with
   ``XnnpackPartitioner`` -> ``.pte``.
@@ -81,10 +81,10 @@ def _portable_lib() -> Any:
 def set_threadpool_threads(threads: int) -> int:
     """Size ExecuTorch's process-wide thread pool (XNNPACK's) to ``threads``; returns it."""
     lib = _portable_lib()
-    if lib._threadpool_get_thread_count() != threads:
-        with _quiet_stderr():
+    with _quiet_stderr():  # the pool's first use probes cpuinfo, and says so on stderr
+        if lib._threadpool_get_thread_count() != threads:
             lib._unsafe_reset_threadpool(threads)
-    return int(lib._threadpool_get_thread_count())
+        return int(lib._threadpool_get_thread_count())
 
 
 def _xnnpack_int8(
@@ -167,20 +167,26 @@ def lower_to_executorch(
 
 
 def load_method(path: Path, threads: int) -> tuple[Any, Any]:
-    """Load ``path`` as a new program (``executorch.runtime``); returns (program, forward)."""
-    set_threadpool_threads(threads)
-    from executorch.runtime import Runtime
+    """Load ``path`` as a new program; returns (program, its ``forward`` method).
 
+    Through ``portable_lib`` (what ``executorch.runtime`` wraps): its method can return its
+    outputs without copying them (``call(inputs, clone_outputs=False)``), as a deployed program
+    does; ``benchmarks/runtime_options.py`` measured the copy at 4-8% of a SmallCNN call.
+    """
+    if not path.is_file():
+        raise RuntimeBuildError(f"{path}: no such ExecuTorch program; rebuild the candidate")
+    set_threadpool_threads(threads)
+    lib = _portable_lib()
     try:
-        program = Runtime.get().load_program(path)
+        program = lib._load_program(
+            str(path), program_verification=lib.Verification.InternalConsistency
+        )
         method = program.load_method("forward")
     except Exception as exc:
         raise RuntimeBuildError(
             f"{path}: not a loadable ExecuTorch program ({type(exc).__name__}: {exc}); "
             "delete it or rebuild the candidate"
         ) from None
-    if method is None:
-        raise RuntimeBuildError(f"{path}: the program has no 'forward' method; rebuild it")
     return program, method
 
 
@@ -200,10 +206,13 @@ class _Program:
 
     def __init__(self, path: Path, threads: int) -> None:
         self.program, self.method = load_method(path, threads)
-        self.batch = int(self.method.metadata.input_tensor_meta(0).sizes()[0])
+        self.batch = int(self.method.method_meta().input_tensor_meta(0).sizes()[0])
 
     def run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        return self.method.execute(inputs)[0]
+        return self.method.call(inputs)[0]  # a copy: the planned output buffer is reused
+
+    def run_uncopied(self, inputs: list[torch.Tensor]) -> object:
+        return self.method.call(inputs, clone_outputs=False)
 
 
 def pte_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeModel:
@@ -218,8 +227,8 @@ def pte_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         feeds = [[chunk] for chunk in _chunks(x, loaded.batch)]
         if len(feeds) == 1:
             feed = feeds[0]
-            return lambda: loaded.method.execute(feed)
-        return lambda: [loaded.run(f) for f in feeds]
+            return lambda: loaded.run_uncopied(feed)
+        return lambda: [loaded.run_uncopied(f) for f in feeds]
 
     return RuntimeModel(
         "executorch",

@@ -140,8 +140,14 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         return torch.from_numpy(session.run(None, {name: x.float().numpy()})[0])
 
     def timed_call(x: torch.Tensor) -> Callable[[], object]:
-        feed = {name: np.ascontiguousarray(x.float().numpy())}
-        return lambda: session.run(None, feed)
+        # I/O binding: the input bound once, as an application would keep its input buffer;
+        # 1.15x faster than session.run with a feed dict at batch 1 (runtime_options.py).
+        # (The binding holds ``feed``: its OrtValue points into that array.)
+        feed = np.ascontiguousarray(x.float().numpy())
+        binding = session.io_binding()
+        binding.bind_cpu_input(name, feed)
+        binding.bind_output(session.get_outputs()[0].name, "cpu")
+        return lambda: session.run_with_iobinding(binding)
 
     return RuntimeModel(
         "onnxruntime",
