@@ -13,6 +13,7 @@ Weights are state dicts read with ``torch.load(weights_only=True)``: nothing is 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -40,6 +41,10 @@ def library_versions() -> dict[str, str]:
             versions[name] = str(getattr(module, "__version__", "unknown"))
         except ImportError:
             versions[name] = "absent"
+    try:  # metadata, not an import: importing executorch loads its native runtime
+        versions["executorch"] = importlib.metadata.version("executorch")
+    except importlib.metadata.PackageNotFoundError:
+        versions["executorch"] = "absent"
     return versions
 
 

@@ -41,6 +41,7 @@ class ExportFormat(StrEnum):
     """What `export --format` accepts (anything else is a usage error, exit 2)."""
 
     onnx = "onnx"
+    pte = "pte"
     torchscript = "torchscript"
 
 
@@ -451,12 +452,13 @@ def export(
         str | None, typer.Option("--candidate", "-c", help="Candidate id; default: recommended.")
     ] = None,
     fmt: Annotated[
-        ExportFormat | None, typer.Option("--format", "-f", help="onnx or torchscript.")
+        ExportFormat | None,
+        typer.Option("--format", "-f", help="onnx, pte (ExecuTorch) or torchscript."),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Re-export a candidate of a finished run (ONNX or TorchScript) and print its sha256."""
+    """Re-export a candidate of a finished run (ONNX, .pte or TorchScript); print its sha256."""
     _setup_logging(verbose)
     from edge_opt.export import export_candidate
 

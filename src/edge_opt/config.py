@@ -324,11 +324,12 @@ class ExperimentConfig(BaseModel):
         min_length=1,
         description="Any of `fp32`, `fp16`, `bf16`, `int8` (static PTQ).",
     )
-    runtimes: tuple[Literal["eager", "onnxruntime", "compiled"], ...] = Field(
+    runtimes: tuple[Literal["eager", "onnxruntime", "compiled", "executorch"], ...] = Field(
         ("eager",),
         min_length=1,
         description="Where candidates run: `eager` PyTorch, `onnxruntime` (ONNX export), "
-        "`compiled` (torch.compile with freezing).",
+        "`compiled` (torch.compile with freezing), `executorch` (a .pte lowered to XNNPACK; "
+        "fp32 and int8).",
     )
     quantization_backend: QuantBackend = Field(
         "x86", description="int8 engine: `x86`, `fbgemm`, `onednn` or `qnnpack`."

@@ -39,22 +39,23 @@ def export_deployables(
     folder: Path,
     data: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write ``models/<id>.onnx`` (onnxruntime) or ``models/<id>.pt`` (TorchScript, eager and
-    compiled) for the given candidates; returns their paths and sha256. With ``data`` (the
-    run's data description), each also gets its sidecar ``models/<id>.json``."""
+    """Write ``models/<id>.onnx`` (onnxruntime), ``models/<id>.pte`` (executorch) or
+    ``models/<id>.pt`` (TorchScript, eager and compiled) for the given candidates; returns
+    their paths, formats and sha256. With ``data`` (the run's data description), each also
+    gets its sidecar ``models/<id>.json``."""
     records = []
     for cid in candidate_ids:
         model = built.get(cid)
         if model is None:
             continue
-        suffix = ".onnx" if model.artifact is not None else ".pt"
+        suffix = model.deployable_suffix
         try:
             path = model.save(folder / f"{cid}{suffix}")
         except Exception as exc:  # an export that fails is reported, not fatal
             log.warning("could not export %s: %s", cid, exc)
             records.append({"candidate_id": cid, "path": None, "error": str(exc)})
             continue
-        fmt = "onnx" if suffix == ".onnx" else "torchscript"
+        fmt = model.deployable_format
         record = {
             "candidate_id": cid,
             "path": str(path.relative_to(folder.parent)),

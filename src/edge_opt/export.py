@@ -1,4 +1,5 @@
-"""Re-export a candidate of a finished run as a deployable file (ONNX or TorchScript).
+"""Re-export a candidate of a finished run as a deployable file (ONNX, ExecuTorch .pte or
+TorchScript).
 
 A run keeps each pruned float model in ``models/variants/`` and its resolved config, so any
 measured candidate can be rebuilt exactly (int8 is re-calibrated on the same seeded batches)
@@ -29,7 +30,14 @@ from edge_opt.rundir import locked_run_dir, require_finished_run
 from edge_opt.runtimes import build_runtime
 
 log = logging.getLogger(__name__)
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "pte", "torchscript")
+# format -> (the runtime that builds it, the file suffix, its int8 quantizer when re-exported)
+_BUILDS = {
+    "onnx": ("onnxruntime", ".onnx", "ONNX Runtime's QDQ quantizer"),
+    "pte": ("executorch", ".pte", "ExecuTorch's XNNPACKQuantizer"),
+    "torchscript": ("eager", ".pt", "eager FX PTQ"),
+}
+_DEFAULT_FORMAT = {"onnxruntime": "onnx", "executorch": "pte"}
 
 
 @dataclass(frozen=True)
@@ -134,14 +142,14 @@ def export_candidate(
     fmt: str | None = None,
     output: str | Path | None = None,
 ) -> ExportResult:
-    """Rebuild a candidate of a finished run and write it as ONNX or TorchScript.
+    """Rebuild a candidate of a finished run and write it as ONNX, .pte or TorchScript.
 
     Args:
         run_dir: the run's output directory (holding ``run_result.json``).
         candidate_id: default: the run's recommended candidate.
-        fmt: ``onnx`` or ``torchscript``; default: ``onnx`` for onnxruntime candidates,
-            ``torchscript`` otherwise.
-        output: file to write; default ``<run_dir>/models/<candidate_id>.<onnx|pt>``.
+        fmt: ``onnx``, ``pte`` (ExecuTorch, XNNPACK) or ``torchscript``; default: ``onnx``
+            for onnxruntime candidates, ``pte`` for executorch ones, ``torchscript`` otherwise.
+        output: file to write; default ``<run_dir>/models/<candidate_id>.<onnx|pte|pt>``.
 
     Raises:
         EdgeOptError: no such run or candidate (the message lists the valid ones), an
@@ -150,7 +158,8 @@ def export_candidate(
     """
     run_dir = Path(run_dir)
     if output is not None and Path(output).is_dir():
-        name = f"{candidate_id or 'candidate'}.{'onnx' if fmt == 'onnx' else 'pt'}"
+        suffix = _BUILDS[fmt][1] if fmt in _BUILDS else ".pt"
+        name = f"{candidate_id or 'candidate'}{suffix}"
         raise EdgeOptError(
             f"--output {output} is a directory; give a file path, e.g. {Path(output) / name}"
         )
@@ -173,15 +182,15 @@ def _export(
         raise EdgeOptError("this run recommended no candidate; pass --candidate ID")
     row = _row(result, cid)
     runtime, precision, level = row["runtime"], row["precision"], float(row["pruning_level"])
-    fmt = fmt or ("onnx" if runtime == "onnxruntime" else "torchscript")
+    fmt = fmt or _DEFAULT_FORMAT.get(runtime, "torchscript")
     if fmt not in FORMATS:
         raise EdgeOptError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    build_as, suffix, quantizer = _BUILDS[fmt]
     note = "the measured candidate"
-    build_as = "onnxruntime" if fmt == "onnx" else "eager"
     if build_as != runtime:
         note = f"measured as {runtime}; exported as {fmt}" + (
-            " (int8 by ONNX Runtime's QDQ quantizer, not the measured int8 model)"
-            if fmt == "onnx" and precision == "int8"
+            f" (int8 by {quantizer}, not the measured int8 model)"
+            if precision == "int8" and fmt != "torchscript"
             else ""
         )
     cfg = build_config(result.config)
@@ -200,8 +209,9 @@ def _export(
         raw = load_dataset(cfg.dataset, built_model.input_shape, cfg.data_dir)
         splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
         calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
-    example = torch.zeros(1, *built_model.input_shape)
-    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    # A .pte program has a static batch: the run's deployment batch, as in the sweep.
+    batch = cfg.latency_batch_size if fmt == "pte" else 1
+    example = torch.zeros(batch, *built_model.input_shape)
     target = Path(output) if output else run_dir / "models" / f"{cid}{suffix}"
     with tempfile.TemporaryDirectory(prefix="edge-opt-export-") as tmp:
         runtime_model = build_runtime(

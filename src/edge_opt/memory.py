@@ -127,6 +127,12 @@ def probe(path, input_path, threads):
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         feed = {session.get_inputs()[0].name: x.float().numpy()}
         model = lambda _x: session.run(None, feed)
+    elif path.endswith(".pte"):  # ExecuTorch: its thread pool sized as in the sweep
+        import executorch.extension.pybindings.portable_lib as lib
+        from executorch.runtime import Runtime
+        lib._unsafe_reset_threadpool(threads)
+        method = Runtime.get().load_program(path).load_method("forward")
+        model = lambda _x: method.execute([_x.float().contiguous()])
     else:
         model = torch.jit.load(path)
     def one_call():
@@ -234,7 +240,8 @@ class RssProber:
         threads: int = 1,
         onnx_path: Path | None = None,
     ) -> RssProbe:
-        """Cold and warm peak-RSS growth (MiB) of ``model`` (or the ONNX file) on ``example``."""
+        """Cold and warm peak-RSS growth (MiB) of ``model`` (or the exported file: ``.onnx`` in
+        ONNX Runtime, ``.pte`` in ExecuTorch) on ``example``."""
         if not Path("/proc/self/clear_refs").exists():
             return RssProbe(None, None, "unavailable: /proc/self/clear_refs is missing (not Linux)")
         folder = Path(tempfile.mkdtemp(dir=self._tmp.name))
@@ -263,7 +270,8 @@ def measure_peak_rss_delta_mb(
 ) -> RssProbe:
     """Run the model once cold and once warm in a fresh child process; measure peak-RSS growth.
 
-    With ``onnx_path`` the child runs that ONNX file in ONNX Runtime instead of ``model``.
+    With ``onnx_path`` the child runs that exported file instead of ``model`` (``.onnx`` in
+    ONNX Runtime, ``.pte`` in ExecuTorch).
     """
     with RssProber(timeout_s) as prober:
         return prober.probe(model, example, threads, onnx_path)

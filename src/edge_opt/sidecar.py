@@ -54,7 +54,7 @@ def build_sidecar(
 
     Args:
         model_path: the written model file (hashed here).
-        fmt: ``onnx`` or ``torchscript``.
+        fmt: ``onnx``, ``pte`` (ExecuTorch) or ``torchscript``.
         input_dtype: what the file takes (``float32``; ``float16``/``bfloat16`` for an eager
             fp16/bf16 TorchScript file).
         data: the run's data description (``DataSplits.describe()`` plus ``num_classes`` and
@@ -68,6 +68,12 @@ def build_sidecar(
         input_name, output_name = onnx_io_names(model_path)
         runtime = {"name": "onnxruntime", "version": onnxruntime.__version__}
         batch = "dynamic (any batch size)"
+    elif fmt == "pte":
+        from importlib.metadata import version
+
+        input_name, output_name = "input (positional, method `forward`)", "output"
+        runtime = {"name": "executorch (XNNPACK delegate)", "version": version("executorch")}
+        batch = "exported at batch 1"
     else:
         import torch
 

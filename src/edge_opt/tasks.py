@@ -37,7 +37,7 @@ from edge_opt.model import count_parameters
 from edge_opt.plan import SweepPlan, candidate_id
 from edge_opt.progress import NullProgress, Progress
 from edge_opt.pruning import PruningScope, structured_channel_prune
-from edge_opt.runtimes import RuntimeModel, build_runtime, unsupported_reason
+from edge_opt.runtimes import RuntimeModel, artifact_name, build_runtime, unsupported_reason
 from edge_opt.training import train_model
 
 log = logging.getLogger(__name__)
@@ -355,8 +355,9 @@ def prepare_candidate(
             )
 
     try:
-        cached_file = entry is not None and "model.onnx" in entry.meta["files"]
-        artifact = entry.path("model.onnx") if entry is not None and cached_file else None
+        name = artifact_name(runtime)  # model.onnx, model.pte: copied into the cache
+        cached_file = entry is not None and name is not None and name in entry.meta["files"]
+        artifact = entry.path(name) if entry is not None and name and cached_file else None
         built = build(artifact)
         model_sha = sha256_bytes(state_dict_bytes(built.eager.model))
         if entry is not None and entry.meta.get("model_sha256") == model_sha:
@@ -369,7 +370,7 @@ def prepare_candidate(
                 built = build(None)
             evaluate_candidate(prepared, built, ctx, reference)
             prepared.seconds = time.perf_counter() - start
-            copies = {"model.onnx": built.artifact} if built.artifact is not None else None
+            copies = {name: built.artifact} if name and built.artifact is not None else None
             ctx.cache.put("candidate", key, prepared.cache_meta(model_sha), copies=copies)
         prepared.built = built
     except (EdgeOptError, RuntimeError) as exc:

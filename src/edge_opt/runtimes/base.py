@@ -1,0 +1,132 @@
+"""What every runtime shares: the built candidate (``RuntimeModel``), the build request, and
+the registry a runtime module adds itself to with ``@register_runtime``."""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge_opt.errors import RuntimeBuildError
+from edge_opt.quantization import ConvertedModel
+from edge_opt.registry import Registry
+
+# Deployable formats by the artifact's suffix; a runtime without an artifact exports TorchScript.
+FORMATS_BY_SUFFIX = {".onnx": "onnx", ".pte": "pte", ".pt": "torchscript"}
+
+
+@dataclass
+class RuntimeModel:
+    """A candidate ready to run: ``predict`` for evaluation, ``timed_call`` for the harness."""
+
+    runtime: str
+    precision: str
+    predict: Callable[[torch.Tensor], torch.Tensor]  # float32 batch in, float32 logits out
+    timed_call: Callable[[torch.Tensor], Callable[[], object]]  # prepares inputs outside timing
+    size_bytes: int  # what would be deployed: state dict, ONNX file, .pte program
+    eager: ConvertedModel  # the eager equivalent (activation liveness, RSS probe)
+    artifact: Path | None = None  # the exported file (onnxruntime, executorch)
+    # Builds an independent twin from the artifact with a thread count; None: not offered.
+    reload: Callable[[int], RuntimeModel] | None = field(default=None, repr=False)
+
+    def fresh_instance(self, threads: int) -> RuntimeModel | None:
+        """An independently built twin (new session or program load, new copy of the module) to
+        time beside this one; None where building one is too costly (``compiled``)."""
+        if self.reload is not None:
+            return self.reload(threads)
+        return None
+
+    @property
+    def deployable_suffix(self) -> str:
+        """The suffix of the file ``save`` writes: the artifact's, or ``.pt`` (TorchScript)."""
+        return self.artifact.suffix if self.artifact is not None else ".pt"
+
+    @property
+    def deployable_format(self) -> str:
+        return FORMATS_BY_SUFFIX.get(self.deployable_suffix, self.deployable_suffix[1:])
+
+    def save(self, path: Path) -> Path:
+        """Write the deployable artifact (ONNX file, .pte program, or TorchScript for eager)."""
+        # Written aside and renamed: a full disk or a file-size limit leaves no truncated file.
+        from edge_opt.artifacts import atomic_write_bytes
+
+        if self.artifact is not None:
+            return atomic_write_bytes(path, self.artifact.read_bytes())
+        example = self.eager.prepare_input(torch.zeros(1, *input_shape(self.eager.model)))
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.trace(self.eager.model, example, check_trace=False), buffer)
+        return atomic_write_bytes(path, buffer.getvalue())
+
+
+def input_shape(model: nn.Module) -> tuple[int, ...]:
+    return tuple(getattr(model, "input_shape", (1, 28, 28)))
+
+
+def copied_eager(converted: ConvertedModel) -> ConvertedModel:
+    """The same converted model with its own copy of the module (an independent instance)."""
+    return replace(converted, model=copy.deepcopy(converted.model))
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One candidate to build: the pruned float model, its eager conversion and what export
+    and int8 calibration need."""
+
+    float_model: nn.Module  # not modified
+    converted: ConvertedModel  # the eager model in the candidate's precision
+    calibration: Sequence[torch.Tensor]  # float batches for int8
+    example: torch.Tensor  # one float input batch at the deployment batch size
+    threads: int
+    workdir: Path  # where exported files go
+    artifact: Path | None = None  # a file built by an earlier run (the cache): load it
+
+    @property
+    def precision(self) -> str:
+        return self.converted.precision
+
+
+Builder = Callable[[BuildRequest], RuntimeModel]
+
+
+@dataclass(frozen=True)
+class RuntimeEntry:
+    """A registered runtime: its builder, the precisions it refuses (with the reason) and the
+    suffix of the file it exports (None: nothing exported, the module itself runs)."""
+
+    name: str
+    build: Builder
+    unsupported: Mapping[str, str]
+    artifact_suffix: str | None = None
+
+    @property
+    def artifact_name(self) -> str | None:
+        """The artifact's file name in the candidate cache (``model.onnx``, ``model.pte``)."""
+        return f"model{self.artifact_suffix}" if self.artifact_suffix else None
+
+
+RUNTIME_REGISTRY: Registry[RuntimeEntry] = Registry("runtime", RuntimeBuildError)
+
+
+def register_runtime(
+    name: str,
+    *,
+    unsupported: Mapping[str, str] | None = None,
+    artifact_suffix: str | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering a runtime's builder under ``name``; a second use of a name is an
+    error (``RuntimeBuildError``)."""
+
+    def decorator(build: Builder) -> Builder:
+        entry = RuntimeEntry(name, build, dict(unsupported or {}), artifact_suffix)
+        RUNTIME_REGISTRY.register(name)(entry)
+        return build
+
+    return decorator

@@ -1,0 +1,40 @@
+"""``eager``: the precision-converted PyTorch module as is (int8: FX static PTQ)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from edge_opt.quantization import ConvertedModel
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel, copied_eager, register_runtime
+
+
+def eager_model(converted: ConvertedModel) -> RuntimeModel:
+    """Wrap a converted module; its twin is a deep copy of the module."""
+    model = converted.model.eval()
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(converted.prepare_input(x)).float()
+
+    def timed_call(x: torch.Tensor) -> Callable[[], object]:
+        example = converted.prepare_input(x)
+        return lambda: model(example)
+
+    from edge_opt.metrics import serialized_size_bytes
+
+    return RuntimeModel(
+        "eager",
+        converted.precision,
+        predict,
+        timed_call,
+        serialized_size_bytes(model),
+        converted,
+        reload=lambda _threads: eager_model(copied_eager(converted)),
+    )
+
+
+@register_runtime("eager")
+def build_eager(request: BuildRequest) -> RuntimeModel:
+    return eager_model(request.converted)

@@ -1,0 +1,181 @@
+"""``onnxruntime``: the float model exported to ONNX (``torch.onnx.export(dynamo=True)``,
+dynamic batch dimension, one self-contained file); int8 by ONNX Runtime's static quantization
+(QDQ, per-channel int8 weights, uint8 activations, calibrated on the same batches). Its CPU
+provider has few fp16/bf16 kernels, so those precisions are skipped, with the reason.
+
+Session options are ``OrtOptions``; the defaults are the choices ``benchmarks/runtime_options.py``
+measured (README, "Runtime options").
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_opt.errors import QuantizationError, RuntimeBuildError
+from edge_opt.quantization import ConvertedModel
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
+
+OptimizationLevel = Literal["disable", "basic", "extended", "all"]
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime session options for one candidate (threads are the harness's)."""
+
+    optimization_level: OptimizationLevel = "all"
+    inter_op_threads: int = 1
+    parallel: bool = False  # ORT_PARALLEL execution mode (operators side by side)
+    allow_spinning: bool = True  # session.intra_op.allow_spinning
+    memory_pattern: bool = True  # enable_mem_pattern
+
+
+def ort_session(path: Path, threads: int, options: OrtOptions | None = None) -> Any:
+    """An ONNX Runtime CPU session of ``path`` with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    chosen = options or OrtOptions()
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = threads  # the same thread budget as torch's timing
+    session_options.inter_op_num_threads = chosen.inter_op_threads
+    session_options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if chosen.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    session_options.graph_optimization_level = levels[chosen.optimization_level]
+    session_options.enable_mem_pattern = chosen.memory_pattern
+    session_options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if chosen.allow_spinning else "0"
+    )
+    session_options.log_severity_level = 3
+    return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """Export a float model to one self-contained ONNX file with a dynamic batch dimension."""
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                copy.deepcopy(model).float().eval(),
+                (example.float(),),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
+            )
+    except Exception as exc:
+        raise RuntimeBuildError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        quiet.setLevel(level)
+    return path
+
+
+def quantize_onnx_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    input_name: str,
+    calibration: Sequence[torch.Tensor],
+    *,
+    quant_format: Literal["qdq", "qoperator"] = "qdq",
+    per_channel: bool = True,
+) -> Path:
+    """ONNX Runtime static quantization: int8 weights (per channel by default), uint8
+    activations, QDQ nodes (or QOperator's fused QLinear* operators)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{input_name: b.float().numpy()} for b in calibration])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    try:
+        quantize_static(
+            str(fp32_path),
+            str(int8_path),
+            Reader(),
+            quant_format=formats[quant_format],
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    except Exception as exc:
+        raise QuantizationError(f"ONNX Runtime int8 quantization failed: {exc}") from exc
+    return int8_path
+
+
+def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeModel:
+    """Load ``path`` in a new session; its twin is another new session of the same file."""
+    session = ort_session(path, threads)
+    name = session.get_inputs()[0].name
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: x.float().numpy()})[0])
+
+    def timed_call(x: torch.Tensor) -> Callable[[], object]:
+        # I/O binding: the input bound once, as an application would keep its input buffer;
+        # 1.15x faster than session.run with a feed dict at batch 1 (runtime_options.py).
+        # (The binding holds ``feed``: its OrtValue points into that array.)
+        feed = np.ascontiguousarray(x.float().numpy())
+        binding = session.io_binding()
+        binding.bind_cpu_input(name, feed)
+        binding.bind_output(session.get_outputs()[0].name, "cpu")
+        return lambda: session.run_with_iobinding(binding)
+
+    return RuntimeModel(
+        "onnxruntime",
+        converted.precision,
+        predict,
+        timed_call,
+        os.path.getsize(path),
+        converted,
+        artifact=path,
+        reload=lambda n: ort_model(path, n, converted),
+    )
+
+
+@register_runtime(
+    "onnxruntime",
+    unsupported={
+        "fp16": "ONNX Runtime's CPU execution provider has few fp16 kernels",
+        "bf16": "ONNX Runtime's CPU execution provider has no bf16 kernels",
+    },
+    artifact_suffix=".onnx",
+)
+def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
+    if request.artifact is not None:  # built by an earlier run (the resume cache): load it
+        return ort_model(request.artifact, request.threads, request.converted)
+    path = export_onnx(request.float_model, request.example, request.workdir / "model_fp32.onnx")
+    if request.precision == "int8":
+        name = ort_session(path, 1).get_inputs()[0].name
+        path = quantize_onnx_int8(
+            path, request.workdir / "model_int8.onnx", name, request.calibration
+        )
+    return ort_model(path, request.threads, request.converted)
