@@ -171,8 +171,3 @@ def test_prefilter_rejects_an_over_budget_trial_without_timing_it(
     assert trials["latency_p50_ms"].isna().all()
     assert timed_ids == ["p00-fp32-eager"]  # only the reference was timed
     assert not frame["accepted"].any()
-
-
-def _show(frame: pd.DataFrame) -> str:  # pragma: no cover - debugging aid
-    cols = ["candidate_id", "status", "search_stage", "accuracy", "latency_p50_ms", "error"]
-    return frame[[c for c in cols if c in frame]].to_string()

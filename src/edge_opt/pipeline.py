@@ -369,40 +369,63 @@ def run_pipeline(
     timings["training"] = time.perf_counter() - t
 
     # --- sweep ------------------------------------------------------------------------------
-    stage("pruning")
-    t = time.perf_counter()
-    variants = prune_variants(
-        baseline,
-        cfg.pruning_levels,
-        loaders.train,
-        cfg.fine_tune_epochs,
-        cfg.learning_rate,
-        TORCH_DEVICE,
-        cfg.seed,
-        splits.input_shape,
-        cfg.pruning_scope,
-        cache=cache,
-        train_fingerprint=fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}",
-        channel_multiple=cfg.channel_multiple,
-    )
-    timings["pruning"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sweep = execute_sweep(
-        _sweep_plan(cfg, power.watts, fingerprint),
-        variants,
-        loaders.val,
-        calibration,
-        reference_predictions=val_result.predictions,
-        input_shape=splits.input_shape,
-        test_loader=loaders.test,
-        output_dir=out,
-        workdir=context.tmp,
-        cache=cache,
-        keep_models=built_models,
-        on_result=on_candidate,
-        on_stage=stage,
-    )
-    timings["sweep"] = time.perf_counter() - t
+    variants: dict[Any, nn.Module]  # by pruning level (grid) or candidate id (search)
+    if cfg.search.strategy == "optuna":
+        from edge_opt.search.engine import search_from_config
+
+        stage("searching")
+        t = time.perf_counter()
+        plan = _sweep_plan(cfg, power.watts, fingerprint)
+        searched = search_from_config(
+            cfg,
+            plan,
+            baseline,
+            loaders,
+            val_result.predictions,
+            calibration,
+            context.tmp,
+            out,
+            on_candidate,
+        )
+        sweep, variants = searched.frame, dict(searched.variants)
+        built_models.update(searched.built)
+        timings["search"] = time.perf_counter() - t
+    else:
+        stage("pruning")
+        t = time.perf_counter()
+        variants = prune_variants(
+            baseline,
+            cfg.pruning_levels,
+            loaders.train,
+            cfg.fine_tune_epochs,
+            cfg.learning_rate,
+            TORCH_DEVICE,
+            cfg.seed,
+            splits.input_shape,
+            cfg.pruning_scope,
+            cache=cache,
+            train_fingerprint=fingerprint
+            + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}",
+            channel_multiple=cfg.channel_multiple,
+        )
+        timings["pruning"] = time.perf_counter() - t
+        t = time.perf_counter()
+        sweep = execute_sweep(
+            _sweep_plan(cfg, power.watts, fingerprint),
+            variants,
+            loaders.val,
+            calibration,
+            reference_predictions=val_result.predictions,
+            input_shape=splits.input_shape,
+            test_loader=loaders.test,
+            output_dir=out,
+            workdir=context.tmp,
+            cache=cache,
+            keep_models=built_models,
+            on_result=on_candidate,
+            on_stage=stage,
+        )
+        timings["sweep"] = time.perf_counter() - t
     stage("analysis")
     timings.update({f"sweep_{name}": seconds for name, seconds in stage.phases.items()})
 
@@ -418,7 +441,8 @@ def run_pipeline(
     for front in (latency_front, energy_front):
         deploy_ids += [c for c in front.get("candidate_id", []) if c not in deploy_ids]
     exported = export_deployables(built_models, deploy_ids, out / "models")
-    save_variants(variants, out / "models" / "variants")
+    if cfg.search.strategy == "grid":
+        save_variants(variants, out / "models" / "variants")
 
     # --- hardware ---------------------------------------------------------------------------
     t = time.perf_counter()
@@ -451,7 +475,14 @@ def run_pipeline(
     # Every measured candidate gets its own layer table and summary (dtype-aware bytes).
     hw_candidates = [
         analyse_candidate(
-            variants[row["pruning_level"]], row, cfg, splits.input_shape, bandwidth, target
+            variants[
+                row["candidate_id"] if row["candidate_id"] in variants else row["pruning_level"]
+            ],
+            row,
+            cfg,
+            splits.input_shape,
+            bandwidth,
+            target,
         )
         for row in rows.values()
         if row["status"] == "ok" and pd.notna(row.get("latency_ms"))

@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, Subset
 
 from edge_opt.artifacts import atomic_write_csv
 from edge_opt.cache import ArtifactCache
-from edge_opt.config import SearchConfig
-from edge_opt.devices import HardwareProfile
+from edge_opt.config import ExperimentConfig, SearchConfig
+from edge_opt.data import Loaders
+from edge_opt.devices import HardwareProfile, host_profile
 from edge_opt.hardware import estimate_layerwise_stats
 from edge_opt.memory import BYTES_PER_MB
 from edge_opt.metrics import first_inputs
@@ -310,7 +311,9 @@ def _time_survivors(
     )
     if first:
         result = _result(reference, plan, inputs.reference_predictions, speedups[REFERENCE_ID])
-        state.rows.insert(0, {**result.to_dict(), **_search_columns(None, "reference", state.groups)})
+        state.rows.insert(
+            0, {**result.to_dict(), **_search_columns(None, "reference", state.groups)}
+        )
         if reference.built is not None:
             state.built[REFERENCE_ID] = reference.built
             state.models[REFERENCE_ID] = inputs.baseline
@@ -460,3 +463,35 @@ def run_search(
             atomic_write_csv(inputs.output_dir / "sweep_results.csv", _frame(state.rows))
     frame = flag_slower_than_less_pruned(_frame(state.rows))
     return SearchOutcome(frame, state.models, state.built, tuple(groups), len(state.timed))
+
+
+def search_from_config(
+    cfg: ExperimentConfig,
+    plan: SweepPlan,
+    baseline: nn.Module,
+    loaders: Loaders,
+    reference_predictions: torch.Tensor,
+    calibration: Sequence[torch.Tensor],
+    workdir: Path,
+    output_dir: Path | None,
+    on_result: Callable[[CandidateResult, int, int], None] | None = None,
+) -> SearchOutcome:
+    """What the pipeline runs for ``search: {strategy: optuna}`` (in place of the grid)."""
+    input_shape = tuple(next(iter(loaders.val))[0].shape[1:])
+    inputs = SearchInputs(
+        plan=plan,
+        baseline=baseline,
+        val_loader=loaders.val,
+        calibration=calibration,
+        reference_predictions=reference_predictions,
+        input_shape=(int(input_shape[0]), int(input_shape[1]), int(input_shape[2])),
+        host=host_profile(cfg.benchmark_threads, cfg.power_watts, cfg.refresh_host_profile),
+        workdir=workdir / "search",
+        test_loader=loaders.test,
+        train_loader=loaders.train,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+        channel_multiple=cfg.channel_multiple,
+        output_dir=output_dir,
+    )
+    return run_search(cfg.search, inputs, on_result)
