@@ -1,6 +1,10 @@
 """The search loop: Optuna asks a generation of trials, they are screened cheapest first
 (``edge_opt.search.screen``), the survivors are timed side by side, and every trial is told
-back (accuracy up, p50 latency down, size down; budgets as constraints) and becomes a row.
+back and becomes a row. The sampler is told deterministic objectives only: accuracy on the
+screening subset (up), the roofline latency proxy on this host's profile (down) and the size
+(down), with the budgets as constraints; so a seed asks for the same trials whatever the
+timing noise, and the measured latencies decide which trials are timed and, through the
+frontier, which one is recommended.
 
 Trials are built with the grid's own ``prepare_candidate`` and timed with the grid's harness,
 so a search row has the grid's columns, plus ``search_trial``, ``search_generation``,
@@ -278,13 +282,19 @@ def _tell(study: Any, trial: Any, rec: TrialRecord) -> None:
 
 
 def _told_values(rec: TrialRecord) -> tuple[float, float, float] | None:
-    """What the sampler learns from a trial that was not timed."""
+    """What the sampler learns: subset accuracy, the roofline proxy of latency and the size.
+
+    Only deterministic figures are told (never a measured time), so the trials a seed asks
+    for do not depend on timing noise: timing decides which trials are timed, not which are
+    tried. A trial stopped before it was built is told accuracy 0 and its size lower bound,
+    with its budget excess as a constraint.
+    """
     if rec.stage in ("failed", "unsupported"):
         return None
     p = rec.prepared
-    size = p.size_bytes / BYTES_PER_MB if p is not None and p.accuracy else rec.size_lower_mb
-    latency = rec.latency_estimate_ms if rec.latency_estimate_ms is not None else rec.roofline_ms
-    return (rec.subset_accuracy or 0.0, latency, size)
+    built = p is not None and p.accuracy is not None
+    size = p.size_bytes / BYTES_PER_MB if built and p is not None else rec.size_lower_mb
+    return (rec.subset_accuracy or 0.0, rec.roofline_ms, size)
 
 
 def _time_survivors(
@@ -324,7 +334,6 @@ def _time_survivors(
         result = _result(p, plan, inputs.reference_predictions, speedups.get(rec.candidate_id))
         rec.stage = "timed"
         size_mb = p.size_bytes / BYTES_PER_MB
-        rec.values = (p.accuracy.accuracy, p.latency.p50_ms, size_mb)
         state.timed.append(
             TimedPoint(
                 rec.candidate_id,
@@ -377,8 +386,8 @@ def _run_generation(
     if survivors or reference.latency is None:
         _time_survivors(state, survivors, reference, on_result)
     for rec in fresh:
+        rec.values = _told_values(rec)
         if rec.stage != "timed":
-            rec.values = _told_values(rec)
             state.rows.append(_screened_row(rec, state.inputs.plan))
     for rec, original in duplicates:
         rec.level, rec.values, rec.constraints = (
