@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -17,6 +22,7 @@ from edge_opt.search import dominates, hypervolume_2d, non_dominated
 from edge_opt.search import engine as search_engine
 from edge_opt.search.space import channel_groups, prune_groups, removed_fraction
 
+REPO = Path(__file__).resolve().parents[1]
 FAST = HarnessSettings(
     warmup_min=2, warmup_max_blocks=2, calls_per_round=5, max_rounds=2, min_rounds=1
 )
@@ -117,7 +123,7 @@ def _inputs(
     )
 
 
-SEARCH = SearchConfig(strategy="optuna", trials=6, population=3, seed=5, accuracy_subset=100)
+SEARCH = SearchConfig(strategy="optuna", trials=4, population=2, seed=5, accuracy_subset=100)
 
 
 def test_tiny_search_rows_are_unique_stable_and_its_frontier_non_dominated(
@@ -171,3 +177,60 @@ def test_prefilter_rejects_an_over_budget_trial_without_timing_it(
     assert trials["latency_p50_ms"].isna().all()
     assert timed_ids == ["p00-fp32-eager"]  # only the reference was timed
     assert not frame["accepted"].any()
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _edge_opt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "edge-opt"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_cli_bad_search_block_is_one_line_and_exit_1() -> None:
+    proc = _edge_opt(
+        "validate", "configs/quick.yaml", "--set", "search={strategy: optuna, trials: 0}"
+    )
+    assert proc.returncode == 1
+    assert "search.trials: Input should be greater than or equal to 1, got 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_search_run_recommends_a_timed_trial_and_export_refuses_it(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    settings = [
+        "dataset=synthetic",
+        "epochs=1",
+        "val_subset=200",
+        "test_subset=100",
+        "train_subset=400",
+        "benchmark_repeats=10",
+        "benchmark_trials=1",
+        "benchmark_max_rounds=2",
+        "benchmark_warmup=2",
+        "benchmark_instances=1",
+        "throughput_repeats=2",
+        "measure_peak_rss=false",
+        "profile_repeats=2",
+        "precisions=[fp32, int8]",
+        "memory_budgets_mb=[1.0]",
+        "active_memory_budget_mb=1.0",
+        "search={strategy: optuna, trials: 4, population: 4, accuracy_subset: 100}",
+    ]
+    proc = _edge_opt(
+        "run", "configs/quick.yaml", *[a for s in settings for a in ("--set", s)], "-o", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep = pd.read_csv(out / "sweep_results.csv")
+    assert sweep["candidate_id"].tolist()[0] == "p00-fp32-eager"
+    assert sorted(sweep["search_trial"].dropna().astype(int)) == [0, 1, 2, 3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recommended"] in set(sweep.loc[sweep["status"] == "ok", "candidate_id"])
+    export = _edge_opt("export", str(out))
+    assert export.returncode == 1
+    assert "export rebuilds grid candidates only" in export.stderr

@@ -166,14 +166,17 @@ def _variant(state: _State, rec: TrialRecord, example: torch.Tensor) -> nn.Modul
     return state.variants[key]
 
 
-def _fine_tuned(state: _State, rec: TrialRecord, model: nn.Module) -> nn.Module:
+def _fine_tuned(state: _State, ratios: tuple[float, ...], model: nn.Module) -> nn.Module:
+    """``model`` after ``fine_tune_epochs``: every trial, unpruned included, and the reference
+    get them, so every row had the same total training (the grid's rule)."""
     inputs, epochs = state.inputs, state.inputs.plan.fine_tune_epochs
-    if epochs == 0 or not any(rec.ratios.values()):
+    if epochs == 0:
         return model
     if inputs.train_loader is None:
         raise ValueError("fine_tune_epochs > 0 needs a train_loader")
-    key = (*rec.ratios.values(), -1.0)  # fine-tuned copies live beside the pruned ones
+    key = (*ratios, -1.0)  # fine-tuned copies live beside the pruned ones
     if key not in state.variants:
+        log.info("search: fine-tuning ratios %s for %d epoch(s)", list(ratios), epochs)
         state.variants[key] = train_model(
             model, inputs.train_loader, epochs, inputs.learning_rate, "cpu", seed=inputs.seed
         ).eval()
@@ -200,7 +203,7 @@ def _screen(state: _State, rec: TrialRecord) -> bool:
     budget = plan.active_memory_budget_mb
     if not prefilter(rec, budget, state.settings.latency_budget_ms, inputs.host):
         return False
-    rec.variant = _fine_tuned(state, rec, variant)
+    rec.variant = _fine_tuned(state, tuple(rec.ratios.values()), variant)
     macs = int(rec.layers["macs"].sum()) // plan.latency_batch_size
     ctx = replace(state.subset, workdir=inputs.workdir / rec.candidate_id)
     reference = level_reference(rec.variant, state.check_batch)
@@ -220,8 +223,10 @@ def _reference(state: _State) -> PreparedCandidate:
     inputs = state.inputs
     macs = int(estimate_layerwise_stats(inputs.baseline, 1, inputs.input_shape)["macs"].sum())
     ctx = replace(state.full, workdir=inputs.workdir / REFERENCE_ID)
-    ref = level_reference(inputs.baseline, state.check_batch)
-    return prepare_candidate(inputs.baseline, "", 0.0, "fp32", "eager", ctx, ref, macs)
+    zero = tuple(0.0 for _ in state.groups)
+    model = _fine_tuned(state, zero, inputs.baseline)
+    ref = level_reference(model, state.check_batch)
+    return prepare_candidate(model, "", 0.0, "fp32", "eager", ctx, ref, macs)
 
 
 def _search_columns(
@@ -326,7 +331,7 @@ def _time_survivors(
         )
         if reference.built is not None:
             state.built[REFERENCE_ID] = reference.built
-            state.models[REFERENCE_ID] = inputs.baseline
+            state.models[REFERENCE_ID] = reference.built.eager.model
     for rec in survivors:
         p = rec.prepared
         if p is None or p.latency is None or p.accuracy is None:
