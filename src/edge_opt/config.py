@@ -389,8 +389,8 @@ class ExperimentConfig(BaseModel):
     )
     search: SearchConfig = Field(
         default_factory=SearchConfig,
-        description="How candidates are chosen: `{strategy: grid}` (the default) or "
-        "`{strategy: optuna, trials, sampler, ...}`; see *Search* for every key.",
+        description="How candidates are chosen: a mapping, `{strategy: grid}` (the default) or "
+        "e.g. `{strategy: optuna, trials: 40}`; every key under *Search instead of a grid*.",
     )
     # --- output -----------------------------------------------------------------------------
     output_dir: str = Field("outputs/default", min_length=1, description="Run directory.")
