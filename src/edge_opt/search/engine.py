@@ -38,6 +38,7 @@ from edge_opt.metrics import first_inputs
 from edge_opt.plan import SweepPlan, candidate_id
 from edge_opt.quantization import BYTES_PER_ELEMENT
 from edge_opt.runtimes import RuntimeModel, unsupported_reason
+from edge_opt.search.rows import ordered_frame, screened_row, search_columns
 from edge_opt.search.samplers import build_sampler
 from edge_opt.search.screen import (
     TimedPoint,
@@ -45,7 +46,6 @@ from edge_opt.search.screen import (
     check_built,
     estimate_latency_ms,
     prefilter,
-    ratio_columns,
     screen_dominated,
     trial_id,
 )
@@ -56,7 +56,6 @@ from edge_opt.tasks import (
     PrepareContext,
     PreparedCandidate,
     evaluate_candidate,
-    frame_rows,
     level_reference,
     prepare_candidate,
 )
@@ -127,17 +126,6 @@ def _subset_loader(loader: DataLoader, count: int | None) -> DataLoader:
     if count is None or count >= len(dataset):  # type: ignore[arg-type]
         return loader
     return DataLoader(Subset(dataset, range(count)), batch_size=loader.batch_size)
-
-
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows in trial order, the reference first (timed rows are finished before screened
-    ones of the same generation)."""
-
-    def order(row: dict[str, Any]) -> float:
-        trial = row.get("search_trial")
-        return -1.0 if trial is None else float(trial)
-
-    return frame_rows(sorted(rows, key=order))
 
 
 def _ask(study: Any, state: _State, generation: int) -> tuple[Any, TrialRecord]:
@@ -229,52 +217,6 @@ def _reference(state: _State) -> PreparedCandidate:
     return prepare_candidate(model, "", 0.0, "fp32", "eager", ctx, ref, macs)
 
 
-def _search_columns(
-    rec: TrialRecord | None, stage: str, groups: Sequence[ChannelGroup] = ()
-) -> dict[str, Any]:
-    if rec is None:  # the reference: nothing pruned
-        return {
-            "search_trial": None,
-            "search_generation": None,
-            "search_stage": stage,
-            **ratio_columns(dict.fromkeys((g.name for g in groups), 0.0)),
-        }
-    return {
-        "search_trial": rec.number,
-        "search_generation": rec.generation,
-        "search_stage": stage,
-        "search_accuracy_subset": rec.subset_accuracy,
-        "latency_estimate_ms": rec.latency_estimate_ms,
-        "roofline_ms_host": rec.roofline_ms,
-        **ratio_columns(rec.ratios),
-    }
-
-
-def _screened_row(rec: TrialRecord, plan: SweepPlan) -> dict[str, Any]:
-    status = {"failed": "failed", "unsupported": "skipped"}.get(rec.stage, "screened")
-    p = rec.prepared
-    row: dict[str, Any] = {
-        "candidate_id": rec.candidate_id,
-        "pruning_level": rec.level,
-        "precision": rec.precision,
-        "runtime": rec.runtime,
-        "status": status,
-        "error": rec.reason,
-        "accepted": False,
-        "active_budget_mb": plan.active_memory_budget_mb,
-        "budget_metric": plan.memory_budget_metric,
-        "fine_tune_epochs": plan.fine_tune_epochs,
-    }
-    if p is not None:
-        row.update(
-            parameter_count=p.common["parameter_count"],
-            macs_per_sample=p.common["macs_per_sample"],
-        )
-        if p.accuracy is not None:
-            row.update(model_size_bytes=p.size_bytes, memory_mb=p.size_bytes / BYTES_PER_MB)
-    return {**row, **_search_columns(rec, rec.stage)}
-
-
 def _tell(study: Any, trial: Any, rec: TrialRecord) -> None:
     import optuna
 
@@ -327,7 +269,7 @@ def _time_survivors(
     if first:
         result = _result(reference, plan, inputs.reference_predictions, speedups[REFERENCE_ID])
         state.rows.insert(
-            0, {**result.to_dict(), **_search_columns(None, "reference", state.groups)}
+            0, {**result.to_dict(), **search_columns(None, "reference", state.groups)}
         )
         if reference.built is not None:
             state.built[REFERENCE_ID] = reference.built
@@ -351,7 +293,7 @@ def _time_survivors(
                 rec.operators,
             )
         )
-        state.rows.append({**result.to_dict(), **_search_columns(rec, "timed")})
+        state.rows.append({**result.to_dict(), **search_columns(rec, "timed")})
         if p.built is not None and rec.variant is not None:
             state.built[rec.candidate_id] = p.built
             state.models[rec.candidate_id] = rec.variant
@@ -393,7 +335,7 @@ def _run_generation(
     for rec in fresh:
         rec.values = _told_values(rec)
         if rec.stage != "timed":
-            state.rows.append(_screened_row(rec, state.inputs.plan))
+            state.rows.append(screened_row(rec, state.inputs.plan))
     for rec, original in duplicates:
         rec.level, rec.values, rec.constraints = (
             original.level,
@@ -406,7 +348,7 @@ def _run_generation(
             f"same ratios, precision and runtime as {original.candidate_id}",
         )
         rec.subset_accuracy = original.subset_accuracy
-        state.rows.append(_screened_row(rec, state.inputs.plan))
+        state.rows.append(screened_row(rec, state.inputs.plan))
     for trial, rec in asked:
         _tell(study, trial, rec)
     state.records += [rec for _, rec in asked]
@@ -493,8 +435,8 @@ def run_search(
         _run_generation(study, state, generation, size, reference, on_result)
         generation += 1
         if inputs.output_dir is not None:
-            atomic_write_csv(inputs.output_dir / "sweep_results.csv", _frame(state.rows))
-    frame = flag_slower_than_less_pruned(_frame(state.rows))
+            atomic_write_csv(inputs.output_dir / "sweep_results.csv", ordered_frame(state.rows))
+    frame = flag_slower_than_less_pruned(ordered_frame(state.rows))
     return SearchOutcome(frame, state.models, state.built, tuple(groups), len(state.timed))
 
 

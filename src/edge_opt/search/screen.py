@@ -29,7 +29,7 @@ from torch import nn
 from edge_opt.devices import HardwareProfile
 from edge_opt.memory import BYTES_PER_MB
 from edge_opt.metrics import wilson_interval
-from edge_opt.projection import GROUP_KEYS, fit_projection, operator_count, roofline_time_ms
+from edge_opt.projection import fit_projection, operator_count, roofline_time_ms
 from edge_opt.tasks import PreparedCandidate, runtime_mb
 
 RatioKey = tuple[tuple[float, ...], str, str]  # (ratios in group order, precision, runtime)
@@ -205,7 +205,6 @@ def ratio_columns(ratios: Mapping[str, float]) -> dict[str, float]:
 
 
 __all__ = [
-    "GROUP_KEYS",
     "TimedPoint",
     "TrialRecord",
     "check_built",
