@@ -220,6 +220,53 @@ class ExecutorSpec(BaseModel):
 EXECUTOR_KEYS = tuple(ExecutorSpec.model_fields)
 
 
+class SearchConfig(BaseModel):
+    """How candidates are chosen: the full grid, or an Optuna search over per-group ratios."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: Literal["grid", "optuna"] = Field(
+        "grid",
+        description="`grid`: every pruning_levels x precisions x runtimes candidate; `optuna`: "
+        "a multi-objective search over per-layer-group pruning ratios, precision and runtime.",
+    )
+    trials: Int = Field(40, ge=1, le=10_000, description="Trials the search evaluates.")
+    sampler: Literal["nsga2", "tpe"] = Field(
+        "nsga2", description="Optuna sampler: `nsga2` (NSGA-II) or `tpe`."
+    )
+    seed: Seed | None = Field(None, description="Sampler seed; null = the run's `seed`.")
+    population: Int = Field(
+        8,
+        ge=2,
+        le=1000,
+        description="Trials asked, screened and timed together (one generation).",
+    )
+    max_ratio: Real = Field(
+        0.75, ge=0, lt=1, description="Largest pruning ratio of one channel group."
+    )
+    ratio_step: Real = Field(0.05, gt=0, le=1, description="Step of the per-group ratios.")
+    accuracy_subset: Int | None = Field(
+        1000,
+        ge=1,
+        le=MAX_IMAGES,
+        description="Validation images of the cheap accuracy screen; null = all.",
+    )
+    max_timed: Int | None = Field(
+        None, ge=1, le=10_000, description="Most trials that are timed; null = no cap."
+    )
+    latency_budget_ms: Real | None = Field(
+        None,
+        gt=0,
+        le=86_400_000,
+        description="Screen out a trial whose roofline lower bound on this host is above "
+        "this (ms per call); null = no latency budget.",
+    )
+
+
+SEARCH_KEYS = tuple(SearchConfig.model_fields)
+NESTED_KEYS = {"model": MODEL_SPEC_KEYS, "search": SEARCH_KEYS, "executor": EXECUTOR_KEYS}
+
+
 class ExperimentConfig(BaseModel):
     """The whole experiment, validated once and frozen.
 
@@ -474,6 +521,11 @@ class ExperimentConfig(BaseModel):
         "profile (also `--refresh-host-profile`); a cached profile older than 7 days or taken "
         "under load is re-measured anyway.",
     )
+    search: SearchConfig = Field(
+        default_factory=SearchConfig,
+        description="How candidates are chosen: a mapping, `{strategy: grid}` (the default) or "
+        "e.g. `{strategy: optuna, trials: 40}`; every key under *Search instead of a grid*.",
+    )
     # --- execution --------------------------------------------------------------------------
     executor: ExecutorSpec = Field(
         default_factory=ExecutorSpec,
@@ -608,6 +660,8 @@ def describe_fields() -> list[tuple[str, str, str]]:
             default = list(default)
         if isinstance(default, ModelSpec):
             default = default.label()
+        if isinstance(default, SearchConfig):
+            default = {"strategy": default.strategy}
         elif isinstance(default, BaseModel):
             default = default.model_dump()
         rows.append((name, json.dumps(default), info.description or ""))
@@ -661,6 +715,8 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
             continue
         field = str(err["loc"][0]) if err["loc"] else ""
         info = ExperimentConfig.model_fields.get(field)
+        if field == "search" and len(err["loc"]) > 1:
+            info = SearchConfig.model_fields.get(str(err["loc"][1]))
         hint = f" ({info.description})" if info and info.description else ""
         fix = how_to_write(_WANTED.get(err["type"]), err.get("input"))
         problems.append(f"{loc}: {msg}, got {clip_repr(err.get('input'))}{hint}{fix}")
@@ -702,12 +758,12 @@ def build_config(raw: Mapping[str, Any], source: str | None = None) -> Experimen
     """
     problems = _unknown_key_problems(raw.keys(), field_names())
     known = {k: v for k, v in raw.items() if k in ExperimentConfig.model_fields}
-    for key, valid in (("model", MODEL_SPEC_KEYS), ("executor", EXECUTOR_KEYS)):
-        if isinstance(known.get(key), Mapping):
-            extra = _unknown_key_problems(known[key].keys(), list(valid), f"{key}.")
+    for name, keys in NESTED_KEYS.items():
+        if isinstance(known.get(name), Mapping):
+            extra = _unknown_key_problems(known[name].keys(), list(keys), f"{name}.")
             problems += extra
             if extra:
-                known[key] = {k: v for k, v in known[key].items() if k in valid}
+                known[name] = {k: v for k, v in known[name].items() if k in keys}
     if "dataset" in known:
         dataset, dataset_problems = _dataset_value(known["dataset"])
         problems += dataset_problems

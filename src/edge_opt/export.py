@@ -181,6 +181,12 @@ def _export(
     if cid is None:
         raise EdgeOptError("this run recommended no candidate; pass --candidate ID")
     row = _row(result, cid)
+    if (result.config.get("search") or {}).get("strategy", "grid") != "grid":
+        raise EdgeOptError(
+            f"--candidate {cid}: this run searched per-group pruning ratios, and export rebuilds "
+            f"grid candidates only; the run already wrote its recommended and frontier "
+            f"candidates to {run_dir / 'models'}"
+        )
     runtime, precision, level = row["runtime"], row["precision"], float(row["pruning_level"])
     fmt = fmt or _DEFAULT_FORMAT.get(runtime, "torchscript")
     if fmt not in FORMATS:

@@ -421,90 +421,112 @@ def _run_stages(
     timings["training"] = time.perf_counter() - t
 
     # --- sweep ------------------------------------------------------------------------------
-    stage("pruning")
-    t = time.perf_counter()
-    train_fingerprint = fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}"
-    if cluster is not None:
-        prepare_variants_remotely(
-            cluster.executor,
+    variants: dict[Any, nn.Module]  # by pruning level (grid) or candidate id (search)
+    if cfg.search.strategy == "optuna":
+        from edge_opt.search.engine import search_from_config
+
+        stage("searching")
+        t = time.perf_counter()
+        plan = _sweep_plan(cfg, power.watts, fingerprint)
+        searched = search_from_config(
+            cfg,
+            plan,
+            baseline,
+            loaders,
+            val_result.predictions,
+            calibration,
+            context.tmp,
+            out,
+            on_candidate,
+        )
+        sweep, variants = searched.frame, dict(searched.variants)
+        built_models.update(searched.built)
+        timings["search"] = time.perf_counter() - t
+    else:
+        stage("pruning")
+        t = time.perf_counter()
+        train_fingerprint = fingerprint + f"|bs={cfg.batch_size}|dl={cfg.effective_dataloader_seed}"
+        if cluster is not None:
+            prepare_variants_remotely(
+                cluster.executor,
+                baseline,
+                cfg.pruning_levels,
+                loaders.train,
+                VariantSettings(
+                    cfg.fine_tune_epochs,
+                    cfg.learning_rate,
+                    cfg.seed,
+                    splits.input_shape,
+                    cfg.pruning_scope,
+                    cfg.channel_multiple,
+                ),
+                cache,
+                train_fingerprint,
+            )
+        variants = prune_variants(
             baseline,
             cfg.pruning_levels,
             loaders.train,
-            VariantSettings(
-                cfg.fine_tune_epochs,
-                cfg.learning_rate,
-                cfg.seed,
-                splits.input_shape,
-                cfg.pruning_scope,
-                cfg.channel_multiple,
-            ),
-            cache,
-            train_fingerprint,
+            cfg.fine_tune_epochs,
+            cfg.learning_rate,
+            TORCH_DEVICE,
+            cfg.seed,
+            splits.input_shape,
+            cfg.pruning_scope,
+            cache=cache,
+            train_fingerprint=train_fingerprint,
+            channel_multiple=cfg.channel_multiple,
+            progress=context.progress,
         )
-    variants = prune_variants(
-        baseline,
-        cfg.pruning_levels,
-        loaders.train,
-        cfg.fine_tune_epochs,
-        cfg.learning_rate,
-        TORCH_DEVICE,
-        cfg.seed,
-        splits.input_shape,
-        cfg.pruning_scope,
-        cache=cache,
-        train_fingerprint=train_fingerprint,
-        channel_multiple=cfg.channel_multiple,
-        progress=context.progress,
-    )
-    timings["pruning"] = time.perf_counter() - t
-    t = time.perf_counter()
-    plan = _sweep_plan(cfg, power.watts, fingerprint)
-    failures: dict[str, str] = {}
-    if cluster is not None:
-        stage("preparing")
-        failures = prepare_candidates_remotely(
-            cluster.executor,
+        timings["pruning"] = time.perf_counter() - t
+        t = time.perf_counter()
+        plan = _sweep_plan(cfg, power.watts, fingerprint)
+        failures: dict[str, str] = {}
+        if cluster is not None:
+            stage("preparing")
+            failures = prepare_candidates_remotely(
+                cluster.executor,
+                plan,
+                variants,
+                loaders.val,
+                loaders.test,
+                calibration,
+                first_inputs(loaders.val, plan.latency_batch_size),
+                splits.input_shape,
+                cache,
+            )
+        sweep = execute_sweep(
             plan,
             variants,
             loaders.val,
-            loaders.test,
             calibration,
-            first_inputs(loaders.val, plan.latency_batch_size),
-            splits.input_shape,
-            cache,
+            reference_predictions=val_result.predictions,
+            input_shape=splits.input_shape,
+            test_loader=loaders.test,
+            output_dir=out,
+            workdir=context.tmp,
+            cache=cache,
+            keep_models=built_models,
+            on_result=on_candidate,
+            on_stage=stage,
+            failures=failures,
+            progress=context.progress,
         )
-    sweep = execute_sweep(
-        plan,
-        variants,
-        loaders.val,
-        calibration,
-        reference_predictions=val_result.predictions,
-        input_shape=splits.input_shape,
-        test_loader=loaders.test,
-        output_dir=out,
-        workdir=context.tmp,
-        cache=cache,
-        keep_models=built_models,
-        on_result=on_candidate,
-        on_stage=stage,
-        failures=failures,
-        progress=context.progress,
-    )
-    sweep = _where_measured(sweep, cluster)
-    if cluster is not None and cluster.resource is not None:
-        stage("device")
-        sweep, device_samples = measure_on_device(
-            cluster.executor,
-            cluster.resource,
-            sweep,
-            built_models,
-            first_inputs(loaders.val, plan.latency_batch_size),
-            harness,
-            cfg.benchmark_instances,
-            cache,
-        )
-        atomic_write_json(out / DEVICE_SAMPLES, device_samples)
-    timings["sweep"] = time.perf_counter() - t
+        sweep = _where_measured(sweep, cluster)
+        if cluster is not None and cluster.resource is not None:
+            stage("device")
+            sweep, device_samples = measure_on_device(
+                cluster.executor,
+                cluster.resource,
+                sweep,
+                built_models,
+                first_inputs(loaders.val, plan.latency_batch_size),
+                harness,
+                cfg.benchmark_instances,
+                cache,
+            )
+            atomic_write_json(out / DEVICE_SAMPLES, device_samples)
+        timings["sweep"] = time.perf_counter() - t
     stage("analysis")
     timings.update({f"sweep_{name}": seconds for name, seconds in stage.phases.items()})
 
@@ -540,7 +562,8 @@ def _run_stages(
     }
     exported = export_deployables(built_models, deploy_ids, out / "models", data_info)
     per_class = per_class_for_run(splits, loaders.val, val_result, built_models, recommendation)
-    save_variants(variants, out / "models" / "variants")
+    if cfg.search.strategy == "grid":
+        save_variants(variants, out / "models" / "variants")
 
     # --- hardware ---------------------------------------------------------------------------
     t = time.perf_counter()
@@ -573,7 +596,14 @@ def _run_stages(
     # Every measured candidate gets its own layer table and summary (dtype-aware bytes).
     hw_candidates = [
         analyse_candidate(
-            variants[row["pruning_level"]], row, cfg, splits.input_shape, bandwidth, target
+            variants[
+                row["candidate_id"] if row["candidate_id"] in variants else row["pruning_level"]
+            ],
+            row,
+            cfg,
+            splits.input_shape,
+            bandwidth,
+            target,
         )
         for row in rows.values()
         if row["status"] == "ok" and pd.notna(row.get("latency_ms"))

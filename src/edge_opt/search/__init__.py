@@ -1,0 +1,11 @@
+"""Search instead of a grid: per-layer-group pruning ratios x precision x runtime, explored
+by Optuna (NSGA-II or TPE) with cheap-first screening (``search: {strategy: optuna}``).
+
+Modules: ``space`` (channel groups, pruning by group), ``screen`` (the cheap stages),
+``timing`` (a generation timed side by side), ``samplers`` (the registry), ``frontier``
+(dominance, hypervolume), ``engine`` (the loop). Optuna is imported only when a search runs.
+"""
+
+from edge_opt.search.frontier import dominates, hypervolume_2d, non_dominated
+
+__all__ = ["dominates", "hypervolume_2d", "non_dominated"]
