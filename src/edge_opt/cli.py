@@ -228,6 +228,9 @@ def run(
     log = logging.getLogger("edge_opt")
 
     def on_candidate(result, index: int, total: int) -> None:  # type: ignore[no-untyped-def]
+        if result.status == "skipped":  # a runtime that cannot run the precision: not a failure
+            log.info("[%d/%d] %s skipped: %s", index, total, result.candidate_id, result.error)
+            return
         if result.metrics is None:
             log.warning("[%d/%d] %s FAILED: %s", index, total, result.candidate_id, result.error)
             return
