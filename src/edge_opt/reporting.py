@@ -23,6 +23,7 @@ from edge_opt.environment import sha256_file
 from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import save_hardware_artifacts
 from edge_opt.per_class import per_class_markdown
+from edge_opt.reports.page import peak_text
 from edge_opt.results import HardwareAnalysis, RunResult
 
 MIB = 2**20
@@ -164,9 +165,7 @@ def _profile_section(result: RunResult) -> list[str]:
     device = result.device_profile
     if device:
         bw = device["memory_bandwidth_gbps"]
-        peaks = ", ".join(
-            f"{k} {v['value']:.4g} GMAC/s ({v['source']})" for k, v in device["peak_gmacs"].items()
-        )
+        peaks = ", ".join(peak_text(k, v) for k, v in device["peak_gmacs"].items())
         lines += [
             f"Target `{device['name']}`: {device['description']}; bandwidth "
             f"{bw['value']:.4g} GB/s ({bw['source']}); peaks {peaks}. Roofline: "

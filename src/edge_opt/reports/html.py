@@ -19,6 +19,7 @@ from edge_opt.reports.page import (
     esc,
     key_values,
     page,
+    peak_text,
     table,
 )
 from edge_opt.reports.svg import Point, frontier_svg, legend_html
@@ -283,10 +284,7 @@ def _hardware(result: RunResult, images: Mapping[str, bytes]) -> str:
     device = result.device_profile
     if device:
         bw = device.get("memory_bandwidth_gbps", {})
-        peaks = ", ".join(
-            f"{k} {v['value']:.4g} GMAC/s ({v['source']})"
-            for k, v in device.get("peak_gmacs", {}).items()
-        )
+        peaks = ", ".join(peak_text(k, v) for k, v in device.get("peak_gmacs", {}).items())
         parts.append(
             key_values(
                 [

@@ -174,3 +174,11 @@ def bullet_list(items: Sequence[str], empty: str = "none") -> str:
     if not items:
         return f"<p>{esc(empty)}</p>"
     return "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+
+
+def peak_text(dtype: str, figure: dict[str, Any]) -> str:
+    """``fp32 24 GMAC/s (datasheet)``; an unknown rate (null once in JSON) says so."""
+    value = figure.get("value")
+    if figure.get("source") == "unknown" or value is None or value != value:
+        return f"{dtype} unknown (not projected)"
+    return f"{dtype} {value:.4g} GMAC/s ({figure['source']})"
