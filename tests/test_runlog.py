@@ -62,3 +62,22 @@ def test_fd2_writes_of_c_code_and_children_go_to_the_file(
     assert "USDT" not in captured
     assert "child says hi" not in captured
     assert "after the block" in captured  # fd 2 is restored
+
+
+def test_warnings_reach_the_file_when_capture_was_on_and_the_hook_replaced(
+    tmp_path: Path,
+) -> None:
+    """``logging.captureWarnings(True)`` done earlier (the CLI does it) is a no-op the second
+    time, even after something (pytest, catch_warnings) replaced the hook: the block must
+    route warnings itself."""
+    log = tmp_path / "run.log"
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings(record=True) as outer:
+            warnings.simplefilter("always")
+            with log_to_file(log):
+                warnings.warn("inductor: copy construct from a tensor", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+    assert "inductor: copy construct from a tensor" in log.read_text()
+    assert outer == []

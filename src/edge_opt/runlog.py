@@ -2,7 +2,7 @@
 
 A run writes ``run.log``: edge-opt's own records, every library's log records (torchao's
 "Failed to load" of optional kernels, ONNX Runtime's quantization "pre-processing" hint) and
-Python warnings (``logging.captureWarnings``: torch.ao's deprecation, inductor's
+Python warnings (as records of ``py.warnings``: torch.ao's deprecation, inductor's
 ``UserWarning``). ``log_to_file`` does that with logging handlers alone, which is all a library
 may do.
 
@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -34,8 +35,9 @@ def log_to_file(path: str | Path, header: str = "") -> Iterator[Path]:
     """Append every log record and Python warning to ``path`` while the block runs.
 
     Records reach the file at the level their logger lets through (``edge-opt`` sets its own
-    loggers to INFO); warnings are routed to logging (``py.warnings``) meanwhile. An exception
-    that ends the block is written to the file with its traceback (only there), then re-raised.
+    loggers to INFO); Python warnings are routed to logging (``py.warnings``) meanwhile. An
+    exception that ends the block is written to the file with its traceback (only there), then
+    re-raised.
 
     Args:
         path: the log file; created, or appended to (a resumed run continues its log).
@@ -51,9 +53,11 @@ def log_to_file(path: str | Path, header: str = "") -> Iterator[Path]:
     # torch's loggers keep their own stderr handler and do not propagate to the root; under
     # ``stderr_to_file`` that handler writes into the same file.
     root = logging.getLogger()
-    capturing = logging._warnings_showwarning is not None  # type: ignore[attr-defined]
+    shown = warnings.showwarning
     root.addHandler(handler)
-    logging.captureWarnings(True)
+    # Not logging.captureWarnings: it does nothing when it was turned on before, even if
+    # something replaced ``warnings.showwarning`` since; this hook is ours for the block.
+    warnings.showwarning = _warning_to_log
     try:
         if header:
             handler.handle(_record(logging.INFO, header))
@@ -63,10 +67,22 @@ def log_to_file(path: str | Path, header: str = "") -> Iterator[Path]:
         handler.handle(_record(logging.ERROR, f"run stopped: {type(exc).__name__}: {exc}", exc))
         raise
     finally:
-        if not capturing:
-            logging.captureWarnings(False)
+        warnings.showwarning = shown
         root.removeHandler(handler)
         handler.close()
+
+
+def _warning_to_log(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A Python warning as a record of ``py.warnings`` (what ``logging.captureWarnings`` does)."""
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    logging.getLogger("py.warnings").warning("%s", text.rstrip())
 
 
 def _record(level: int, message: str, exc: BaseException | None = None) -> logging.LogRecord:
