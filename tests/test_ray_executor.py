@@ -33,6 +33,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from edge_opt.config import build_config  # noqa: E402
+from edge_opt.harness import torch_threads  # noqa: E402
 from edge_opt.errors import DeviceLostError, ExecutorError  # noqa: E402
 from edge_opt.pipeline import run  # noqa: E402
 
@@ -86,8 +87,11 @@ def _cfg(out: Path, **extra):
 
 @pytest.fixture(scope="module")
 def local_rows(tmp_path_factory) -> pd.DataFrame:
+    """The local executor's rows, trained with the threads a task gets (cpus_per_task = 1):
+    multi-threaded training rounds floats differently, which can move an int8 prediction."""
     out = tmp_path_factory.mktemp("local") / "run"
-    run(_cfg(out))
+    with torch_threads(1):
+        run(_cfg(out))
     return pd.read_csv(out / "sweep_results.csv")
 
 

@@ -110,7 +110,7 @@ CHECKPOINT = "models/baseline_fp32.pt"
 DEVICE_SAMPLES = "device_latency_samples.json"  # every per-call time the device measured
 TORCH_DEVICE = "cpu"  # every measurement runs on this machine's CPU; `device` is the target
 FP16_SLOW_RATIO = 3.0
-SWEEP_PHASES = ("preparing", "timing", "memory", "device")
+SWEEP_PHASES = ("tasks", "preparing", "timing", "memory", "device")
 DRIFT_NOTE = 0.15  # a drift of the reference kernel beyond this is told to the reader
 
 
@@ -483,7 +483,7 @@ def _run_stages(
         plan = _sweep_plan(cfg, power.watts, fingerprint)
         failures: dict[str, str] = {}
         if cluster is not None:
-            stage("preparing")
+            stage("tasks")  # the preparation's parallel part: its own timing phase
             failures = prepare_candidates_remotely(
                 cluster.executor,
                 plan,

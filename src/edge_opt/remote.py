@@ -153,6 +153,8 @@ def candidate_task(shared: CandidateShared, item: tuple[float, str, str]) -> dic
     """Convert, export and evaluate one candidate; returns its cache entry as plain data."""
     level, precision, runtime = item
     model = shared.variants[level]
+    # Quantized kernels dispatch on this process-wide setting: the driver's (pipeline sets it).
+    torch.backends.quantized.engine = shared.plan.quantization_backend
     with tempfile.TemporaryDirectory(prefix="edge-opt-task-") as tmp:
         cache = ArtifactCache(Path(tmp) / "cache")
         ctx = PrepareContext(

@@ -42,7 +42,10 @@ from edge_opt.training import train_model
 
 log = logging.getLogger(__name__)
 
-CONVERSION_THREADS = 1  # see prepare_candidate.build
+# Preparation (calibration, conversion, evaluation) runs on one thread: quantized kernels and
+# calibration observers give slightly different results at other thread counts, and a
+# candidate must get the same accuracy in this process, in a Ray task and after --resume.
+CONVERSION_THREADS = 1
 
 
 def _fine_tune_seed(seed: int, level: float) -> int:
@@ -368,7 +371,8 @@ def prepare_candidate(
                     "%s: the rebuilt model differs from its cached one; re-evaluating", prepared.cid
                 )
                 built = build(None)
-            evaluate_candidate(prepared, built, ctx, reference)
+            with torch_threads(CONVERSION_THREADS):  # same predictions wherever it runs
+                evaluate_candidate(prepared, built, ctx, reference)
             prepared.seconds = time.perf_counter() - start
             copies = {name: built.artifact} if name and built.artifact is not None else None
             ctx.cache.put("candidate", key, prepared.cache_meta(model_sha), copies=copies)
