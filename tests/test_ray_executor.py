@@ -33,8 +33,8 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from edge_opt.config import build_config  # noqa: E402
-from edge_opt.harness import torch_threads  # noqa: E402
 from edge_opt.errors import DeviceLostError, ExecutorError  # noqa: E402
+from edge_opt.harness import torch_threads  # noqa: E402
 from edge_opt.pipeline import run  # noqa: E402
 
 pytestmark = pytest.mark.slow
