@@ -55,7 +55,12 @@ def main() -> None:
     try:
         print(f"cluster: {len(ray.nodes())} nodes; device node {device.node_id[:12]}")
         executor = {"kind": "ray", "address": cluster.address, "device_resource": DEVICE}
-        cfg = load_config(args.config, {"executor": executor, "output_dir": str(out)})
+        overrides = {
+            "executor": executor,
+            "output_dir": str(out),
+            "runtimes": ["eager", "onnxruntime"],  # the device measures ONNX Runtime ones
+        }
+        cfg = load_config(args.config, overrides)
         result = run(cfg)
         rows = pd.DataFrame(result.sweep)
         shown = rows[[c for c in COLUMNS if c in rows.columns]]

@@ -72,6 +72,7 @@ class RayExecutor:
     def __init__(self, spec: ExecutorSpec) -> None:
         self.spec = spec
         _connect(spec)
+        self.node_id = ray.get_runtime_context().get_node_id()  # this driver's node
         total = ray.cluster_resources()
         log.info(
             "ray: %d node(s), %g CPUs; prepare tasks take %d CPU(s) each",
