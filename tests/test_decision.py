@@ -69,3 +69,12 @@ def test_a_latency_budget_rejects_on_the_p95_and_prefers_the_device_figure() -> 
     assert bool(by_id.loc["p00-int8-onnxruntime", "violates_latency_budget"]) is True
     assert bool(by_id.loc["p50-fp32-onnxruntime", "accepted"]) is True
     assert apply_latency_budget(sweep, None) is sweep
+
+
+def test_a_latency_budget_rejection_is_not_blamed_on_memory() -> None:
+    from edge_opt.experiments import recommend_candidate
+
+    sweep = apply_latency_budget(_sweep().assign(accepted=True, active_budget_mb=1.0), 1e-9)
+    rec = recommend_candidate(sweep, 0.90, 0.01)
+    assert rec.candidate_id is None
+    assert "exceed the latency budget" in rec.reason

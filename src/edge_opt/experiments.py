@@ -100,6 +100,16 @@ def recommend_candidate(
     accepted = ok[ok["accepted"].astype(bool)] if not ok.empty else ok
     if accepted.empty:
         budget = df["active_budget_mb"].iloc[0] if not df.empty else float("nan")
+        slow = 0
+        if "violates_latency_budget" in ok.columns:
+            slow = int(ok["violates_latency_budget"].fillna(False).astype(bool).sum())
+        if slow:
+            return rec(
+                None,
+                f"no candidate was accepted: {slow} of the {len(ok)} measured candidates "
+                "exceed the latency budget (latency_budget_ms, on the p95) and the rest, if "
+                f"any, the active memory budget of {budget:g} MB",
+            )
         return rec(
             None,
             f"no candidate was accepted: none of the {len(ok)} measured candidates "

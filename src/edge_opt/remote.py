@@ -366,12 +366,18 @@ def open_cluster(spec: ExecutorSpec) -> Cluster | None:
         device = executor.device_node(spec.device_resource)
         if device is None:
             executor.close()
+            join = (
+                "an embedded Ray (`address: local`) listens on 127.0.0.1 only, so no device "
+                "can join it: start a head with `ray start --head` and use `address: auto`"
+                if spec.address == "local"
+                else f"start the device with `ray start --address=HEAD_IP:6379 --num-cpus=0 "
+                f"--resources='{{\"{spec.device_resource}\": 1}}'`"
+            )
             raise ExecutorError(
                 f"executor.device_resource: no node of the Ray cluster carries "
-                f"{spec.device_resource!r} after waiting {spec.device_wait_s:g} s; start the "
-                f"device with `ray start --address=HEAD_IP:6379 --num-cpus=0 "
-                f"--resources='{{\"{spec.device_resource}\": 1}}'` (README: Distributed runs "
-                "and device nodes), or remove device_resource to time on this machine only"
+                f"{spec.device_resource!r} after waiting {spec.device_wait_s:g} s; {join} "
+                "(README: Distributed runs and device nodes), or remove device_resource to "
+                "time on this machine only"
             )
         log.info("device node: %s", device.describe())
     return Cluster(executor, host, spec.device_resource, device)

@@ -12,9 +12,12 @@ default for local clusters since Ray 2.59); an embedded Ray (``address: local``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -28,13 +31,36 @@ from edge_opt.executors.base import NodeInfo, TaskFailure, register_executor
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+CONNECT_TIMEOUT_S = 5.0
 _NODE_ID = re.compile(r"[Nn]ode (?:ID|id)[:=]?\s*([0-9a-f]{16,})")
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT that nothing answers on fails in seconds, not after Ray's long retries."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ExecutorError(
+            f"executor.address: {address!r} is not HOST:PORT (e.g. 192.168.1.10:6379), "
+            "`auto` or `local`"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ExecutorError(
+            f"executor.address: nothing answers at {address} ({exc.strerror or exc}); start "
+            "the head with `ray start --head --port=PORT` there, or use `address: local`"
+        ) from None
 
 
 def _connect(spec: ExecutorSpec) -> None:
     if ray.is_initialized():
         return
+    if spec.address not in ("auto", "local"):
+        _check_reachable(spec.address)
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    # ray.init installs its own SIGTERM handler (exit 15): keep ours (SIGTERM = Ctrl-C, a
+    # clean stop with the resume command).
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         if spec.address == "local":
             ray.init(
@@ -53,6 +79,10 @@ def _connect(spec: ExecutorSpec) -> None:
             "cluster with `ray start --head` (README: Distributed runs), give its HOST:PORT, "
             "or use `address: local` for an embedded Ray on this machine"
         ) from None
+    finally:
+        if sigterm is not None:
+            with contextlib.suppress(ValueError):  # not the main thread: nothing to restore
+                signal.signal(signal.SIGTERM, sigterm)
 
 
 def _node_of(exc: BaseException) -> str:
@@ -74,6 +104,16 @@ class RayExecutor:
         _connect(spec)
         self.node_id = ray.get_runtime_context().get_node_id()  # this driver's node
         total = ray.cluster_resources()
+        largest = max(
+            (n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0
+        )
+        if spec.cpus_per_task > largest:
+            self.close()
+            raise ExecutorError(
+                f"executor.cpus_per_task: {spec.cpus_per_task} but the largest node of the "
+                f"cluster has {largest:g} CPU(s): no prepare task could ever start; use at "
+                f"most {max(int(largest), 1)}"
+            )
         log.info(
             "ray: %d node(s), %g CPUs; prepare tasks take %d CPU(s) each",
             len([n for n in ray.nodes() if n.get("Alive")]),
