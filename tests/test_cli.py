@@ -195,3 +195,14 @@ def test_version() -> None:
     proc = edge_opt("--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("edge-opt ")
+
+
+@pytest.mark.parametrize("flags", [["--resume", "--overwrite"], ["-q", "-v"]])
+def test_contradicting_flags_are_a_usage_error(flags: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from edge_opt.cli import app
+
+    result = CliRunner().invoke(app, ["run", "configs/quick.yaml", *flags])
+    assert result.exit_code == 2
+    assert "contradict each other" in result.output

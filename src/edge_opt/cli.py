@@ -221,6 +221,12 @@ def run(
     run completes. Ctrl-C or SIGTERM stop it; `--resume` continues it. Progress goes to
     stderr (bars on a terminal, log lines otherwise); library messages go to run.log.
     """
+    for a, b, flags in (
+        (resume, overwrite, "--resume and --overwrite"),
+        (quiet, verbose, "-q and -v"),
+    ):
+        if a and b:  # a usage error: exit 2, like any other bad combination of options
+            raise typer.BadParameter(f"{flags} contradict each other; pass one")
     _setup_logging(verbose, quiet)
     from edge_opt.config import load_config
     from edge_opt.rundir import check_output_path, open_run_dir
