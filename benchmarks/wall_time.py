@@ -1,18 +1,23 @@
-"""Where a run's wall time goes, and what `--resume` saves after a SIGKILL.
+"""Where a run's wall time goes, against the seed implementation, and what `--resume` saves.
 
 Runs the config (default: configs/default.yaml) fresh and prints its stage timings (from
-summary.json) and its wall time. With --kill-at F (0 < F < 1), runs it a second time, kills it
+summary.json) and its wall time. With --against REV (e.g. the repository's first commit, the
+seed implementation), first runs that revision's own configs/default.yaml from a temporary git
+worktree, back to back on the same machine, and prints the ratio of the two wall times.
+With --kill-at F (0 < F < 1), runs it a second time, kills it
 with SIGKILL at F x the fresh wall time, resumes it with `--resume`, and prints the resume's
 wall time as a fraction of the fresh run's, and whether the accuracies and the trained weights'
 sha256 are identical. Run it on a quiet machine: it times whole runs.
 
     .venv/bin/python benchmarks/wall_time.py [--config configs/default.yaml] [--kill-at 0.6]
+        [--against $(git rev-list --max-parents=0 HEAD)]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -34,6 +39,38 @@ def timed_run(*args: str) -> float:
     return time.perf_counter() - start
 
 
+def seed_run(rev: str, tmp: Path) -> float:
+    """Wall time of revision ``rev`` running its own configs/default.yaml (its code, this venv)."""
+    tree = tmp / "seed-tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "-q", str(tree), rev], cwd=REPO, check=True
+    )
+    try:
+        env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge_opt.cli",
+                "run",
+                "configs/default.yaml",
+                "-o",
+                str(tmp / "seed-out"),
+            ],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"the run of {rev} failed:\n{proc.stderr[-2000:]}")
+        return wall
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+
+
 def stage(out: Path) -> str:
     try:
         return json.loads((out / "run_status.json").read_text()).get("stage", "?")
@@ -50,14 +87,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--kill-at", type=float, default=None)
+    parser.add_argument("--against", metavar="REV", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edge-opt-wall-") as tmp:
+        seed_wall = seed_run(args.against, Path(tmp)) if args.against else None
         fresh = Path(tmp) / "fresh"
         wall = timed_run(args.config, "-o", str(fresh))
         summary = json.loads((fresh / "summary.json").read_text())
-        print(f"fresh run: {wall:.1f} s wall")
+        if seed_wall is not None:
+            print(f"{args.against} (its own default config): {seed_wall:.1f} s wall")
+        print(f"fresh run of {args.config}: {wall:.1f} s wall")
         for name, seconds in summary.get("timings_s", {}).items():
-            print(f"  {name:<10} {seconds:7.1f} s")
+            print(f"  {name:<16} {seconds:7.1f} s")
+        if seed_wall is not None:
+            print(f"ratio: {wall / seed_wall:.2f} x {args.against}'s wall time")
         if args.kill_at is None:
             return
         killed = Path(tmp) / "killed"

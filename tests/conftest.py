@@ -1,10 +1,19 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+
+# Ray reads these when it is first imported, so they are set here, before any test module can
+# import it: token authentication on (a fresh token for this session's clusters), and loopback
+# addresses kept as given (Ray otherwise rewrites 127.0.0.1 to the host's outward address).
+# Every process of a test cluster inherits them.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import pytest
 import torch

@@ -172,12 +172,12 @@ def test_a_crash_half_way_keeps_finished_rows(
     real = tasks.evaluate_predict
     calls = {"n": 0}
 
-    def crash_on_third_candidate(predict, loader):
+    def crash_on_third_candidate(predict, loader, workers=1):
         if loader is loaders.val:
             calls["n"] += 1
             if calls["n"] == 3:  # the third candidate's validation pass
                 raise KeyboardInterrupt
-        return real(predict, loader)
+        return real(predict, loader, workers)
 
     monkeypatch.setattr(tasks, "evaluate_predict", crash_on_third_candidate)
     with pytest.raises(KeyboardInterrupt):

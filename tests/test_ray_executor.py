@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import threading
@@ -21,13 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-# Ray reads these when it is imported: authentication on (a fresh token for this cluster), and
-# loopback addresses kept as given (Ray otherwise rewrites 127.0.0.1 to the host's outward
-# address). Every process of the test cluster inherits them.
-_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-os.environ["RAY_AUTH_MODE"] = "token"
-os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
-os.environ[_LOOPBACK] = "0"
+# Ray's environment (token authentication, loopback addresses kept) is set in conftest.py,
+# before any test module imports Ray.
+assert os.environ.get("RAY_AUTH_MODE") == "token"
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402

@@ -192,3 +192,36 @@ def test_compiled_int8_goes_through_pt2e_and_agrees(
     with torch.inference_mode():
         reference = trained_cnn(x)
     assert top1_agreement(built.predict(x), reference) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("runtime", "precision"),
+    [("eager", "fp32"), ("eager", "int8"), ("eager", "bf16"), ("onnxruntime", "int8")],
+)
+def test_parallel_evaluation_gives_the_same_predictions_bit_for_bit(
+    runtime, precision, trained_cnn, synthetic_splits, calibration, tmp_path
+) -> None:
+    # Preparation evaluates batches side by side on every CPU, each batch on one torch thread:
+    # the predictions must be exactly those of one worker (a Ray task with one CPU, --resume).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from edge_opt.harness import torch_threads
+    from edge_opt.metrics import evaluate_predict
+
+    x, y = synthetic_splits.val.tensors
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    with torch_threads(1):
+        built = build_runtime(runtime, trained_cnn, precision, calibration, x[:1], workdir=tmp_path)
+        assert built.concurrent_predict
+        one = evaluate_predict(built.predict, loader, workers=1)
+        two = evaluate_predict(built.predict, loader, workers=3)
+        batches = [b for b, _ in loader]
+        alone = [built.predict(b) for b in batches]
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(built.predict, batches))
+    assert torch.equal(one.predictions, two.predictions)
+    assert (one.correct, one.total) == (two.correct, two.total)
+    assert one.total == len(y)
+    assert all(torch.equal(a, b) for a, b in zip(alone, together, strict=True))  # logits too

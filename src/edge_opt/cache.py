@@ -12,6 +12,7 @@ Weights are state dicts read with ``torch.load(weights_only=True)``: nothing is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import io
@@ -32,19 +33,23 @@ log = logging.getLogger(__name__)
 META = "meta.json"
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
-    """Versions that change what a cached step produces."""
+    """Versions that change what a cached step produces (package metadata: importing torchao
+    or executorch would cost seconds and load native code)."""
     versions = {"edge_opt": __version__, "torch": torch.__version__}
-    for name in ("onnx", "onnxruntime", "torchao", "torch_pruning", "numpy"):
+    for module, dist in (
+        ("onnx", "onnx"),
+        ("onnxruntime", "onnxruntime"),
+        ("torchao", "torchao"),
+        ("torch_pruning", "torch-pruning"),
+        ("numpy", "numpy"),
+        ("executorch", "executorch"),
+    ):
         try:
-            module = __import__(name)
-            versions[name] = str(getattr(module, "__version__", "unknown"))
-        except ImportError:
-            versions[name] = "absent"
-    try:  # metadata, not an import: importing executorch loads its native runtime
-        versions["executorch"] = importlib.metadata.version("executorch")
-    except importlib.metadata.PackageNotFoundError:
-        versions["executorch"] = "absent"
+            versions[module] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[module] = "absent"
     return versions
 
 

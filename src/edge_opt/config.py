@@ -444,7 +444,12 @@ class ExperimentConfig(BaseModel):
         2, ge=0, le=100, description="Retries of a noisy round before it is kept and flagged."
     )
     throughput_repeats: Int = Field(
-        10, ge=1, le=100_000, description="Timed calls per round at `batch_size` for throughput."
+        10,
+        ge=1,
+        le=100_000,
+        description="Timed calls per round at `batch_size` for throughput (3 to 5 rounds: at "
+        "least 3, or `benchmark_trials` if fewer; more until the p50 is within "
+        "`benchmark_precision`).",
     )
     benchmark_threads: Int = Field(
         1, ge=1, le=1024, description="Torch intra-op threads while timing (recorded)."

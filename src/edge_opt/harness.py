@@ -27,10 +27,13 @@ Protocol, for one or many callables (candidates):
    judged by ``/proc/stat``;
 6. a callable may have several *instances* (independently built: a fresh ONNX Runtime session,
    a fresh copy of the model); all are timed in the same rounds and their samples pooled;
-7. rounds stop once every callable has ``min_rounds`` rounds and the 95% CI of its p50 is
-   within ``precision`` of the p50 (half-width / p50), or at ``max_rounds``, or at the time cap.
-   A callable that is already tight leaves the rounds (except the ``anchor``, which paired
-   speedups need in every round).
+7. a callable leaves the rounds once it has ``min_rounds`` rounds and either the 95% CI of its
+   p50 is within ``precision`` of the p50 (half-width / p50: ``converged``), or more rounds
+   could narrow that CI by at most ``precision`` because the rest is the spread between its
+   instances (``instance_spread``: the CI of the instances' own medians, which no number of
+   rounds shrinks, is within ``precision`` of the achieved one). The anchor (the reference of
+   paired speedups) stays in every round. Rounds end when every callable has left, or at
+   ``max_rounds``, or at the time cap.
 
 The p50 and the distribution come from the pooled per-call samples. The p50's 95% CI is a
 seeded hierarchical bootstrap: instances are resampled, then rounds within each, and the median
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 import resource
 import time
@@ -65,6 +69,10 @@ M_TRIM_THRESHOLD = -1  # glibc mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 STABLE_THRESHOLD_BYTES = 1 << 30
 NOISY_SHARE = 0.2  # a candidate is flagged noisy when more of its kept rounds were noisy
+MEDIAN_SE = 1.2533  # sqrt(pi/2): a median's standard error over a mean's, for normal noise
+# Instances differ when their medians' variance exceeds this many times what round-to-round
+# noise explains (about the 5% critical F for 3 instances and a few rounds).
+INSTANCES_DIFFER = 4.0
 REFERENCE_CALIBRATION = 15  # reference-kernel reads that set its typical time and jitter
 _ALLOCATOR_STATE: dict[str, Any] | None = None
 
@@ -454,6 +462,7 @@ class _Track:
     warmup_calls: int = 0
     energy_j: float | None = None
     done: bool = False
+    done_reason: str = ""  # converged | instance_spread, once done
 
     def per_round(self) -> list[float]:
         """One figure per round (median over instances): what paired speedups compare."""
@@ -486,6 +495,37 @@ class _Track:
     def precision(self, settings: HarnessSettings) -> float:
         low, high = self.p50_ci(settings)
         return relative_halfwidth(low, high, float(np.median(self.samples)) / 1e6)
+
+    def instance_floor(self, settings: HarnessSettings) -> float:
+        """The CI half-width (relative) that infinitely many rounds would leave: the bootstrap
+        over the instances' own medians, scaled down to the part of their spread that their
+        round-to-round noise does not explain. 0 with one instance or fewer than 2 rounds."""
+        values = np.asarray(self.round_medians)  # (rounds, instances)
+        rounds = values.shape[0]
+        if self.instances < 2 or rounds < 2:
+            return 0.0
+        per_instance = np.median(values, axis=0)
+        observed = float(np.var(per_instance, ddof=1))
+        if observed <= 0:
+            return 0.0
+        # Standard error of a median of `rounds` values: 1.2533 sd / sqrt(rounds).
+        noise = float(np.mean((MEDIAN_SE * np.std(values, axis=0, ddof=1)) ** 2) / rounds)
+        if observed < INSTANCES_DIFFER * noise:  # not shown to differ: more rounds may tell
+            return 0.0
+        real_share = math.sqrt((observed - noise) / observed)
+        low, high = hierarchical_median_ci(
+            per_instance[:, None], settings.bootstrap_resamples, settings.seed
+        )
+        return real_share * relative_halfwidth(low, high, float(np.median(self.samples)) / 1e6)
+
+    def settle(self, settings: HarnessSettings) -> None:
+        """Done once the p50's CI is within ``precision``, or once more rounds could narrow it by
+        at most ``precision`` because what is left is the spread between instances."""
+        achieved = self.precision(settings)
+        if achieved <= settings.precision:
+            self.done, self.done_reason = True, "converged"
+        elif achieved - self.instance_floor(settings) <= settings.precision:
+            self.done, self.done_reason = True, "instance_spread"
 
     def signal(self, settings: HarnessSettings) -> str:
         parts = []
@@ -587,7 +627,7 @@ def measure_interleaved(
                 on_round(r + 1, settings.max_rounds)
             if r + 1 >= settings.min_rounds:
                 for key in active:
-                    tracks[key].done = tracks[key].precision(settings) <= settings.precision
+                    tracks[key].settle(settings)
                 if all(t.done for t in tracks.values()):
                     stop = "converged"
                     break
@@ -645,7 +685,7 @@ def _summarise(
         noisy_retries=track.retries,
         noisy_rounds=track.noisy_rounds,
         noisy_signal=track.signal(settings),
-        stop_reason="converged" if track.done else stop,
+        stop_reason=track.done_reason if track.done else stop,
         energy_per_call_j=None
         if track.energy_j is None
         else track.energy_j / max(len(track.samples), 1),

@@ -42,9 +42,10 @@ from edge_opt.training import train_model
 
 log = logging.getLogger(__name__)
 
-# Preparation (calibration, conversion, evaluation) runs on one thread: quantized kernels and
-# calibration observers give slightly different results at other thread counts, and a
+# Preparation (calibration, conversion, evaluation) runs on one torch thread: quantized kernels
+# and calibration observers give slightly different results at other thread counts, and a
 # candidate must get the same accuracy in this process, in a Ray task and after --resume.
+# Evaluation still uses every CPU: batches run side by side, each on one thread.
 CONVERSION_THREADS = 1
 
 
@@ -291,14 +292,18 @@ class PrepareContext:
     cache: ArtifactCache
     # Candidates whose prepare task failed on a cluster node after its retries: id -> why.
     failures: Mapping[str, str] = field(default_factory=dict)
+    # Batches evaluated at once (each on one torch thread, so predictions do not depend on it):
+    # the CPUs this process may use, i.e. its torch thread count (a Ray task's cpus_per_task).
+    eval_workers: int = field(default_factory=lambda: max(1, torch.get_num_threads()))
 
 
 def evaluate_candidate(
     p: PreparedCandidate, built: RuntimeModel, ctx: PrepareContext, ref: Reference
 ) -> None:
-    p.accuracy = evaluate_predict(built.predict, ctx.val_loader)
+    workers = ctx.eval_workers if built.concurrent_predict else 1
+    p.accuracy = evaluate_predict(built.predict, ctx.val_loader, workers)
     if ctx.test_loader is not None:
-        p.test_accuracy = evaluate_predict(built.predict, ctx.test_loader).accuracy
+        p.test_accuracy = evaluate_predict(built.predict, ctx.test_loader, workers).accuracy
     p.size_bytes = built.size_bytes
     logits = built.predict(ref.batch).float()
     p.ref_agreement = float((logits.argmax(1) == ref.logits.argmax(1)).float().mean())

@@ -76,6 +76,10 @@ def train_model(
     if seed is not None:
         torch.manual_seed(seed)
     trained = copy.deepcopy(model).to(device)
+    # Convolutions train 1.1-1.5x faster in channels-last layout on CPU (benchmarks/
+    # wall_time.py); the returned model is back in the default layout.
+    layout = torch.channels_last if _has_conv_weights(trained) else torch.contiguous_format
+    trained = trained.to(memory_format=layout)
     optimizer = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     criterion = nn.CrossEntropyLoss()
     progress = progress or NullProgress()
@@ -86,6 +90,8 @@ def train_model(
         start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         for batch, (inputs, targets) in enumerate(train_loader, start=1):
             inputs, targets = inputs.to(device), targets.to(device)
+            if inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=layout)
             optimizer.zero_grad(set_to_none=True)
             outputs = trained(inputs)
             loss = criterion(outputs, targets)
@@ -122,7 +128,11 @@ def train_model(
         if on_epoch is not None:
             on_epoch(stats)
     progress.finish()
-    return trained.eval()
+    return trained.to(memory_format=torch.contiguous_format).eval()
+
+
+def _has_conv_weights(model: nn.Module) -> bool:
+    return any(p.dim() == 4 for p in model.parameters())
 
 
 def _batch_count(loader: DataLoader) -> int | None:

@@ -34,6 +34,8 @@ class RuntimeModel:
     artifact: Path | None = None  # the exported file (onnxruntime, executorch)
     # Builds an independent twin from the artifact with a thread count; None: not offered.
     reload: Callable[[int], RuntimeModel] | None = field(default=None, repr=False)
+    # ``predict`` may run on several Python threads at once (evaluation in parallel batches).
+    concurrent_predict: bool = False
 
     def fresh_instance(self, threads: int) -> RuntimeModel | None:
         """An independently built twin (new session or program load, new copy of the module) to

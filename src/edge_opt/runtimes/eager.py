@@ -32,6 +32,7 @@ def eager_model(converted: ConvertedModel) -> RuntimeModel:
         serialized_size_bytes(model),
         converted,
         reload=lambda _threads: eager_model(copied_eager(converted)),
+        concurrent_predict=True,  # an eval-mode module keeps no state between calls
     )
 
 

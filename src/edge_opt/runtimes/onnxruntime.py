@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,36 @@ def ort_session(path: Path, threads: int, options: OrtOptions | None = None) -> 
     )
     session_options.log_severity_level = 3
     return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+
+
+# The fp32 export of each float model this process exported lately (content key -> file): the
+# int8 candidate of a pruning level quantizes the very file its fp32 sibling exported, instead
+# of exporting the same model again (an export takes about a second).
+_RECENT_EXPORTS: OrderedDict[str, Path] = OrderedDict()
+_RECENT_LIMIT = 8
+
+
+def _export_key(model: nn.Module, example: torch.Tensor) -> str:
+    from edge_opt.cache import sha256_bytes, state_dict_bytes
+
+    structure = (
+        f"{type(model).__module__}.{type(model).__qualname__}\n{model}\n{tuple(example.shape)}"
+    )
+    return sha256_bytes(structure.encode() + state_dict_bytes(model))
+
+
+def export_onnx_once(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """``export_onnx``, or a copy of the file this process exported for the same model."""
+    key = _export_key(model, example)
+    earlier = _RECENT_EXPORTS.get(key)
+    if earlier is not None and earlier.is_file():
+        shutil.copyfile(earlier, path)
+        return path
+    export_onnx(model, example, path)
+    _RECENT_EXPORTS[key] = path
+    while len(_RECENT_EXPORTS) > _RECENT_LIMIT:
+        _RECENT_EXPORTS.popitem(last=False)
+    return path
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -158,6 +190,7 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         converted,
         artifact=path,
         reload=lambda n: ort_model(path, n, converted),
+        concurrent_predict=True,  # InferenceSession.run is thread-safe
     )
 
 
@@ -172,7 +205,9 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
 def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
     if request.artifact is not None:  # built by an earlier run (the resume cache): load it
         return ort_model(request.artifact, request.threads, request.converted)
-    path = export_onnx(request.float_model, request.example, request.workdir / "model_fp32.onnx")
+    path = export_onnx_once(
+        request.float_model, request.example, request.workdir / "model_fp32.onnx"
+    )
     if request.precision == "int8":
         name = ort_session(path, 1).get_inputs()[0].name
         path = quantize_onnx_int8(
