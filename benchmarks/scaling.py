@@ -9,6 +9,11 @@ starts an embedded Ray (``executor: {kind: ray, address: local}``, loopback only
 CPU per prepare task; its start-up is printed apart. Both runs must give the same accuracies
 (checked). Runs alternate (local, ray, local, ray ...) so drift hits both. Quiet machine only.
 
+Last, the ceiling this host allows: one fine-tuning kernel (SmallCNN, batch 64) run as one
+process on every core (what the local executor does) and as one single-thread process per core
+at once (what Ray tasks do), with no Ray at all; the ratio of their throughputs bounds any
+executor's preparation speed-up over the local one on this machine.
+
     .venv/bin/python benchmarks/scaling.py [--config configs/scaling.yaml] [--pairs 1]
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,6 +50,43 @@ def one_run(config: str, out: Path, *extra: str) -> tuple[float, dict[str, float
         sys.exit(f"edge-opt run failed:\n{proc.stderr[-3000:]}")
     timings = json.loads((out / "summary.json").read_text())["timings_s"]
     return wall, timings, pd.read_csv(out / "sweep_results.csv")
+
+
+KERNEL = """
+import sys, time, torch
+from edge_opt.harness import stabilize_allocator
+from edge_opt.model import SmallCNN
+stabilize_allocator()  # as the driver and every Ray task do
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(0)
+x, y = torch.randn(8000, 1, 28, 28), torch.randint(0, 10, (8000,))
+model = SmallCNN().to(memory_format=torch.channels_last)
+opt, loss = torch.optim.Adam(model.parameters(), 1e-3), torch.nn.CrossEntropyLoss()
+start = time.perf_counter()
+for xb, yb in zip(x.split(64), y.split(64)):
+    opt.zero_grad()
+    loss(model(xb.contiguous(memory_format=torch.channels_last)), yb).backward()
+    opt.step()
+print(time.perf_counter() - start)
+"""
+
+
+def kernel_ceiling(reps: int = 3) -> float:
+    """Throughput of one single-thread kernel per core at once over one kernel on all cores
+    (each process times its own training loop, so start-up and imports are left out)."""
+    cores = len(os.sched_getaffinity(0))
+    ratios = []
+    for _ in range(reps):
+        threaded = subprocess.run(
+            [sys.executable, "-c", KERNEL, str(cores)], check=True, capture_output=True, text=True
+        )
+        procs = [
+            subprocess.Popen([sys.executable, "-c", KERNEL, "1"], stdout=subprocess.PIPE, text=True)
+            for _ in range(cores)
+        ]
+        side_by_side = max(float(proc.communicate()[0]) for proc in procs)
+        ratios.append(float(threaded.stdout) * cores / side_by_side)
+    return statistics.median(ratios)
 
 
 def main() -> None:
@@ -84,6 +127,11 @@ def main() -> None:
     print(
         f"whole run: local {statistics.median(walls['local']):.1f} s, "
         f"ray {statistics.median(walls['ray']):.1f} s (includes Ray's start-up and timing)"
+    )
+    ceiling = kernel_ceiling()
+    print(
+        f"ceiling on this host: one single-thread fine-tuning process per core does "
+        f"{ceiling:.2f}x the work of one process on every core (no Ray; bounds the speed-up)"
     )
 
 

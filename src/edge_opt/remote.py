@@ -1,12 +1,13 @@
 """The sweep's tasks on a distributed executor: prepare fans out, measure goes to the device.
 
 Prepare tasks (``variant_task``: prune and fine-tune one level; ``candidate_task``: convert,
-export and evaluate one candidate) run wherever the executor puts them and return what the
-run's content-keyed cache holds (weights, an ONNX file, accuracy and predictions as JSON). The
-driver stores each result under the key the local code computes, so the local stages that
-follow find every finished piece in the cache: one cache, the one ``--resume`` uses, and
-nothing prepared twice. Results equal the local executor's: a level's fine-tuning shuffles by
-its own seed (``tasks.level_loader``) and evaluation sees the same batches.
+export and evaluate the candidates of one level and runtime) run wherever the executor puts
+them and return what the run's content-keyed cache holds (weights, an ONNX file, accuracy and
+predictions as JSON). The driver stores each result under the key the local code computes, so
+the local stages that follow find every finished piece in the cache: one cache, the one
+``--resume`` uses, and nothing prepared twice. Results equal the local executor's: a level's
+fine-tuning shuffles by its own seed (``tasks.level_loader``) and evaluation sees the same
+batches.
 
 Measure tasks (``executors.device.measure_onnx``) time the ONNX Runtime candidates on the
 target device's node, one at a time; each finished one is cached, so a device that leaves
@@ -149,9 +150,13 @@ class CandidateShared:
     input_shape: tuple[int, int, int]
 
 
-def candidate_task(shared: CandidateShared, item: tuple[float, str, str]) -> dict[str, Any]:
-    """Convert, export and evaluate one candidate; returns its cache entry as plain data."""
-    level, precision, runtime = item
+def candidate_task(
+    shared: CandidateShared, group: tuple[float, str, tuple[str, ...]]
+) -> list[dict[str, Any]]:
+    """Convert, export and evaluate the candidates of one pruning level and runtime, one
+    precision after the other (an int8 ONNX Runtime candidate quantizes the file its fp32
+    sibling exported); returns each one's cache entry as plain data, in ``group``'s order."""
+    level, runtime, precisions = group
     model = shared.variants[level]
     # Quantized kernels dispatch on this process-wide setting: the driver's (pipeline sets it).
     torch.backends.quantized.engine = shared.plan.quantization_backend
@@ -171,17 +176,31 @@ def candidate_task(shared: CandidateShared, item: tuple[float, str, str]) -> dic
         )
         reference = level_reference(model, shared.check_batch)
         sha = shared.variant_sha256[level]
-        prepared = prepare_candidate(
-            model, sha, level, precision, runtime, ctx, reference, shared.macs[level]
-        )
-        if prepared.error is not None:
-            return {"error": prepared.error}
-        key = shared.plan.candidate_key(sha, precision, runtime)
-        entry = cache.get("candidate", key)
-        if entry is None:
-            return {"error": "the task finished but its result was not stored"}
-        meta = {k: v for k, v in entry.meta.items() if k not in ("files", "key", "kind")}
-        return {"key": key, "meta": meta, "files": {n: entry.read(n) for n in entry.meta["files"]}}
+        results = []
+        for precision in precisions:
+            prepared = prepare_candidate(
+                model, sha, level, precision, runtime, ctx, reference, shared.macs[level]
+            )
+            if prepared.error is not None:
+                results.append({"error": prepared.error})
+                continue
+            key = shared.plan.candidate_key(sha, precision, runtime)
+            entry = cache.get("candidate", key)
+            if entry is None:
+                results.append({"error": "the task finished but its result was not stored"})
+                continue
+            meta = {k: v for k, v in entry.meta.items() if k not in ("files", "key", "kind")}
+            files = {n: entry.read(n) for n in entry.meta["files"]}
+            results.append({"key": key, "meta": meta, "files": files})
+        return results
+
+
+def _groups(items: Sequence[tuple[float, str, str]]) -> list[tuple[float, str, tuple[str, ...]]]:
+    """Candidates grouped by (level, runtime), in plan order: one task per group."""
+    grouped: dict[tuple[float, str], list[str]] = {}
+    for level, precision, runtime in items:
+        grouped.setdefault((level, runtime), []).append(precision)
+    return [(level, runtime, tuple(ps)) for (level, runtime), ps in grouped.items()]
 
 
 def prepare_candidates_remotely(
@@ -210,7 +229,12 @@ def prepare_candidates_remotely(
     ]
     if not items:
         return {}
-    log.info("preparing %d candidate(s) as %s tasks", len(items), executor.kind)
+    log.info(
+        "preparing %d candidate(s) as %d %s tasks (one per level and runtime)",
+        len(items),
+        len(_groups(items)),
+        executor.kind,
+    )
     shared = CandidateShared(
         plan,
         dict(variants),
@@ -227,16 +251,20 @@ def prepare_candidates_remotely(
         next(iter(val_loader))[0],
         input_shape,
     )
+    groups = _groups(items)
     failures: dict[str, str] = {}
-    for index, result in executor.prepare(candidate_task, shared, items):
-        cid = candidate_id(*items[index])
-        if isinstance(result, TaskFailure):
-            failures[cid] = result.describe()
-        elif "error" in result:
-            failures[cid] = str(result["error"])
-        else:
-            cache.put("candidate", result["key"], result["meta"], result["files"])
-            log.info("prepared %s in a task", cid)
+    for index, outcome in executor.prepare(candidate_task, shared, groups):
+        level, runtime, precisions = groups[index]
+        ids = [candidate_id(level, precision, runtime) for precision in precisions]
+        if isinstance(outcome, TaskFailure):
+            failures.update(dict.fromkeys(ids, outcome.describe()))
+            continue
+        for cid, result in zip(ids, outcome, strict=True):
+            if "error" in result:
+                failures[cid] = str(result["error"])
+            else:
+                cache.put("candidate", result["key"], result["meta"], result["files"])
+                log.info("prepared %s in a task", cid)
     return failures
 
 

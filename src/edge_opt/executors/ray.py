@@ -199,9 +199,14 @@ def _has_node(resource: str) -> bool:
 
 
 def _pinned(fn: Callable[..., Any], shared: Any, payload: Any, threads: int) -> Any:
-    """Run a prepare task with torch pinned to the CPUs Ray gave it (tasks don't fight)."""
+    """Run a prepare task with torch pinned to the CPUs Ray gave it (tasks don't fight), and
+    glibc's allocator set as in the driver (without it, training mmaps and unmaps every large
+    activation: 1.25-1.45x slower, measured)."""
     import torch
 
+    from edge_opt.harness import stabilize_allocator
+
+    stabilize_allocator()
     torch.set_num_threads(threads)
     return fn(shared, payload)
 
