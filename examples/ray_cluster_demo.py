@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("-o", "--output", default=None)
     args = parser.parse_args()
     out = Path(args.output or tempfile.mkdtemp(prefix="edge-opt-ray-demo-")) / "run"
+    if out.exists():
+        raise SystemExit(f"error: {out} exists; choose another -o DIR (a run is never replaced)")
     common = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **common})
     cluster.add_node(num_cpus=1, **common)
