@@ -144,3 +144,44 @@ def test_readme_documents_every_key() -> None:
     assert "\n".join(lines) in readme, (
         "README's key table is stale: scripts/config_table.py --write"
     )
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"executor": {"kind": "local", "address": "10.0.0.1:6379"}},
+            r"executor\.address: only used with `kind: ray`",
+        ),
+        ({"executor": {"cpus_per_task": 2}}, r"executor\.cpus_per_task: only used with"),
+        ({"search": {"strategy": "grid", "trials": 50}}, r"search\.trials: only used with"),
+        ({"search": {"population": 4}}, r"search\.population: only used with"),
+        (
+            {"executor": {"kind": "ray", "address": "nonsense"}},
+            r"executor\.address: 'nonsense' is not `auto`, `local` or HOST:PORT",
+        ),
+        (
+            {"executor": {"kind": "ray", "address": "http://head:6379"}},
+            r"is not `auto`, `local` or HOST:PORT",
+        ),
+        (
+            {"executor": {"kind": "ray", "address": "local", "device_resource": "CPU"}},
+            r"'CPU' is one of Ray's built-in resources",
+        ),
+    ],
+)
+def test_keys_that_would_do_nothing_or_cannot_work_are_refused(section, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config(section)
+
+
+def test_a_resolved_config_loads_again(tmp_path: Path) -> None:
+    # config_resolved.yaml lists every nested key at its default: none of them is a no-op key.
+    from edge_opt.config import dump_config
+
+    path = tmp_path / "config_resolved.yaml"
+    path.write_text(dump_config(build_config({"epochs": 1})))
+    assert load_config(path) == build_config({"epochs": 1})
+    ray = build_config({"executor": {"kind": "ray", "address": "10.0.0.1:6379"}})
+    path.write_text(dump_config(ray))
+    assert load_config(path).executor.address == "10.0.0.1:6379"

@@ -142,7 +142,28 @@ def test_predict_errors_are_one_line(run_dir: Path, tmp_path: Path) -> None:
     other.write_text(
         json.dumps({**json.loads(onnx.with_suffix(".json").read_text()), "model_sha256": "0" * 64})
     )
+    good = json.loads(onnx.with_suffix(".json").read_text())
+
+    def edited(name: str, **changes: object) -> str:
+        path = tmp_path / f"{name}.json"
+        pre = {**good["preprocessing"], **changes.pop("preprocessing", {})}  # type: ignore[dict-item]
+        path.write_text(json.dumps({**good, **changes, "preprocessing": pre}))
+        return str(path)
+
     for args, message in (
+        ((str(onnx.with_suffix(".json")), str(image)), "this is a model's sidecar, not a model"),
+        (
+            (str(onnx), str(image), "--sidecar", edited("std0", preprocessing={"std": 0})),
+            "preprocessing.std [0.0] must be > 0",
+        ),
+        (
+            (str(onnx), str(image), "--sidecar", edited("two", class_names=["a", "b"])),
+            "lists 2 class names but",
+        ),
+        (
+            (str(onnx), str(image), "--sidecar", edited("m", preprocessing={"mean": [0.1, 0.2]})),
+            "preprocessing.mean has 2 values for 3 channel(s)",
+        ),
         ((str(onnx), str(broken)), "broken.png: not a readable image"),
         ((str(lonely), str(image)), "lonely.onnx: no sidecar lonely.json"),
         ((str(onnx), str(image), "--sidecar", str(other)), "differs from other.json's"),

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -171,6 +172,17 @@ class DatasetSpec(BaseModel):
 DATASET_SPEC_KEYS = tuple(DatasetSpec.model_fields)
 
 RAY_RESOURCE = r"^[A-Za-z0-9_.:-]{1,64}$"
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def _changed_from_default(model: BaseModel, *but: str) -> list[str]:
+    """Fields whose value differs from their default (a resolved config lists every field, at
+    its default where unused, so *being set* cannot tell a no-op key)."""
+    return [
+        name
+        for name, field in type(model).model_fields.items()
+        if name not in but and getattr(model, name) != field.default
+    ]
 
 
 class ExecutorSpec(BaseModel):
@@ -204,11 +216,41 @@ class ExecutorSpec(BaseModel):
         2, ge=0, le=10, description="Ray: retries of a task whose worker or node died."
     )
 
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if value in ("auto", "local") or (
+            host and "/" not in host and port.isdigit() and 0 < int(port) < 65536
+        ):
+            return value
+        raise ValueError(
+            f"executor.address: {value!r} is not `auto`, `local` or HOST:PORT "
+            "(e.g. 192.168.1.10:6379, the head node's `ray start --head --port`)"
+        )
+
+    @field_validator("device_resource")
+    @classmethod
+    def _own_resource(cls, value: str | None) -> str | None:
+        if value is not None and value in RAY_BUILTIN_RESOURCES:
+            raise ValueError(
+                f"executor.device_resource: {value!r} is one of Ray's built-in resources, "
+                "which every node has; name the device's own (e.g. rpi4, as in "
+                "`ray start --resources='{\"rpi4\": 1}'`)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _ray_only(self) -> ExecutorSpec:
         if self.kind == "local" and self.device_resource is not None:
             raise ValueError(
                 "executor.device_resource needs `kind: ray` (a device is a node of a Ray cluster)"
+            )
+        unused = _changed_from_default(self, "kind")
+        if self.kind == "local" and unused:
+            raise ValueError(
+                f"executor.{unused[0]}: only used with `kind: ray`; set `kind: ray` or remove "
+                f"{', '.join(unused)}"
             )
         return self
 
@@ -261,6 +303,18 @@ class SearchConfig(BaseModel):
         description="Screen out a trial whose roofline lower bound on this host is above "
         "this (ms per call); null = no latency budget.",
     )
+
+
+    @model_validator(mode="after")
+    def _optuna_only(self) -> SearchConfig:
+        unused = _changed_from_default(self, "strategy")
+        if self.strategy == "grid" and unused:
+            raise ValueError(
+                f"search.{unused[0]}: only used with `strategy: optuna` (the grid takes "
+                f"pruning_levels x precisions x runtimes); set `strategy: optuna` or remove "
+                f"{', '.join(unused)}"
+            )
+        return self
 
 
 SEARCH_KEYS = tuple(SearchConfig.model_fields)

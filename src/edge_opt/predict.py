@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,7 +76,45 @@ def read_sidecar(path: Path) -> dict[str, Any]:
             f"{path}: not an edge-opt model sidecar (missing {', '.join(missing)}); export the "
             "model again (edge-opt export RUN_DIR)"
         )
+    problem = _preprocessing_problem(data)
+    if problem:
+        raise EdgeOptError(f"{path}: {problem}; export the model again (edge-opt export RUN_DIR)")
     return data
+
+
+def _described_model(sidecar: Path) -> str | None:
+    try:
+        name = json.loads(sidecar.read_text(encoding="utf-8")).get("model_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+def _preprocessing_problem(data: dict[str, Any]) -> str | None:
+    """What makes the sidecar's preprocessing or class names unusable (None: nothing)."""
+    pre = data["preprocessing"]
+    try:
+        channels = int(pre["channels"])
+        sizes = (int(pre["height"]), int(pre["width"]))
+        mean = [float(v) for v in (pre["mean"] if isinstance(pre["mean"], list) else [pre["mean"]])]
+        std = [float(v) for v in (pre["std"] if isinstance(pre["std"], list) else [pre["std"]])]
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"preprocessing is malformed ({type(exc).__name__}: {exc})"
+    if channels not in (1, 3) or min(sizes) < 1:
+        return f"preprocessing: channels {channels} and size {sizes} cannot describe an image"
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, channels):
+            return f"preprocessing.{name} has {len(values)} values for {channels} channel(s)"
+        if not all(math.isfinite(v) for v in values):
+            return f"preprocessing.{name} {values} is not finite"
+    if min(std) <= 0:
+        return f"preprocessing.std {std} must be > 0 (it divides every pixel)"
+    names = data["class_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "class_names must be a list of strings"
+    if len(set(names)) != len(names):
+        return "class_names repeats a name"
+    return None
 
 
 def _check_model(model: Path, sidecar: dict[str, Any], sidecar_file: Path) -> None:
@@ -145,6 +184,12 @@ def predict_images(
         raise EdgeOptError("no images given; pass one or more image files after the model")
     if not model.is_file():
         raise EdgeOptError(f"{model}: no such model file; give an exported .onnx or .pt file")
+    if model.suffix == ".json":
+        described = _described_model(model)
+        raise EdgeOptError(
+            f"{model}: this is a model's sidecar, not a model; pass the model file it describes"
+            + (f" ({model.with_name(described)})" if described else " (.onnx or .pt)")
+        )
     sidecar_file = Path(sidecar) if sidecar is not None else find_sidecar(model)
     meta = read_sidecar(sidecar_file)
     _check_model(model, meta, sidecar_file)
@@ -159,9 +204,14 @@ def predict_images(
         raise EdgeOptError(
             f"{model}: running the model failed ({type(exc).__name__}: {detail})"
         ) from None
+    names = list(meta["class_names"])
+    if names and len(names) != logits.shape[1]:
+        raise EdgeOptError(
+            f"{sidecar_file}: lists {len(names)} class names but {model.name} outputs "
+            f"{logits.shape[1]} classes; use the sidecar exported with this model"
+        )
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    names = list(meta["class_names"])
     top = probs.argmax(axis=1)
     return [
         Prediction(
