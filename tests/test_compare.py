@@ -119,7 +119,7 @@ def test_compare_cli_writes_md_and_html_and_prints(small_run: Path, tmp_path: Pa
         ),
         (["{run}", "{empty}"], "no run_result.json; pass the output directory of a run"),
         (["{junk}", "{run}"], "not valid JSON"),
-        (["{run}", "{empty}", "-o", "{run}/cmp"], "is inside or holds the compared run"),
+        (["{run}", "{empty}", "-o", "{run}/cmp"], "is inside the compared run"),
         (["{run}", "{empty}", "-o", "/proc/cmp"], "is under /proc, a kernel file system"),
         (["{run}", "{empty}", "-o", "{file}"], "exists and is not a directory"),
     ],
@@ -151,3 +151,25 @@ def test_compare_refusals_are_one_line(tmp_path: Path, args: list[str], expected
     assert "Traceback" not in stderr
     assert len([line for line in stderr.splitlines() if line.strip()]) == 1, stderr
     assert not (run / "cmp").exists()
+
+
+@pytest.mark.slow
+def test_the_default_output_beside_the_runs_works_and_no_run_is_written_into(
+    small_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # The common layout: runs under outputs/, compare run from the folder that holds them
+    # (default --output .). Writing there is fine; writing into any run directory is not.
+    parent = tmp_path / "outputs"
+    first, _, _ = _edited_copy(small_run, parent / "a")
+    second, _, _ = _edited_copy(small_run, parent / "b")
+    monkeypatch.chdir(parent)
+    code, _, stderr = invoke("compare", "a", "b")
+    assert code == 0, stderr
+    assert (parent / "comparison.md").is_file()
+    holder = tmp_path / "multi"  # e.g. a multi-seed run: a run directory holding runs
+    holder.mkdir()
+    (holder / "run_status.json").write_text("{}")
+    code, _, stderr = invoke("compare", "a", "b", "-o", str(holder / "cmp"), "--overwrite")
+    assert code == 1
+    assert "is inside the run directory" in stderr
+    assert not (holder / "cmp").exists()

@@ -382,7 +382,7 @@ def check_comparison_output(
     Raises:
         CompareError: the message names ``--output``, the value and the fix.
     """
-    from edge_opt.rundir import FORBIDDEN_ROOTS
+    from edge_opt.rundir import FORBIDDEN_ROOTS, LEGACY_MARKERS
 
     text = str(output)
     if not text.strip():
@@ -398,11 +398,19 @@ def check_comparison_output(
         raise CompareError(f"--output: {text!r} exists and is not a directory; give a directory")
     for run in run_dirs:
         run_path = Path(run).resolve()
-        if target == run_path or run_path in target.parents or target in run_path.parents:
+        if target == run_path or run_path in target.parents:
             raise CompareError(
-                f"--output: {text!r} is inside or holds the compared run {str(run)!r}; "
-                "a comparison never writes into a run: give another directory, e.g. "
-                "--output compare1"
+                f"--output: {text!r} is inside the compared run {str(run)!r}; a comparison "
+                "never writes into a run: give another directory, e.g. --output compare1"
+            )
+    # Any other run (e.g. a multi-seed run holding per-seed ones): a folder that merely holds
+    # runs, like outputs/ or the current directory, is fine.
+    for folder in (target, *target.parents):
+        if any((folder / marker).is_file() for marker in LEGACY_MARKERS):
+            raise CompareError(
+                f"--output: {text!r} is {'' if folder == target else 'inside '}the run "
+                f"directory {str(folder)!r}; a comparison never writes into a run: give "
+                "another directory, e.g. --output compare1"
             )
     existing = [name for name in OUTPUT_FILES if (target / name).exists()]
     if existing and not overwrite:
