@@ -304,7 +304,6 @@ class SearchConfig(BaseModel):
         "this (ms per call); null = no latency budget.",
     )
 
-
     @model_validator(mode="after")
     def _optuna_only(self) -> SearchConfig:
         unused = _changed_from_default(self, "strategy")

@@ -472,6 +472,7 @@ def _run_stages(
                 ),
                 cache,
                 train_fingerprint,
+                context.progress,
             )
         variants = prune_variants(
             baseline,
@@ -504,6 +505,7 @@ def _run_stages(
                 first_inputs(loaders.val, plan.latency_batch_size),
                 splits.input_shape,
                 cache,
+                context.progress,
             )
         sweep = execute_sweep(
             plan,

@@ -41,6 +41,7 @@ from edge_opt.executors.base import Executor, NodeInfo, TaskFailure
 from edge_opt.executors.device import MeasurePayload, measure_onnx
 from edge_opt.harness import HarnessSettings, LatencyStats
 from edge_opt.plan import SweepPlan, candidate_id
+from edge_opt.progress import NullProgress, Progress
 from edge_opt.runtimes import RuntimeModel
 from edge_opt.tasks import (
     PrepareContext,
@@ -94,6 +95,7 @@ def prepare_variants_remotely(
     settings: VariantSettings,
     cache: ArtifactCache,
     train_fingerprint: str,
+    progress: Progress | None = None,
 ) -> dict[float, TaskFailure]:
     """Fine-tune every level missing from ``cache`` as parallel tasks; store their weights
     under the key ``tasks.prune_variants`` looks up. Returns the levels whose task failed
@@ -121,14 +123,18 @@ def prepare_variants_remotely(
         base_model, train_loader.dataset, int(train_loader.batch_size or 1), settings
     )
     failures: dict[float, TaskFailure] = {}
+    progress = progress or NullProgress()
+    progress.start(f"fine-tuning ({executor.kind} tasks)", len(missing), "levels")
     for index, result in executor.prepare(variant_task, shared, missing):
         level = missing[index]
+        progress.advance(1, f"p{round(level * 100):02d}")
         if isinstance(result, TaskFailure):
             failures[level] = result
             log.warning("pruning level %.2f: %s; it is made here", level, result.describe())
             continue
         cache.put("variant", keys[level], {"level": level}, {"weights.pt": result})
         log.info("pruning level %.2f: fine-tuned by a task", level)
+    progress.finish()
     return failures
 
 
@@ -213,6 +219,7 @@ def prepare_candidates_remotely(
     latency_input: torch.Tensor,
     input_shape: tuple[int, int, int],
     cache: ArtifactCache,
+    progress: Progress | None = None,
 ) -> dict[str, str]:
     """Prepare every candidate missing from ``cache`` as parallel tasks and store the results
     where ``execute_sweep`` looks. Returns id -> error for candidates that failed (a node that
@@ -253,9 +260,12 @@ def prepare_candidates_remotely(
     )
     groups = _groups(items)
     failures: dict[str, str] = {}
+    progress = progress or NullProgress()
+    progress.start(f"preparing ({executor.kind} tasks)", len(items), "candidates")
     for index, outcome in executor.prepare(candidate_task, shared, groups):
         level, runtime, precisions = groups[index]
         ids = [candidate_id(level, precision, runtime) for precision in precisions]
+        progress.advance(len(ids), ids[-1])
         if isinstance(outcome, TaskFailure):
             failures.update(dict.fromkeys(ids, outcome.describe()))
             continue
@@ -265,6 +275,7 @@ def prepare_candidates_remotely(
             else:
                 cache.put("candidate", result["key"], result["meta"], result["files"])
                 log.info("prepared %s in a task", cid)
+    progress.finish()
     return failures
 
 
