@@ -3,9 +3,9 @@
 A device (a Raspberry Pi, a Jetson) joins the cluster with only Ray, ONNX Runtime and numpy
 installed (README: Distributed runs and device nodes). A measure task receives the model's
 bytes, one input batch and the harness settings, builds ``instances`` independent ONNX Runtime
-sessions (the same session options as ``edge_opt.runtimes``), times them in interleaved rounds
-with ``edge_opt.harness.measure_interleaved``, and returns plain data: the latency statistics,
-every kept per-call time, and the node as it describes itself.
+sessions (``edge_opt.ort_sessions``: the session options and timed call the host uses), times
+them in interleaved rounds with ``edge_opt.harness.measure_interleaved``, and returns plain
+data: the latency statistics, every kept per-call time, and the node as it describes itself.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from edge_opt.executors.base import this_node
 from edge_opt.harness import HarnessSettings, measure_interleaved
+from edge_opt.ort_sessions import bound_call, ort_session
 
 
 @dataclass(frozen=True)
@@ -30,27 +31,6 @@ class MeasurePayload:
     instances: int
 
 
-def ort_session_from_bytes(model: bytes, threads: int) -> Any:
-    """An ONNX Runtime session with edge-opt's timing options (see ``runtimes.ort_session``)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def _bound_call(session: Any, name: str, feed: np.ndarray) -> Any:
-    """The same call path as the host's ONNX Runtime timing (``runtimes.onnxruntime``): the
-    input bound once with I/O binding, so host and device figures time the same work."""
-    binding = session.io_binding()
-    binding.bind_cpu_input(name, feed)
-    binding.bind_output(session.get_outputs()[0].name, "cpu")
-    return lambda: session.run_with_iobinding(binding)
-
-
 def measure_onnx(payload: MeasurePayload) -> dict[str, Any]:
     """Time one ONNX candidate here; returns JSON-able data (stats, samples, node)."""
     node_id = "local"
@@ -62,12 +42,11 @@ def measure_onnx(payload: MeasurePayload) -> dict[str, Any]:
     except ImportError:
         pass
     sessions = [
-        ort_session_from_bytes(payload.model, payload.settings.threads)
+        ort_session(payload.model, payload.settings.threads)
         for _ in range(max(1, payload.instances))
     ]
-    name = sessions[0].get_inputs()[0].name
     feed = np.ascontiguousarray(payload.sample, dtype=np.float32)
-    calls = [_bound_call(s, name, feed) for s in sessions]
+    calls = [bound_call(s, feed) for s in sessions]
     raw: dict[str, list[float]] = {}
     key = payload.candidate_id
     stats = measure_interleaved(

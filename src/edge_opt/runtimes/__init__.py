@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from edge_opt.errors import RuntimeBuildError
+from edge_opt.ort_sessions import OrtOptions, ort_session
 from edge_opt.quantization import convert_precision
 from edge_opt.runtimes import compiled, eager, executorch, onnxruntime  # noqa: F401 (register)
 from edge_opt.runtimes.base import (
@@ -35,7 +36,7 @@ from edge_opt.runtimes.base import (
     register_runtime,
 )
 from edge_opt.runtimes.compiled import pt2e_int8
-from edge_opt.runtimes.onnxruntime import OrtOptions, export_onnx, ort_session, quantize_onnx_int8
+from edge_opt.runtimes.onnxruntime import export_onnx, quantize_onnx_int8
 
 RUNTIMES = tuple(RUNTIME_REGISTRY.names())
 

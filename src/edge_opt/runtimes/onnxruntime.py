@@ -3,7 +3,8 @@ dynamic batch dimension, one self-contained file); int8 by ONNX Runtime's static
 (QDQ, per-channel int8 weights, uint8 activations, calibrated on the same batches). Its CPU
 provider has few fp16/bf16 kernels, so those precisions are skipped, with the reason.
 
-Session options are ``OrtOptions``; the defaults are the choices ``benchmarks/runtime_options.py``
+Sessions and the timed call come from ``edge_opt.ort_sessions`` (shared with the device's
+measure task); ``OrtOptions`` defaults are the choices ``benchmarks/runtime_options.py``
 measured (README, "Runtime options").
 """
 
@@ -16,57 +17,17 @@ import shutil
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from edge_opt.errors import QuantizationError, RuntimeBuildError
+from edge_opt.ort_sessions import bound_call, ort_session
 from edge_opt.quantization import ConvertedModel
 from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
-
-OptimizationLevel = Literal["disable", "basic", "extended", "all"]
-
-
-@dataclass(frozen=True)
-class OrtOptions:
-    """ONNX Runtime session options for one candidate (threads are the harness's)."""
-
-    optimization_level: OptimizationLevel = "all"
-    inter_op_threads: int = 1
-    parallel: bool = False  # ORT_PARALLEL execution mode (operators side by side)
-    allow_spinning: bool = True  # session.intra_op.allow_spinning
-    memory_pattern: bool = True  # enable_mem_pattern
-
-
-def ort_session(path: Path, threads: int, options: OrtOptions | None = None) -> Any:
-    """An ONNX Runtime CPU session of ``path`` with ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    chosen = options or OrtOptions()
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = threads  # the same thread budget as torch's timing
-    session_options.inter_op_num_threads = chosen.inter_op_threads
-    session_options.execution_mode = (
-        ort.ExecutionMode.ORT_PARALLEL if chosen.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-    )
-    session_options.graph_optimization_level = levels[chosen.optimization_level]
-    session_options.enable_mem_pattern = chosen.memory_pattern
-    session_options.add_session_config_entry(
-        "session.intra_op.allow_spinning", "1" if chosen.allow_spinning else "0"
-    )
-    session_options.log_severity_level = 3
-    return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
-
 
 # The fp32 export of each float model this process exported lately (content key -> file): the
 # int8 candidate of a pruning level quantizes the very file its fp32 sibling exported, instead
@@ -172,14 +133,7 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         return torch.from_numpy(session.run(None, {name: x.float().numpy()})[0])
 
     def timed_call(x: torch.Tensor) -> Callable[[], object]:
-        # I/O binding: the input bound once, as an application would keep its input buffer;
-        # 1.15x faster than session.run with a feed dict at batch 1 (runtime_options.py).
-        # (The binding holds ``feed``: its OrtValue points into that array.)
-        feed = np.ascontiguousarray(x.float().numpy())
-        binding = session.io_binding()
-        binding.bind_cpu_input(name, feed)
-        binding.bind_output(session.get_outputs()[0].name, "cpu")
-        return lambda: session.run_with_iobinding(binding)
+        return bound_call(session, np.ascontiguousarray(x.float().numpy()))
 
     return RuntimeModel(
         "onnxruntime",
