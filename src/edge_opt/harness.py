@@ -31,7 +31,9 @@ Protocol, for one or many callables (candidates):
    p50 is within ``precision`` of the p50 (half-width / p50: ``converged``), or more rounds
    could narrow that CI by at most ``precision`` because the rest is the spread between its
    instances (``instance_spread``: the CI of the instances' own medians, which no number of
-   rounds shrinks, is within ``precision`` of the achieved one). The anchor (the reference of
+   rounds shrinks, is within ``precision`` of the achieved one; that floor counts only when the
+   instances' medians differ by at least 4x the variance their round-to-round noise explains,
+   and only the unexplained part of their spread). The anchor (the reference of
    paired speedups) stays in every round. Rounds end when every callable has left, or at
    ``max_rounds``, or at the time cap.
 
