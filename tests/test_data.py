@@ -152,3 +152,56 @@ def test_build_loaders_specified_signature() -> None:
 def test_config_and_data_agree_on_dataset_names() -> None:
     assert set(DATASET_NAMES) == {"mnist", "fashion-mnist", "synthetic"}
     assert set(data.TORCHVISION_DIRS) | {"synthetic"} == set(DATASET_NAMES)
+
+
+def test_batched_loaders_give_the_plain_loaders_batches_in_the_same_order() -> None:
+    import torch
+    from torch.utils.data import DataLoader, Subset, TensorDataset
+
+    x = torch.randn(1000, 1, 4, 4)
+    ds = TensorDataset(x, torch.arange(1000))
+    for shuffle in (True, False):
+        gens = [torch.Generator().manual_seed(5) if shuffle else None for _ in range(2)]
+        plain = DataLoader(ds, batch_size=64, shuffle=shuffle, generator=gens[0])
+        batched = data.batch_loader(ds, 64, shuffle=shuffle, generator=gens[1])
+        assert batched.batch_size is None  # one indexing call per batch, not 64 item reads
+        assert len(batched) == len(plain)
+        assert data.loader_batch_size(batched) == 64
+        for _epoch in range(2):  # the generator advances the same way from epoch to epoch
+            for (xa, ya), (xb, yb) in zip(plain, batched, strict=True):
+                assert torch.equal(xa, xb)
+                assert torch.equal(ya, yb)
+    subset = data.batch_loader(Subset(ds, range(100)), 32)
+    assert [len(y) for _, y in subset] == [32, 32, 32, 4]
+    assert data.loader_batch_size(DataLoader(ds, batch_size=8)) == 8
+
+
+def test_normalisation_by_table_and_exact_pixel_statistics() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(500, 1, 8, 8), dtype=np.uint8)
+    raw = idx.RawDataset(
+        "synthetic", "test", images, rng.integers(0, 10, 500), None, None, files=()
+    )
+    splits = data.split_dataset(raw, None, 100, 100, seed=0)
+    # Statistics over every training pixel, exact (float64 over the integer pixel values).
+    train = images[np.isin(np.arange(500), _train_rows(splits, images))]
+    ref = train.astype(np.float64) / 255.0
+    assert splits.mean == pytest.approx(ref.mean(), rel=1e-12)
+    assert splits.std == pytest.approx(ref.std(), rel=1e-12)
+    # The lookup table gives the float32 values of the direct formula, bit for bit.
+    direct = (train.astype(np.float32) / 255.0 - splits.mean) / splits.std
+    table = data._scaled(np.arange(256, dtype=np.uint8), 255.0, splits.mean, splits.std)
+    assert np.array_equal(table[train], direct)
+    # Float images take the direct path and agree with the uint8 ones.
+    as_float = data._pixel_stats(images.astype(np.float32), 1.0)
+    assert as_float == pytest.approx(data._pixel_stats(images, 1.0), rel=1e-5)
+    assert data._pixel_stats(np.zeros((2, 1, 2, 2), np.uint8), 255.0) == (0.0, 1.0)
+
+
+def _train_rows(splits, images: np.ndarray) -> np.ndarray:
+    # Recover which rows went to training: each training image, normalised, is unique here.
+    flat = images.reshape(len(images), -1)
+    train = splits.train.tensors[0].numpy().reshape(len(splits.train), -1)
+    pixels = np.rint((train * splits.std + splits.mean) * 255.0).astype(np.uint8)
+    lookup = {row.tobytes(): i for i, row in enumerate(flat)}
+    return np.array([lookup[row.tobytes()] for row in pixels])

@@ -268,3 +268,34 @@ def test_a_more_pruned_candidate_slower_beyond_the_cis_is_flagged() -> None:
     flagged = flag_slower_than_less_pruned(rows)
     assert flagged["slower_than_less_pruned"].tolist() == [False, False, True, False]
     assert flagged.loc[2, "faster_less_pruned"] == "p50-fp32-eager"  # the fastest lower level
+
+
+def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_anothers_timing() -> None:
+    import torch
+
+    from edge_opt.harness import HarnessSettings
+    from edge_opt.metrics import AccuracyResult
+    from edge_opt.plan import SweepPlan
+    from edge_opt.sweep import timing_dominance
+
+    def prepared(cid: str, correct: int, size_mb: float) -> tasks.PreparedCandidate:
+        return tasks.PreparedCandidate(
+            {"candidate_id": cid},
+            accuracy=AccuracyResult(correct, 100, torch.zeros(100, dtype=torch.int64)),
+            size_bytes=int(size_mb * 1024 * 1024),
+            peak_bytes=0,
+        )
+
+    ready = [prepared("a", 90, 1.0), prepared("b", 90, 1.0), prepared("c", 95, 8.0)]
+    plan = SweepPlan(
+        (0.0,),
+        ("fp32",),
+        HarnessSettings(),
+        active_memory_budget_mb=4.0,
+        latency_budget_ms=33.3,
+    )
+    dominance = timing_dominance(ready, plan)
+    # c is more accurate but over the budget: it may be rejected, so it stops nobody; a and b
+    # tie on accuracy and fit, so either may stop the other; nobody within budget beats c.
+    assert dominance.over == {"a": ["b"], "b": ["a"], "c": []}
+    assert dominance.p95_limit_ms == 33.3

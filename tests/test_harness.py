@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,9 +19,12 @@ from edge_opt.harness import (
 )
 
 
-def busy(seconds: float):
+def busy(seconds: float, jitter: float = 0.0, seed: int = 0):
+    """A busy call of ``seconds``, each call +-``jitter`` (a fraction) at random (seeded)."""
+    rng = np.random.default_rng(seed)
+
     def spin() -> None:
-        end = time.perf_counter() + seconds
+        end = time.perf_counter() + seconds * (1 + jitter * (2 * rng.random() - 1))
         while time.perf_counter() < end:
             pass
 
@@ -353,3 +357,48 @@ def test_two_real_instances_of_different_speed_stop_before_max_rounds() -> None:
     assert stats.rounds < settings.max_rounds
     assert stats.p50_ci95_low_ms <= 0.33
     assert stats.p50_ci95_high_ms >= 0.5
+
+
+def _jittery(base_s: float, seed: int):
+    # Busy calls whose length varies +-30% call to call: the p50's CI narrows only slowly, so
+    # precision alone would keep such a candidate in the rounds until max_rounds.
+    return busy(base_s, jitter=0.3, seed=seed)
+
+
+DOMINANCE_SETTINGS = HarnessSettings(
+    warmup_min=0,
+    calls_per_round=20,
+    min_rounds=3,
+    max_rounds=12,
+    precision=0.0001,  # unreachable: only dominance can stop a candidate before max_rounds
+    noisy_cpu_threshold=99.0,
+    host_slowdown_threshold=99.0,
+)
+
+
+def test_a_candidate_beaten_by_one_at_least_as_good_stops_as_dominated() -> None:
+    calls = {"fast": _jittery(0.00005, 1), "slow": _jittery(0.0005, 2), "ref": _jittery(0.0005, 3)}
+    dominance = harness.Dominance({"slow": ["fast"], "ref": ["fast"]})
+    stats = measure_interleaved(calls, DOMINANCE_SETTINGS, anchor="ref", dominance=dominance)
+    assert stats["slow"].stop_reason == "dominated"
+    assert stats["slow"].dominated_by == "fast"
+    assert stats["slow"].rounds == DOMINANCE_SETTINGS.min_rounds  # 10x slower: beaten at once
+    assert stats["slow"].p50_ci95_low_ms > stats["fast"].p50_ci95_high_ms
+    assert stats["fast"].rounds == DOMINANCE_SETTINGS.max_rounds  # nobody beats it
+    assert stats["fast"].dominated_by is None
+    assert stats["ref"].rounds == DOMINANCE_SETTINGS.max_rounds  # the anchor is never stopped
+    assert stats["ref"].stop_reason != "dominated"
+
+
+def test_only_a_listed_faster_key_within_the_p95_limit_stops_a_candidate() -> None:
+    calls = {"fast": _jittery(0.00005, 1), "slow": _jittery(0.0005, 2)}
+    for dominance in (
+        harness.Dominance({"fast": ["slow"]}),  # not listed as at least as good: no stop
+        harness.Dominance({"slow": ["fast"]}, p95_limit_ms=0.00001),  # fast breaks the budget
+        None,
+    ):
+        stats = measure_interleaved(calls, DOMINANCE_SETTINGS, dominance=dominance)
+        assert {s.stop_reason for s in stats.values()} == {"max_rounds"}
+    off = replace(DOMINANCE_SETTINGS, stop_dominated=False)  # benchmark_stop_dominated: false
+    stats = measure_interleaved(calls, off, dominance=harness.Dominance({"slow": ["fast"]}))
+    assert stats["slow"].stop_reason == "max_rounds"

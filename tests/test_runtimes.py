@@ -202,7 +202,8 @@ def test_parallel_evaluation_gives_the_same_predictions_bit_for_bit(
     runtime, precision, trained_cnn, synthetic_splits, calibration, tmp_path
 ) -> None:
     # Preparation evaluates batches side by side on every CPU, each batch on one torch thread:
-    # the predictions must be exactly those of one worker (a Ray task with one CPU, --resume).
+    # the predictions must be exactly those of one worker at the caller's thread count (a Ray
+    # task with one CPU, --resume).
     from concurrent.futures import ThreadPoolExecutor
 
     from torch.utils.data import DataLoader, TensorDataset
@@ -215,8 +216,9 @@ def test_parallel_evaluation_gives_the_same_predictions_bit_for_bit(
     with torch_threads(1):
         built = build_runtime(runtime, trained_cnn, precision, calibration, x[:1], workdir=tmp_path)
         assert built.concurrent_predict
-        one = evaluate_predict(built.predict, loader, workers=1)
-        two = evaluate_predict(built.predict, loader, workers=3)
+        with torch_threads(2):  # one worker at the caller's 2 threads; 3 workers at 1 each
+            one = evaluate_predict(built.predict, loader, workers=1)
+            two = evaluate_predict(built.predict, loader, workers=3)
         batches = [b for b, _ in loader]
         alone = [built.predict(b) for b in batches]
         with ThreadPoolExecutor(3) as pool:

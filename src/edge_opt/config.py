@@ -468,6 +468,13 @@ class ExperimentConfig(BaseModel):
         description="Independently built instances of each candidate timed in the same rounds "
         "(fresh ONNX Runtime session, fresh model copy); the p50 and its CI pool them.",
     )
+    benchmark_stop_dominated: Flag = Field(
+        True,
+        description="Stop timing a candidate once one at least as accurate, within the memory "
+        "budget (and its p95 within `latency_budget_ms`) is faster beyond both p50 CIs and on "
+        "the mean: its p50 keeps a wider CI (`latency_stop_reason` `dominated`), no decision "
+        "changes. false: time every candidate to `benchmark_precision`.",
+    )
     benchmark_max_rounds: Int = Field(
         20, ge=1, le=1000, description="Maximum interleaved timing rounds."
     )
@@ -501,8 +508,8 @@ class ExperimentConfig(BaseModel):
         ge=1,
         le=100_000,
         description="Timed calls per round at `batch_size` for throughput (3 to 5 rounds: at "
-        "least 3, or `benchmark_trials` if fewer; more until the p50 is within "
-        "`benchmark_precision`).",
+        "least 3, or `benchmark_trials` if fewer; more until the p50 is within +-5%, or "
+        "`benchmark_precision` if looser: throughput is reported, it decides nothing).",
     )
     benchmark_threads: Int = Field(
         1, ge=1, le=1024, description="Torch intra-op threads while timing (recorded)."

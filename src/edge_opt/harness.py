@@ -53,7 +53,7 @@ import os
 import resource
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -202,6 +202,7 @@ class HarnessSettings:
     min_rounds: int = 3
     max_rounds: int = 20
     precision: float = 0.02  # stop when the p50's 95% CI half-width is within this of the p50
+    stop_dominated: bool = True  # honour a caller's Dominance (measure_interleaved)
     time_cap_s: float = 10.0  # per callable
     noisy_cpu_threshold: float = 0.5
     host_slowdown_threshold: float = 0.25
@@ -272,6 +273,7 @@ class LatencyStats:
     noisy_rounds: int = 0  # kept rounds that were still noisy after their retries
     noisy_signal: str = ""  # which load signal fired in the noisy kept rounds, and how much
     stop_reason: str = ""
+    dominated_by: str | None = None  # stop_reason dominated: the key that beat it
     instances: int = 1  # independently built instances timed (fresh session / model copy)
     p50_precision: float | None = None  # achieved 95% CI half-width / p50
     energy_per_call_j: float | None = None  # from RAPL counters when the host exposes them
@@ -464,7 +466,11 @@ class _Track:
     warmup_calls: int = 0
     energy_j: float | None = None
     done: bool = False
-    done_reason: str = ""  # converged | instance_spread, once done
+    done_reason: str = ""  # converged | instance_spread | dominated, once done
+    dominated_by: str | None = None
+    ci: tuple[float, float] | None = None  # at the last settle: the p50's 95% CI (ms),
+    mean_ms: float | None = None  # the mean
+    p95_ms: float | None = None  # and the p95
 
     def per_round(self) -> list[float]:
         """One figure per round (median over instances): what paired speedups compare."""
@@ -523,7 +529,10 @@ class _Track:
     def settle(self, settings: HarnessSettings) -> None:
         """Done once the p50's CI is within ``precision``, or once more rounds could narrow it by
         at most ``precision`` because what is left is the spread between instances."""
-        achieved = self.precision(settings)
+        self.ci = self.p50_ci(settings)
+        samples = np.asarray(self.samples, dtype=np.float64) / 1e6
+        self.mean_ms, self.p95_ms = float(samples.mean()), float(np.percentile(samples, 95))
+        achieved = relative_halfwidth(*self.ci, float(np.median(samples)))
         if achieved <= settings.precision:
             self.done, self.done_reason = True, "converged"
         elif achieved - self.instance_floor(settings) <= settings.precision:
@@ -542,6 +551,40 @@ class _Track:
                 f"(threshold {settings.host_slowdown_threshold:.0%})"
             )
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Dominance:
+    """Which keys may stop a key by being faster: the caller's judgement on everything but time
+    (e.g. at least as accurate, within the memory budget), and the p95 a key must keep to stop
+    others (a latency budget: a key over it might be rejected, and the slower one picked)."""
+
+    over: Mapping[str, Collection[str]]  # key -> the keys at least as good but for time
+    p95_limit_ms: float | None = None
+
+    def stops(self, key: str, tracks: Mapping[str, _Track]) -> str | None:
+        """The first key that beats ``key`` on time: a p50 faster beyond both 95% CIs and a
+        lower mean (the energy proxy's figure), within the p95 limit."""
+        slow = tracks[key]
+        if slow.ci is None or slow.mean_ms is None:
+            return None
+        for other in self.over.get(key, ()):
+            fast = tracks.get(other)
+            if fast is None or fast.ci is None or fast.mean_ms is None or fast.p95_ms is None:
+                continue
+            within = self.p95_limit_ms is None or fast.p95_ms <= self.p95_limit_ms
+            if within and fast.ci[1] < slow.ci[0] and fast.mean_ms < slow.mean_ms:
+                return other
+        return None
+
+
+def _stop_dominated(tracks: Mapping[str, _Track], dominance: Dominance, anchor: str | None) -> None:
+    for key, track in tracks.items():
+        if track.done or key == anchor:
+            continue
+        winner = dominance.stops(key, tracks)
+        if winner is not None:
+            track.done, track.done_reason, track.dominated_by = True, "dominated", winner
 
 
 def _read_load(
@@ -579,6 +622,7 @@ def measure_interleaved(
     energy_reader: Callable[[], float | None] | None = None,
     anchor: str | None = None,
     raw_samples: dict[str, list[float]] | None = None,
+    dominance: Dominance | None = None,
 ) -> dict[str, LatencyStats]:
     """Time several callables in interleaved rounds; returns one ``LatencyStats`` per key.
 
@@ -591,6 +635,9 @@ def measure_interleaved(
         energy_reader: cumulative energy in J (e.g. ``RaplReader``); gives per-call energy.
         anchor: a key timed in every round even once tight (the reference of speedups).
         raw_samples: if given, filled with every kept per-call time (ms) per key.
+        dominance: if given, a key stops being timed (``dominated``) once a key at least as
+            good on everything but time is faster (``Dominance.stops``): more precision could
+            not put it on a frontier or make it the pick. The anchor is never stopped so.
     """
     if not calls:
         return {}
@@ -630,6 +677,8 @@ def measure_interleaved(
             if r + 1 >= settings.min_rounds:
                 for key in active:
                     tracks[key].settle(settings)
+                if dominance is not None and settings.stop_dominated:
+                    _stop_dominated(tracks, dominance, anchor)
                 if all(t.done for t in tracks.values()):
                     stop = "converged"
                     break
@@ -688,6 +737,7 @@ def _summarise(
         noisy_rounds=track.noisy_rounds,
         noisy_signal=track.signal(settings),
         stop_reason=track.done_reason if track.done else stop,
+        dominated_by=track.dominated_by,
         energy_per_call_j=None
         if track.energy_j is None
         else track.energy_j / max(len(track.samples), 1),

@@ -282,6 +282,7 @@ def _sweep_plan(cfg: ExperimentConfig, power_watts: float, fingerprint: str) -> 
         measure_rss=cfg.measure_peak_rss,
         data_fingerprint=fingerprint,
         instances=cfg.benchmark_instances,
+        latency_budget_ms=cfg.latency_budget_ms,
     )
 
 
@@ -317,7 +318,7 @@ def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
                 "fewer MACs did not mean less time there (try channel_multiple: 8 or 16)"
             )
     stops = ok_rows["latency_stop_reason"]
-    loose = ok_rows[~stops.isin(["converged", "instance_spread"])]
+    loose = ok_rows[~stops.isin(["converged", "instance_spread", "dominated"])]
     if len(loose):
         worst = loose["latency_p50_precision"].max()
         warnings.append(

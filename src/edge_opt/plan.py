@@ -51,6 +51,8 @@ class SweepPlan:
     measure_rss: bool = True
     data_fingerprint: str = ""  # names the val/test/calibration data in cache keys
     instances: int = 1  # independently built instances of each candidate timed side by side
+    latency_budget_ms: float | None = None  # on the p95; only a faster candidate within it
+    # may stop a slower one's timing (Dominance)
 
     def __post_init__(self) -> None:
         if self.memory_budget_metric not in BUDGET_METRICS:

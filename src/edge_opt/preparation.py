@@ -80,6 +80,7 @@ def harness_settings(cfg: ExperimentConfig) -> HarnessSettings:
         min_rounds=cfg.benchmark_trials,
         max_rounds=cfg.benchmark_max_rounds,
         precision=cfg.benchmark_precision,
+        stop_dominated=cfg.benchmark_stop_dominated,
         time_cap_s=cfg.benchmark_time_cap_s,
         noisy_cpu_threshold=cfg.noisy_cpu_threshold,
         host_slowdown_threshold=cfg.host_slowdown_threshold,

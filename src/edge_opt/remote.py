@@ -36,6 +36,7 @@ from edge_opt.cache import (
     state_dict_bytes,
 )
 from edge_opt.config import ExecutorSpec
+from edge_opt.data import batch_loader, loader_batch_size
 from edge_opt.errors import DeviceLostError
 from edge_opt.executors.base import Executor, NodeInfo, TaskFailure
 from edge_opt.executors.device import MeasurePayload, measure_onnx
@@ -83,7 +84,7 @@ class VariantShared:
 
 def variant_task(shared: VariantShared, level: float) -> bytes:
     """Prune and fine-tune one level; returns its state dict (``torch.save`` bytes)."""
-    loader = DataLoader(shared.train, batch_size=shared.batch_size, shuffle=True)
+    loader = batch_loader(shared.train, shared.batch_size, shuffle=True)
     return state_dict_bytes(prune_variant(shared.base_model, level, loader, shared.settings))
 
 
@@ -120,7 +121,7 @@ def prepare_variants_remotely(
         return {}
     log.info("preparing %d pruning level(s) as %s tasks", len(missing), executor.kind)
     shared = VariantShared(
-        base_model, train_loader.dataset, int(train_loader.batch_size or 1), settings
+        base_model, train_loader.dataset, loader_batch_size(train_loader), settings
     )
     failures: dict[float, TaskFailure] = {}
     progress = progress or NullProgress()
@@ -170,10 +171,8 @@ def candidate_task(
         cache = ArtifactCache(Path(tmp) / "cache")
         ctx = PrepareContext(
             shared.plan,
-            DataLoader(shared.val, batch_size=shared.batch_size, shuffle=False),
-            None
-            if shared.test is None
-            else DataLoader(shared.test, batch_size=shared.batch_size, shuffle=False),
+            batch_loader(shared.val, shared.batch_size),
+            None if shared.test is None else batch_loader(shared.test, shared.batch_size),
             list(shared.calibration),
             shared.latency_input,
             shared.input_shape,
@@ -252,7 +251,7 @@ def prepare_candidates_remotely(
         },
         val_loader.dataset,
         None if test_loader is None else test_loader.dataset,
-        int(val_loader.batch_size or 1),
+        loader_batch_size(val_loader),
         list(calibration),
         latency_input,
         next(iter(val_loader))[0],

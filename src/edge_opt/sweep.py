@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,13 @@ from torch.utils.data import DataLoader
 from edge_opt.artifacts import atomic_write_csv
 from edge_opt.cache import ArtifactCache
 from edge_opt.energy import RaplReader
-from edge_opt.harness import HarnessSettings, LatencyStats, measure_interleaved, paired_speedup
+from edge_opt.harness import (
+    Dominance,
+    HarnessSettings,
+    LatencyStats,
+    measure_interleaved,
+    paired_speedup,
+)
 from edge_opt.memory import BYTES_PER_MB, RssProber
 from edge_opt.metrics import (
     CandidateMetrics,
@@ -180,8 +187,7 @@ def _result(
             reference,
         )
     with_activations = runtime_mb(p)
-    model_mb = p.size_bytes / BYTES_PER_MB
-    constrained = model_mb if plan.memory_budget_metric == "model" else with_activations
+    constrained = budget_mb(p, plan)
     violations = {b: None if constrained is None else constrained > b for b in budgets}
     # The seed's rule: rejected = size > active budget (which need not be a listed budget).
     return CandidateResult(
@@ -204,6 +210,33 @@ def _result(
         speedup_q75=speedup[2] if speedup else None,
         measure_seconds=p.seconds,
     )
+
+
+def budget_mb(p: PreparedCandidate, plan: SweepPlan) -> float | None:
+    """The figure the memory budgets are checked on (``memory_budget_metric``)."""
+    return p.size_bytes / BYTES_PER_MB if plan.memory_budget_metric == "model" else runtime_mb(p)
+
+
+def timing_dominance(ready: Sequence[PreparedCandidate], plan: SweepPlan) -> Dominance:
+    """Who may stop whose latency timing: per candidate, the others at least as accurate on
+    validation that fit the active memory budget (and, in ``Dominance``, keep their p95 within
+    the latency budget). Once one of them is faster beyond the CIs, the slower candidate can be
+    on no frontier (the energy proxy follows the mean, also compared) and cannot be the pick."""
+    fits = {
+        p.cid: (mb := budget_mb(p, plan)) is not None and mb <= plan.active_memory_budget_mb
+        for p in ready
+    }
+    accuracy = {p.cid: p.accuracy.accuracy for p in ready if p.accuracy is not None}
+    over = {
+        p.cid: [
+            q.cid
+            for q in ready
+            if q.cid != p.cid and fits[q.cid] and accuracy.get(q.cid, -1.0) >= accuracy[p.cid]
+        ]
+        for p in ready
+        if p.cid in accuracy
+    }
+    return Dominance(over, plan.latency_budget_ms)
 
 
 def execute_sweep(
@@ -281,6 +314,8 @@ def execute_sweep(
             on_round=lambda _r, _n: progress.advance(1),
             energy_reader=rapl if rapl.available else None,
             anchor=base_id,
+            # Measured energy need not follow time: a slower candidate may win on energy.
+            dominance=None if rapl.available else timing_dominance(ready, plan),
         )
         progress.finish()
         _log_rounds("latency", lat)
@@ -344,8 +379,9 @@ def _log_rounds(what: str, stats: Mapping[str, LatencyStats]) -> None:
     """One line after a timing phase: how many rounds it took and why it stopped."""
     if stats:
         rounds = max(s.rounds for s in stats.values())
-        reason = next(iter(stats.values())).stop_reason
-        log.info("%s timing: %d round(s), stopped: %s", what, rounds, reason)
+        reasons = Counter(s.stop_reason for s in stats.values())
+        counted = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        log.info("%s timing: %d round(s); candidates stopped: %s", what, rounds, counted)
 
 
 def flag_slower_than_less_pruned(frame: pd.DataFrame) -> pd.DataFrame:

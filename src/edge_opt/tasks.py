@@ -28,6 +28,7 @@ from edge_opt.cache import (
     sha256_bytes,
     state_dict_bytes,
 )
+from edge_opt.data import batch_loader, loader_batch_size
 from edge_opt.errors import EdgeOptError
 from edge_opt.hardware import estimate_layerwise_stats
 from edge_opt.harness import LatencyStats, torch_threads
@@ -177,9 +178,9 @@ def level_loader(train_loader: DataLoader, seed: int, level: float) -> DataLoade
     Each level's shuffle order depends only on (seed, level), never on what ran before in
     the process (the baseline's training, other levels, a cache hit), so a level fine-tuned
     in a fresh worker, after ``--resume`` or in a different order is the same model."""
-    return DataLoader(
+    return batch_loader(
         train_loader.dataset,
-        batch_size=train_loader.batch_size,
+        loader_batch_size(train_loader),
         shuffle=True,
         num_workers=train_loader.num_workers,
         generator=torch.Generator().manual_seed(_fine_tune_seed(seed, level)),

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from edge_opt.artifacts import atomic_write_csv
 from edge_opt.cache import ArtifactCache
 from edge_opt.config import ExperimentConfig, SearchConfig
-from edge_opt.data import Loaders
+from edge_opt.data import Loaders, batch_loader, loader_batch_size
 from edge_opt.devices import HardwareProfile, host_profile
 from edge_opt.hardware import estimate_layerwise_stats
 from edge_opt.memory import BYTES_PER_MB
@@ -125,7 +125,7 @@ def _subset_loader(loader: DataLoader, count: int | None) -> DataLoader:
     dataset = loader.dataset
     if count is None or count >= len(dataset):  # type: ignore[arg-type]
         return loader
-    return DataLoader(Subset(dataset, range(count)), batch_size=loader.batch_size)
+    return batch_loader(Subset(dataset, range(count)), loader_batch_size(loader))
 
 
 def _ask(study: Any, state: _State, generation: int) -> tuple[Any, TrialRecord]:
