@@ -471,9 +471,10 @@ class ExperimentConfig(BaseModel):
     benchmark_stop_dominated: Flag = Field(
         True,
         description="Stop timing a candidate once one at least as accurate, within the memory "
-        "budget (and its p95 within `latency_budget_ms`) is faster beyond both p50 CIs and on "
-        "the mean: its p50 keeps a wider CI (`latency_stop_reason` `dominated`), no decision "
-        "changes. false: time every candidate to `benchmark_precision`.",
+        "budget (and its p95 within `latency_budget_ms`) is faster beyond both p50 CIs at twice "
+        "their half-widths and on the mean: its p50 keeps a wider CI (`latency_stop_reason` "
+        "`dominated`), no decision changes. false: time every candidate to "
+        "`benchmark_precision`.",
     )
     benchmark_max_rounds: Int = Field(
         20, ge=1, le=1000, description="Maximum interleaved timing rounds."

@@ -75,6 +75,7 @@ MEDIAN_SE = 1.2533  # sqrt(pi/2): a median's standard error over a mean's, for n
 # Instances differ when their medians' variance exceeds this many times what round-to-round
 # noise explains (about the 5% critical F for 3 instances and a few rounds).
 INSTANCES_DIFFER = 4.0
+DOMINANCE_WIDTH = 2.0  # CI half-widths a dominating p50 must stay apart by (Dominance)
 REFERENCE_CALIBRATION = 15  # reference-kernel reads that set its typical time and jitter
 _ALLOCATOR_STATE: dict[str, Any] | None = None
 
@@ -367,6 +368,15 @@ def _time_block(fn: Callable[[], object], calls: int) -> tuple[list[int], int]:
     return samples, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
+def _call_for(fn: Callable[[], object], calls: int, budget_s: float) -> None:
+    """Call ``fn`` ``calls`` times, or fewer once ``budget_s`` has passed (at least once)."""
+    end = time.perf_counter() + budget_s
+    for _ in range(calls):
+        fn()
+        if time.perf_counter() >= end:
+            return
+
+
 def _warm_up(fn: Callable[[], object], settings: HarnessSettings) -> int:
     """Run blocks of calls until the block median settles; returns the calls made."""
     if settings.warmup_min == 0:
@@ -399,15 +409,16 @@ class ReferenceBaseline:
 
     @classmethod
     def calibrate(
-        cls, between: Sequence[Callable[[], object]] = (), calls: int = 10
+        cls, between: Sequence[Callable[[], object]] = (), calls: int = 10, budget_s: float = 0.005
     ) -> ReferenceBaseline:
         """Read the reference ``REFERENCE_CALIBRATION`` times, each after ``calls`` calls of
-        one of ``between`` (in turn): in a round the reference also follows model calls, which
-        leave caches and predictors colder than back-to-back reads would."""
+        one of ``between`` (in turn; fewer once ``budget_s`` is spent, so batch-128 calls cost
+        one call, not ten): in a round the reference also follows model calls, which leave
+        caches and predictors colder than back-to-back reads would."""
         times: deque[float] = deque(maxlen=REFERENCE_CALIBRATION)
         for i in range(REFERENCE_CALIBRATION):
             if between:
-                _time_block(between[i % len(between)], calls)
+                _call_for(between[i % len(between)], calls, budget_s)
             times.append(reference_kernel_ms())
         return cls(times, float(np.median(times)))
 
@@ -469,6 +480,7 @@ class _Track:
     done_reason: str = ""  # converged | instance_spread | dominated, once done
     dominated_by: str | None = None
     ci: tuple[float, float] | None = None  # at the last settle: the p50's 95% CI (ms),
+    p50_ms: float | None = None  # the p50,
     mean_ms: float | None = None  # the mean
     p95_ms: float | None = None  # and the p95
 
@@ -531,8 +543,9 @@ class _Track:
         at most ``precision`` because what is left is the spread between instances."""
         self.ci = self.p50_ci(settings)
         samples = np.asarray(self.samples, dtype=np.float64) / 1e6
+        self.p50_ms = float(np.median(samples))
         self.mean_ms, self.p95_ms = float(samples.mean()), float(np.percentile(samples, 95))
-        achieved = relative_halfwidth(*self.ci, float(np.median(samples)))
+        achieved = relative_halfwidth(*self.ci, self.p50_ms)
         if achieved <= settings.precision:
             self.done, self.done_reason = True, "converged"
         elif achieved - self.instance_floor(settings) <= settings.precision:
@@ -563,17 +576,21 @@ class Dominance:
     p95_limit_ms: float | None = None
 
     def stops(self, key: str, tracks: Mapping[str, _Track]) -> str | None:
-        """The first key that beats ``key`` on time: a p50 faster beyond both 95% CIs and a
-        lower mean (the energy proxy's figure), within the p95 limit."""
+        """The first key that beats ``key`` on time: a p50 faster beyond both 95% CIs taken at
+        twice their half-widths (a close call keeps being timed: stopping the candidate that
+        looks slower at a chance low would bias its p50 up), a lower mean (the energy proxy's
+        figure), and a p95 within the limit."""
         slow = tracks[key]
-        if slow.ci is None or slow.mean_ms is None:
+        if slow.ci is None or slow.p50_ms is None or slow.mean_ms is None:
             return None
+        slow_low = slow.p50_ms - DOMINANCE_WIDTH * (slow.p50_ms - slow.ci[0])
         for other in self.over.get(key, ()):
             fast = tracks.get(other)
-            if fast is None or fast.ci is None or fast.mean_ms is None or fast.p95_ms is None:
+            if fast is None or fast.ci is None or fast.p50_ms is None:
                 continue
-            within = self.p95_limit_ms is None or fast.p95_ms <= self.p95_limit_ms
-            if within and fast.ci[1] < slow.ci[0] and fast.mean_ms < slow.mean_ms:
+            fast_high = fast.p50_ms + DOMINANCE_WIDTH * (fast.ci[1] - fast.p50_ms)
+            within = self.p95_limit_ms is None or (fast.p95_ms or 0.0) <= self.p95_limit_ms
+            if within and fast_high < slow_low and (fast.mean_ms or 0.0) < slow.mean_ms:
                 return other
         return None
 
