@@ -508,9 +508,9 @@ class ExperimentConfig(BaseModel):
         10,
         ge=1,
         le=100_000,
-        description="Timed calls per round at `batch_size` for throughput (3 to 5 rounds: at "
-        "least 3, or `benchmark_trials` if fewer; more until the p50 is within +-5%, or "
-        "`benchmark_precision` if looser: throughput is reported, it decides nothing).",
+        description="Timed calls per round at `batch_size` for throughput, in 3 interleaved "
+        "rounds (`benchmark_trials` if fewer); the figure is their mean. Throughput is "
+        "reported, it decides nothing: no precision target.",
     )
     benchmark_threads: Int = Field(
         1, ge=1, le=1024, description="Torch intra-op threads while timing (recorded)."

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from edge_opt.exact_eval import EvaluationTwin
 from edge_opt.quantization import ConvertedModel
 from edge_opt.runtimes.base import BuildRequest, RuntimeModel, copied_eager, register_runtime
 
@@ -13,10 +14,13 @@ from edge_opt.runtimes.base import BuildRequest, RuntimeModel, copied_eager, reg
 def eager_model(converted: ConvertedModel) -> RuntimeModel:
     """Wrap a converted module; its twin is a deep copy of the module."""
     model = converted.model.eval()
+    # Float models evaluate through a twin that pools channels-last: the same predictions,
+    # bit for bit, checked on the first batch (edge_opt/exact_eval.py). int8 runs as is.
+    evaluate = EvaluationTwin(model) if converted.quantized_engine is None else model
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return model(converted.prepare_input(x)).float()
+            return evaluate(converted.prepare_input(x)).float()
 
     def timed_call(x: torch.Tensor) -> Callable[[], object]:
         example = converted.prepare_input(x)
