@@ -78,3 +78,22 @@ def test_one_probe_server_serves_every_candidate_each_in_a_fresh_child() -> None
     assert second.cold_mb > first.cold_mb  # batch 32 needs more activation memory than batch 1
     assert server is not None
     assert server.poll() is not None  # the server ended with the prober
+
+
+def test_probes_in_two_lanes_keep_each_candidates_own_figures(tmp_path) -> None:
+    from edge_opt.memory import probe_many
+
+    jobs = [
+        (SmallCNN().eval(), torch.zeros(1, 1, 28, 28), None),
+        (SmallCNN(16, 32).eval(), torch.zeros(32, 1, 28, 28), None),
+        (SmallCNN().eval(), torch.zeros(1, 1, 28, 28), tmp_path / "missing.onnx"),
+    ]
+    seen: list[int] = []
+    probes = probe_many(jobs, lanes=2, on_done=seen.append)
+    assert sorted(seen) == [0, 1, 2]
+    assert probes[0].cold_mb is not None
+    assert probes[1].cold_mb is not None
+    assert probes[1].cold_mb > probes[0].cold_mb  # results stay with their jobs
+    assert probes[2].cold_mb is None  # a failed probe is a note on its own row, not a crash
+    assert probes[2].note.startswith("probe failed")
+    assert probe_many([]) == []

@@ -97,3 +97,53 @@ def test_build_model_infers_shapes_and_runs() -> None:
     assert built.input_shape == (3, 32, 32)
     assert build_model("SmallCNN").input_shape == (1, 28, 28)
     assert build_model("TinyMobileNet", kwargs={"in_channels": 3}).input_shape == (3, 28, 28)
+
+
+@pytest.mark.parametrize("name", ["SmallCNN", "TinyResNet"])  # TinyMobileNet: ReLU6
+def test_training_with_relus_in_place_gives_the_same_weights(name: str, monkeypatch) -> None:
+    import edge_opt.training as training
+    from edge_opt.data import batch_loader
+
+    shape = (1, 28, 28)
+    model = MODELS[(name, shape)]()
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(256, *shape, generator=g), torch.randint(0, 10, (256,), generator=g)
+    )
+
+    def trained() -> torch.nn.Module:
+        loader = batch_loader(data, 64, shuffle=True, generator=torch.Generator().manual_seed(1))
+        return train_model(model, loader, epochs=1, learning_rate=1e-3, seed=2)
+
+    in_place = trained()
+    assert training.inplace_safe_relus(model)  # the zoo's ReLUs qualify
+    monkeypatch.setattr(training, "inplace_safe_relus", lambda _model: [])
+    as_is = trained()
+    for key, value in as_is.state_dict().items():
+        assert torch.equal(in_place.state_dict()[key], value), key
+    assert not any(m.inplace for m in in_place.modules() if isinstance(m, torch.nn.ReLU))
+
+
+def test_a_relu_whose_input_is_read_again_stays_out_of_place() -> None:
+    from edge_opt.training import inplace_safe_relus
+
+    class Reuse(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.relu(y) + y  # in place would change y before the sum
+
+    class OnInput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu = torch.nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(x)  # in place would overwrite the caller's batch
+
+    assert inplace_safe_relus(Reuse()) == []
+    assert inplace_safe_relus(OnInput()) == []

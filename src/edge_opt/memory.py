@@ -14,11 +14,15 @@ VmHWM minus the RSS before the call. It includes allocator and kernel workspace 
 from __future__ import annotations
 
 import copy
+import queue
 import select
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,6 +263,62 @@ class RssProber:
             return RssProbe(None, None, f"probe failed: {answer.removeprefix('error ')}")
         cold, warm = (max(0, int(v)) / BYTES_PER_MB for v in answer.split()[1:3])
         return RssProbe(cold, warm, f"measured ({model_path.suffix[1:]}, forked child)")
+
+
+def probe_many(
+    jobs: Sequence[tuple[nn.Module, torch.Tensor, Path | None]],
+    threads: int = 1,
+    lanes: int = 2,
+    on_done: Callable[[int], None] | None = None,
+) -> list[RssProbe]:
+    """``RssProber.probe`` of each (model, example, exported file or None), ``lanes`` at a time:
+    one probe server per lane, so two children run on two cores. Peak RSS is per process, so
+    the figures do not depend on the lanes. ``on_done(index)`` is called (on the caller's
+    thread) as each probe finishes."""
+    if not jobs:
+        return []
+    lanes = max(1, min(lanes, len(jobs)))
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(jobs)):
+        pending.put(index)
+    results: list[RssProbe] = [RssProbe(None, None, "not measured")] * len(jobs)
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    stop = threading.Event()  # an interrupted caller: the lanes take no further job
+
+    def lane() -> None:
+        with RssProber() as prober:
+            while not stop.is_set():
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    return
+                model, example, exported = jobs[index]
+                try:
+                    results[index] = prober.probe(model, example, threads, onnx_path=exported)
+                except Exception as exc:  # e.g. a full disk while saving: a row says so
+                    results[index] = RssProbe(None, None, f"probe failed: {exc}")
+                finally:
+                    finished.put(index)
+
+    with ThreadPoolExecutor(lanes, thread_name_prefix="edge-opt-rss") as pool:
+        running = [pool.submit(lane) for _ in range(lanes)]
+        try:
+            done = 0
+            while done < len(jobs):
+                try:
+                    index = finished.get(timeout=0.5)
+                except queue.Empty:
+                    if all(f.done() for f in running):  # every lane ended early: say why
+                        for f in running:
+                            f.result()
+                        break
+                    continue
+                done += 1
+                if on_done is not None:
+                    on_done(index)
+        finally:
+            stop.set()
+    return results
 
 
 def measure_peak_rss_delta_mb(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from edge_opt.harness import (
     measure_interleaved,
     paired_speedup,
 )
-from edge_opt.memory import BYTES_PER_MB, RssProber
+from edge_opt.memory import BYTES_PER_MB, probe_many
 from edge_opt.metrics import (
     CandidateMetrics,
     assemble_metrics,
@@ -339,22 +340,24 @@ def execute_sweep(
     if plan.measure_rss and ready:
         stage("memory")
         progress.start("peak RSS", len(ready), "candidates")
-        with RssProber() as prober:
-            for p in ready:
+        probed = [p for p in ready if p.built is not None and p.built.runtime != "compiled"]
+        for p in ready:
+            if p not in probed:
+                p.rss = (None, None, "not measured: compilation in the child would dominate")
                 progress.advance(1, p.cid)
-                built = p.built
-                if built is None:
-                    continue
-                if built.runtime == "compiled":
-                    p.rss = (None, None, "not measured: compilation in the child would dominate")
-                    continue
-                probe = prober.probe(
-                    built.eager.model,
-                    built.eager.prepare_input(latency_input),
-                    harness.threads,
-                    onnx_path=built.artifact,
-                )
-                p.rss = (probe.cold_mb, probe.warm_mb, probe.note)
+        jobs = [
+            (p.built.eager.model, p.built.eager.prepare_input(latency_input), p.built.artifact)
+            for p in probed
+            if p.built is not None
+        ]
+        probes = probe_many(
+            jobs,
+            harness.threads,
+            lanes=max(1, os.cpu_count() or 1),
+            on_done=lambda i: progress.advance(1, probed[i].cid),
+        )
+        for p, probe in zip(probed, probes, strict=True):
+            p.rss = (probe.cold_mb, probe.warm_mb, probe.note)
         progress.finish()
 
     base_id = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
