@@ -299,3 +299,14 @@ def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_another
     # tie on accuracy and fit, so either may stop the other; nobody within budget beats c.
     assert dominance.over == {"a": ["b"], "b": ["a"], "c": []}
     assert dominance.p95_limit_ms == 33.3
+
+
+def test_the_report_says_how_many_candidates_stopped_as_dominated() -> None:
+    from edge_opt.reporting import _dominated_clause
+
+    sweep = pd.DataFrame({"latency_stop_reason": ["converged", "dominated", "dominated", None]})
+    clause = _dominated_clause(sweep)
+    assert clause.startswith("; 2 candidate(s) stopped earlier")
+    assert "`dominated`" in clause
+    assert _dominated_clause(sweep.iloc[:1]) == ""
+    assert _dominated_clause(pd.DataFrame({"candidate_id": ["a"]})) == ""

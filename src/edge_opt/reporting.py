@@ -221,6 +221,20 @@ def _md_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dominated_clause(sweep: pd.DataFrame) -> str:
+    """How many candidates stopped early because a candidate at least as good beat them."""
+    if "latency_stop_reason" not in sweep:
+        return ""
+    count = int((sweep["latency_stop_reason"] == "dominated").sum())
+    if not count:
+        return ""
+    return (
+        f"; {count} candidate(s) stopped earlier, once a candidate at least as accurate and "
+        "within the memory budget was faster beyond both CIs (`dominated`: no decision "
+        "depended on more precision, their CIs are wider)"
+    )
+
+
 def _training_sentence(baseline: dict[str, Any]) -> str:
     """How long every candidate trained, and whether the baseline had stopped improving."""
     note = baseline.get("training")
@@ -338,8 +352,9 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"rounds of {cfg['benchmark_repeats']} calls each ({cfg['benchmark_trials']} to "
         f"{cfg['benchmark_max_rounds']} rounds, until each p50 is known within +-"
         f"{cfg['benchmark_precision']:.0%} of the p50 (95% CI, over rounds and "
-        f"{cfg['benchmark_instances']} independently built instance(s))), after warm-up until "
-        "the median settled; "
+        f"{cfg['benchmark_instances']} independently built instance(s)))"
+        + _dominated_clause(sweep)
+        + ", after warm-up until the median settled; "
         f"allocator: {env.get('allocator', {}).get('method', 'unknown')}; throughput at batch "
         f"{cfg['batch_size']}. `speedup_vs_baseline` is the median over paired rounds of "
         "baseline p50 / candidate p50.",
