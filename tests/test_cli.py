@@ -206,3 +206,21 @@ def test_contradicting_flags_are_a_usage_error(flags: list[str]) -> None:
     result = CliRunner().invoke(app, ["run", "configs/quick.yaml", *flags])
     assert result.exit_code == 2
     assert "contradict each other" in result.output
+
+
+def test_the_collector_is_tuned_only_in_edge_opts_own_process(monkeypatch) -> None:
+    # A library caller or a test runner keeps its garbage collector as it was; the console
+    # script freezes what its imports made (and, at exit, everything: nothing left to scan).
+    import gc
+
+    import edge_opt.cli as cli
+
+    before = gc.get_freeze_count()
+    cli._collector_after_imports()
+    assert gc.get_freeze_count() == before
+    monkeypatch.setattr(cli, "_OWN_PROCESS", True)
+    try:
+        cli._collector_after_imports()
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()

@@ -7,6 +7,7 @@ no traceback unless ``-v``); 2 bad command-line usage.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -273,6 +274,8 @@ def run(
         with _run_display(opened.log, quiet) as progress:
             from edge_opt.multiseed import MultiSeedResult
             from edge_opt.pipeline import run_experiment
+
+            _collector_after_imports()
 
             result = run_experiment(
                 cfg, on_candidate=on_candidate, opened=opened, progress=progress
@@ -551,10 +554,30 @@ def profile(
 
 def entrypoint() -> None:
     """Console-script entry point."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     try:
         app()
     except BrokenPipeError:  # e.g. `edge-opt validate ... | head`
         sys.exit(0)
+    finally:
+        # Everything is written: the interpreter's last garbage collection would only scan
+        # what the process ends with anyway (1.3 s at the end of a default run, measured).
+        gc.freeze()
+
+
+# Set by the console script: the process is edge-opt's own (not a library caller or a test
+# runner), so its garbage collector may be tuned for one run.
+_OWN_PROCESS = False
+
+
+def _collector_after_imports() -> None:
+    """In edge-opt's own process, move what the imports made (torch, pandas, ...: hundreds of
+    thousands of long-lived objects) out of the collector's scans: each full collection during
+    the run then scans only what the run creates."""
+    if _OWN_PROCESS:
+        gc.collect()
+        gc.freeze()
 
 
 if __name__ == "__main__":
