@@ -268,3 +268,28 @@ def test_an_evaluation_view_that_differs_is_dropped_for_the_model_itself() -> No
     assert twin._view is None  # evaluated through the model itself from then on
     assert torch.equal(twin(x), model(x))
     assert EvaluationTwin(nn.Linear(2, 2))._view is None  # nothing to pool: the model itself
+
+
+def test_the_exporters_registry_is_built_once_and_the_files_stay_byte_identical(
+    trained_cnn, tmp_path, monkeypatch
+) -> None:
+    import contextlib
+
+    from torch.onnx._internal.exporter import _registration
+
+    import edge_opt.runtimes.onnxruntime as ort_runtime
+
+    original = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    x = torch.zeros(1, 1, 28, 28)
+    first = ort_runtime.export_onnx(trained_cnn, x, tmp_path / "a.onnx").read_bytes()
+    second = ort_runtime.export_onnx(trained_cnn, x, tmp_path / "b.onnx").read_bytes()
+    assert ort_runtime._REGISTRIES  # built once, kept for the process
+    assert _registration.ONNXRegistry.__dict__["from_torchlib"] is original  # restored
+    with ort_runtime._torchlib_registry_once():
+        one = _registration.ONNXRegistry.from_torchlib()
+        other = _registration.ONNXRegistry.from_torchlib()
+    assert one.functions is not other.functions  # an export's registrations stay its own
+    assert one.functions == other.functions
+    monkeypatch.setattr(ort_runtime, "_torchlib_registry_once", contextlib.nullcontext)
+    plain = ort_runtime.export_onnx(trained_cnn, x, tmp_path / "c.onnx").read_bytes()
+    assert first == second == plain

@@ -16,9 +16,10 @@ import os
 import shutil
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _torchlib_registry_once():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 copy.deepcopy(model).float().eval(),
@@ -81,6 +82,47 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     finally:
         quiet.setLevel(level)
     return path
+
+
+# Built torchlib registries, per opset: see _torchlib_registry_once.
+_REGISTRIES: dict[int, Any] = {}
+
+
+@contextmanager
+def _torchlib_registry_once() -> Iterator[None]:
+    """Within this block, the ONNX exporter's operator registry is built once per opset and
+    process, and each export gets its own copy of the mapping (nothing one export registers
+    reaches the next).
+
+    torch 2.13's exporter rebuilds that registry on every export, parsing the source of ~500
+    torchlib functions each time: 0.5-1 s of every export after the first (measured; the
+    exported files are byte-identical, tests/test_runtimes.py). With a torch whose exporter
+    lacks this internal, the exporter runs as it is.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        registry = _registration.ONNXRegistry
+        original = registry.__dict__["from_torchlib"]
+        build = original.__func__
+    except (ImportError, AttributeError, KeyError):
+        yield
+        return
+
+    def from_torchlib(cls: type, opset_version: int = _registration._constants.TORCHLIB_OPSET):
+        built = _REGISTRIES.get(opset_version)
+        if built is None:
+            built = _REGISTRIES[opset_version] = build(cls, opset_version=opset_version)
+        fresh = cls()
+        fresh._opset_version = built._opset_version
+        fresh.functions = {op: list(metas) for op, metas in built.functions.items()}
+        return fresh
+
+    registry.from_torchlib = classmethod(from_torchlib)
+    try:
+        yield
+    finally:
+        registry.from_torchlib = original
 
 
 def quantize_onnx_int8(
