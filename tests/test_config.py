@@ -185,3 +185,13 @@ def test_a_resolved_config_loads_again(tmp_path: Path) -> None:
     ray = build_config({"executor": {"kind": "ray", "address": "10.0.0.1:6379"}})
     path.write_text(dump_config(ray))
     assert load_config(path).executor.address == "10.0.0.1:6379"
+
+
+def test_a_bad_value_from_set_is_blamed_on_set_not_only_on_the_file() -> None:
+    from edge_opt.config import load_config
+    from edge_opt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_config("configs/quick.yaml", ["benchmark_stop_dominated=maybe", "epochs=1"])
+    assert caught.value.source == "configs/quick.yaml with --set benchmark_stop_dominated"
+    assert caught.value.problems[0].startswith("benchmark_stop_dominated: ")

@@ -302,11 +302,11 @@ def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_another
 
 
 def test_the_report_says_how_many_candidates_stopped_as_dominated() -> None:
-    from edge_opt.reporting import _dominated_clause
+    from edge_opt.reporting import _dominated_sentence
 
     sweep = pd.DataFrame({"latency_stop_reason": ["converged", "dominated", "dominated", None]})
-    clause = _dominated_clause(sweep)
-    assert clause.startswith("; 2 candidate(s) stopped earlier")
-    assert "`dominated`" in clause
-    assert _dominated_clause(sweep.iloc[:1]) == ""
-    assert _dominated_clause(pd.DataFrame({"candidate_id": ["a"]})) == ""
+    sentence = _dominated_sentence(sweep)
+    assert sentence.startswith(" 2 candidate(s) stopped being timed earlier")
+    assert "`dominated`" in sentence
+    assert _dominated_sentence(sweep.iloc[:1]) == ""
+    assert _dominated_sentence(pd.DataFrame({"candidate_id": ["a"]})) == ""

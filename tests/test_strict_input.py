@@ -148,7 +148,9 @@ def test_config_input_is_strict(
         assert expected in stdout
         return
     assert_one_error(exit_code, stderr, expected)
-    assert f"invalid configuration ({path})" in stderr
+    keys = [o.partition("=")[0] for o in overrides]
+    blamed = f" with --set {', '.join(keys)}" if overrides else ""  # the value came from --set
+    assert f"invalid configuration ({path}{blamed})" in stderr
 
 
 # -------------------------------------------------------------------------------------- data

@@ -901,8 +901,14 @@ def load_config(
             [f"top level must be a mapping of keys, got {type(raw).__name__}"], str(path)
         )
     items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
-    merged = {**raw, **dict(items)}
-    return build_config(merged, str(path))
+    pairs = list(items)
+    try:
+        return build_config({**raw, **dict(pairs)}, str(path))
+    except ConfigError as exc:  # a bad value that came from --set: say so, not only the file
+        named = [k for k, _ in pairs if any(p.startswith((f"{k}:", f"{k}.")) for p in exc.problems)]
+        if not named:
+            raise
+        raise ConfigError(exc.problems, f"{path} with --set {', '.join(named)}") from None
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

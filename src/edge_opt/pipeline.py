@@ -86,6 +86,7 @@ from edge_opt.rundir import now_iso
 from edge_opt.runlog import RUN_LOG, log_to_file
 from edge_opt.runtimes import RuntimeModel
 from edge_opt.sweep import SweepPlan, execute_sweep
+from edge_opt.tables import percent
 from edge_opt.tasks import VariantSettings
 
 if TYPE_CHECKING:
@@ -323,7 +324,7 @@ def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
         worst = loose["latency_p50_precision"].max()
         warnings.append(
             f"the p50 of {len(loose)} of {len(ok_rows)} candidate(s) did not reach +-"
-            f"{cfg.benchmark_precision:.0%} ({loose['latency_stop_reason'].iloc[0]}; widest "
+            f"{percent(cfg.benchmark_precision)} ({loose['latency_stop_reason'].iloc[0]}; widest "
             f"95% CI +-{worst:.1%}): compare those p50s with their CIs"
         )
     spread = ok_rows[stops == "instance_spread"]
@@ -331,8 +332,9 @@ def _timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:
         worst = spread["latency_p50_precision"].max()
         warnings.append(
             f"{len(spread)} of {len(ok_rows)} candidate(s) have p50 CIs wider than +-"
-            f"{cfg.benchmark_precision:.0%} (widest +-{worst:.1%}) because their independently "
-            "built instances run at different speeds; more rounds would not narrow them: "
+            f"{percent(cfg.benchmark_precision)} (widest +-{worst:.1%}) because their "
+            "independently built instances run at different speeds; more rounds would not "
+            "narrow them: "
             "compare those p50s with their CIs"
         )
     return warnings

@@ -25,6 +25,7 @@ from edge_opt.hardware import save_hardware_artifacts
 from edge_opt.per_class import per_class_markdown
 from edge_opt.reports.page import peak_text
 from edge_opt.results import HardwareAnalysis, RunResult
+from edge_opt.tables import percent
 
 MIB = 2**20
 
@@ -221,7 +222,7 @@ def _md_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _dominated_clause(sweep: pd.DataFrame) -> str:
+def _dominated_sentence(sweep: pd.DataFrame) -> str:
     """How many candidates stopped early because a candidate at least as good beat them."""
     if "latency_stop_reason" not in sweep:
         return ""
@@ -229,9 +230,10 @@ def _dominated_clause(sweep: pd.DataFrame) -> str:
     if not count:
         return ""
     return (
-        f"; {count} candidate(s) stopped earlier, once a candidate at least as accurate and "
-        "within the memory budget was faster beyond both CIs (`dominated`: no decision "
-        "depended on more precision, their CIs are wider)"
+        f" {count} candidate(s) stopped being timed earlier (`dominated`): a candidate at "
+        "least as accurate, within the memory budget and its p95 within the latency budget, "
+        "was faster beyond both p50 CIs and on the mean, so no decision depended on more "
+        "precision; their CIs are wider (`latency_dominated_by` names it)."
     )
 
 
@@ -351,13 +353,12 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"{cfg['benchmark_threads']} thread(s); all candidates timed together in interleaved "
         f"rounds of {cfg['benchmark_repeats']} calls each ({cfg['benchmark_trials']} to "
         f"{cfg['benchmark_max_rounds']} rounds, until each p50 is known within +-"
-        f"{cfg['benchmark_precision']:.0%} of the p50 (95% CI, over rounds and "
-        f"{cfg['benchmark_instances']} independently built instance(s)))"
-        + _dominated_clause(sweep)
-        + ", after warm-up until the median settled; "
+        f"{percent(cfg['benchmark_precision'])} of the p50 (95% CI, over rounds and "
+        f"{cfg['benchmark_instances']} independently built instance(s))), after warm-up until "
+        "the median settled; "
         f"allocator: {env.get('allocator', {}).get('method', 'unknown')}; throughput at batch "
         f"{cfg['batch_size']}. `speedup_vs_baseline` is the median over paired rounds of "
-        "baseline p50 / candidate p50.",
+        "baseline p50 / candidate p50." + _dominated_sentence(sweep),
         f"- Memory: `memory_kib` is the serialized model; `runtime_memory_kib` adds the peak of "
         "live activations (liveness walk); `measured_peak_rss_mb` is the peak-RSS growth of the "
         f"first inference in a fresh process. Budgets constrain `{cfg['memory_budget_metric']}`.",

@@ -331,7 +331,7 @@ def execute_sweep(
             anchor=base_id,
         )
         progress.finish()
-        _log_rounds("throughput", thr)
+        _log_rounds("throughput", thr, reasons=False)
         for p in ready:
             p.latency, p.throughput = lat[p.cid], thr[p.cid]
 
@@ -378,13 +378,18 @@ def execute_sweep(
     return frame
 
 
-def _log_rounds(what: str, stats: Mapping[str, LatencyStats]) -> None:
-    """One line after a timing phase: how many rounds it took and why it stopped."""
-    if stats:
-        rounds = max(s.rounds for s in stats.values())
-        reasons = Counter(s.stop_reason for s in stats.values())
-        counted = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-        log.info("%s timing: %d round(s); candidates stopped: %s", what, rounds, counted)
+def _log_rounds(what: str, stats: Mapping[str, LatencyStats], reasons: bool = True) -> None:
+    """One line after a timing phase: how many rounds it took and why candidates stopped
+    (``reasons``: not for throughput, whose rounds are fixed)."""
+    if not stats:
+        return
+    rounds = max(s.rounds for s in stats.values())
+    if not reasons:
+        log.info("%s timing: %d round(s)", what, rounds)
+        return
+    counted = Counter(s.stop_reason for s in stats.values()).most_common()
+    stops = ", ".join(f"{n} {reason}" for reason, n in counted)
+    log.info("%s timing: %d round(s); candidates stopped: %s", what, rounds, stops)
 
 
 def flag_slower_than_less_pruned(frame: pd.DataFrame) -> pd.DataFrame:
