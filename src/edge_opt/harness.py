@@ -514,10 +514,6 @@ class _Track:
         by_instance = np.asarray(self.round_medians).T  # (instances, rounds)
         return hierarchical_median_ci(by_instance, settings.bootstrap_resamples, settings.seed)
 
-    def precision(self, settings: HarnessSettings) -> float:
-        low, high = self.p50_ci(settings)
-        return relative_halfwidth(low, high, float(np.median(self.samples)) / 1e6)
-
     def instance_floor(self, settings: HarnessSettings) -> float:
         """The CI half-width (relative) that infinitely many rounds would leave: the bootstrap
         over the instances' own medians, scaled down to the part of their spread that their

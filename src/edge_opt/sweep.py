@@ -341,8 +341,9 @@ def execute_sweep(
         stage("memory")
         progress.start("peak RSS", len(ready), "candidates")
         probed = [p for p in ready if p.built is not None and p.built.runtime != "compiled"]
+        probed_ids = {p.cid for p in probed}
         for p in ready:
-            if p not in probed:
+            if p.cid not in probed_ids:
                 p.rss = (None, None, "not measured: compilation in the child would dominate")
                 progress.advance(1, p.cid)
         jobs = [

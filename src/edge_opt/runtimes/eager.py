@@ -15,8 +15,9 @@ def eager_model(converted: ConvertedModel) -> RuntimeModel:
     """Wrap a converted module; its twin is a deep copy of the module."""
     model = converted.model.eval()
     # Float models evaluate through a twin that pools channels-last: the same predictions,
-    # bit for bit, checked on the first batch (edge_opt/exact_eval.py). int8 runs as is.
-    evaluate = EvaluationTwin(model) if converted.quantized_engine is None else model
+    # bit for bit, checked on the first batch (edge_opt/exact_eval.py); a quantized model
+    # has no such view and evaluates as is.
+    evaluate = EvaluationTwin(model)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
