@@ -82,6 +82,11 @@ def test_quick_run_on_real_mnist_writes_every_file(quick_run) -> None:
     assert summary["recommended_reason"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["environment"]["quantized_engine"] == "x86"
+    kernels = manifest["environment"]["kernels"]  # what explains two machines' differences
+    assert kernels["quantized_engine"] == "x86"
+    assert kernels["train_threads"] == 2
+    assert kernels["torch_cpu_capability"]
+    assert kernels["int8_conv_kernels"].startswith(("oneDNN", "FBGEMM"))
     assert len(manifest["checkpoint"]["sha256"]) == 64
     assert manifest["data"]["files"][0]["sha256"]
     assert "recommended:" in proc.stdout

@@ -29,7 +29,6 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from edge_opt.config import build_config  # noqa: E402
 from edge_opt.errors import DeviceLostError, ExecutorError  # noqa: E402
-from edge_opt.harness import torch_threads  # noqa: E402
 from edge_opt.pipeline import run  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -82,12 +81,22 @@ def _cfg(out: Path, **extra):
 
 @pytest.fixture(scope="module")
 def local_rows(tmp_path_factory) -> pd.DataFrame:
-    """The local executor's rows, trained with the threads a task gets (cpus_per_task = 1):
-    multi-threaded training rounds floats differently, which can move an int8 prediction."""
+    """The local executor's rows. They must equal a Ray run's bit for bit: training and
+    fine-tuning run on `train_threads` torch threads wherever they run (the driver, or a task
+    that Ray gave one CPU), so the weights are the same; conversion runs on one thread and
+    evaluation runs each batch on one thread, so the predictions are the same. The test's own
+    process runs on a different thread count than a task, on purpose."""
     out = tmp_path_factory.mktemp("local") / "run"
-    with torch_threads(1):
-        run(_cfg(out))
-    return pd.read_csv(out / "sweep_results.csv")
+    run(_cfg(out))
+    rows = pd.read_csv(out / "sweep_results.csv")
+    rows.attrs["run_dir"] = out
+    return rows
+
+
+def _weights(run_dir: Path) -> dict[str, bytes]:
+    models = run_dir / "models"
+    files = [models / "baseline_fp32.pt", *sorted((models / "variants").glob("*.pt"))]
+    return {f.name: f.read_bytes() for f in files}
 
 
 def _ray_executor(address: str, **extra) -> dict:
@@ -98,7 +107,9 @@ def test_ray_run_matches_local_and_measures_on_the_device(cluster, local_rows, t
     out = tmp_path / "ray"
     run(_cfg(out, executor=_ray_executor(cluster["address"], device_resource=DEVICE)))
     rows = pd.read_csv(out / "sweep_results.csv")
-    # Same candidates, same accuracies (validation and test), same sizes as in-process.
+    # The same weights (baseline trained here, levels fine-tuned in tasks) ...
+    assert _weights(out) == _weights(local_rows.attrs["run_dir"])
+    # ... so the same candidates, accuracies (validation and test) and sizes as in-process.
     pd.testing.assert_frame_equal(
         rows[SAME].sort_values("candidate_id").reset_index(drop=True),
         local_rows[SAME].sort_values("candidate_id").reset_index(drop=True),

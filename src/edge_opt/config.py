@@ -392,6 +392,15 @@ class ExperimentConfig(BaseModel):
     )
     epochs: Int = Field(2, ge=0, le=MAX_EPOCHS, description="Baseline training epochs (Adam).")
     learning_rate: Real = Field(1e-3, gt=0, le=10, description="Adam learning rate.")
+    train_threads: Int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Torch intra-op threads for training and fine-tuning, wherever they run "
+        "(this process or a Ray task). Gradient sums are split across threads, so the weights "
+        "depend on this number: it is fixed, not the machine's core count, so a run trains "
+        "the same weights in every process (recorded; part of the cache key).",
+    )
     fine_tune_epochs: Int = Field(
         0, ge=0, le=MAX_EPOCHS, description="Epochs of fine-tuning after each pruning level > 0."
     )

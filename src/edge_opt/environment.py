@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,59 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def describe_environment(benchmark_threads: int, quantized_engine: str) -> dict[str, Any]:
+# Variables that change which kernels torch, oneDNN and MKL pick (or how they round).
+KERNEL_VARS = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+)
+
+
+def _library_versions() -> dict[str, str | None]:
+    config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version (\S+)", config)
+    onednn = re.search(r"MKL-DNN v(\S+)", config)
+    return {"mkl": mkl.group(1) if mkl else None, "onednn": onednn.group(1) if onednn else None}
+
+
+def _torch_sees(name: str) -> bool | None:
+    probe = getattr(torch.cpu, f"_is_{name}_supported", None)
+    return bool(probe()) if callable(probe) else None
+
+
+def kernel_dispatch(quantized_engine: str, train_threads: int | None = None) -> dict[str, Any]:
+    """What decides which kernels ran, so two machines' differing figures can be explained.
+
+    Float kernels follow torch's CPU capability (ATen's vectorised code) and oneDNN/MKL's own
+    ISA dispatch; int8 follows the quantized engine, and torch's ``x86`` engine runs int8
+    convolutions through oneDNN when it sees AVX512-VNNI and through FBGEMM otherwise. The
+    trained weights also depend on ``train_threads`` (gradient sums are split per thread).
+    """
+    sees = {name: _torch_sees(name) for name in ("avx2", "avx512", "vnni", "avx512_bf16")}
+    sees["amx_tile"] = _torch_sees("amx_tile")
+    if quantized_engine == "x86":
+        int8_conv = "oneDNN (AVX512-VNNI seen)" if sees["vnni"] else "FBGEMM (no AVX512-VNNI)"
+    else:
+        int8_conv = {"fbgemm": "FBGEMM", "onednn": "oneDNN", "qnnpack": "QNNPACK"}.get(
+            quantized_engine, quantized_engine
+        )
+    return {
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_sees": sees,
+        "quantized_engine": quantized_engine,
+        "int8_conv_kernels": int8_conv,
+        "train_threads": train_threads,
+        **_library_versions(),
+        "env": {name: os.environ.get(name) for name in KERNEL_VARS},
+    }
+
+
+def describe_environment(
+    benchmark_threads: int, quantized_engine: str, train_threads: int | None = None
+) -> dict[str, Any]:
     """The environment record written to manifest.json."""
     return {
         "edge_opt_version": edge_opt.__version__,
@@ -141,6 +194,7 @@ def describe_environment(benchmark_threads: int, quantized_engine: str) -> dict[
         "torch_threads_default": torch.get_num_threads(),
         "benchmark_threads": benchmark_threads,
         "quantized_engine": quantized_engine,
+        "kernels": kernel_dispatch(quantized_engine, train_threads),
         "cpu_governor": cpu_governor(),
         "energy_counters": rapl_status(),
         "env": {name: os.environ.get(name) for name in MALLOC_VARS},

@@ -201,6 +201,7 @@ def _training_key(cfg: ExperimentConfig, built: BuiltModel, fingerprint: str) ->
             "epochs": cfg.epochs,
             "learning_rate": cfg.learning_rate,
             "seed": cfg.seed,
+            "train_threads": cfg.train_threads,
         },
     )
 
@@ -246,6 +247,7 @@ def _train_baseline(
         on_epoch=record_epoch,
         val_loader=loaders.val,
         progress=progress,
+        threads=cfg.train_threads,
     )
     cache.put("baseline", key, {"history": history}, {"weights.pt": state_dict_bytes(trained)})
     return trained, history
@@ -472,6 +474,7 @@ def _run_stages(
                     splits.input_shape,
                     cfg.pruning_scope,
                     cfg.channel_multiple,
+                    cfg.train_threads,
                 ),
                 cache,
                 train_fingerprint,
@@ -491,6 +494,7 @@ def _run_stages(
             train_fingerprint=train_fingerprint,
             channel_multiple=cfg.channel_multiple,
             progress=context.progress,
+            train_threads=cfg.train_threads,
         )
         timings["pruning"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -663,7 +667,9 @@ def _run_stages(
     validation["cross_device"] = cross_device_validation(sweep)
     timings["profiling"] = time.perf_counter() - t
 
-    environment = describe_environment(cfg.benchmark_threads, torch.backends.quantized.engine)
+    environment = describe_environment(
+        cfg.benchmark_threads, torch.backends.quantized.engine, cfg.train_threads
+    )
     environment["allocator"] = allocator
     environment["power"] = asdict(power)
     environment["load_average_before"] = load_before

@@ -113,6 +113,7 @@ def prepare_variants_remotely(
             train_fingerprint,
             settings.input_shape,
             settings.channel_multiple,
+            settings.train_threads,
         )
         for level in levels
     }

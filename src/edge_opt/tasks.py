@@ -65,6 +65,7 @@ def variant_key(
     train_fingerprint: str,
     input_shape: tuple[int, int, int],
     channel_multiple: int = 1,
+    train_threads: int | None = None,
 ) -> str:
     """Cache key of one pruned (and fine-tuned) variant of a baseline."""
     return content_key(
@@ -79,6 +80,7 @@ def variant_key(
             "train": train_fingerprint,
             "input_shape": list(input_shape),
             "channel_multiple": channel_multiple,
+            "train_threads": train_threads,  # the weights depend on it (float sums per thread)
             "shuffle": "per-level",  # level_loader: the order depends on (seed, level) only
         },
     )
@@ -99,6 +101,7 @@ def prune_variants(
     train_fingerprint: str = "",
     channel_multiple: int = 1,
     progress: Progress | None = None,
+    train_threads: int | None = None,
 ) -> dict[float, nn.Module]:
     """One pruned and fine-tuned float model per level.
 
@@ -122,6 +125,7 @@ def prune_variants(
             train_fingerprint,
             input_shape,
             channel_multiple,
+            train_threads,
         )
         entry = cache.get("variant", key)
         if entry is not None:
@@ -136,7 +140,13 @@ def prune_variants(
                 level,
                 train_loader,
                 VariantSettings(
-                    fine_tune_epochs, learning_rate, seed, input_shape, scope, channel_multiple
+                    fine_tune_epochs,
+                    learning_rate,
+                    seed,
+                    input_shape,
+                    scope,
+                    channel_multiple,
+                    train_threads,
                 ),
                 device,
                 progress,
@@ -156,6 +166,8 @@ class VariantSettings:
     input_shape: tuple[int, int, int]
     scope: PruningScope = "uniform"
     channel_multiple: int = 1
+    # Fine-tuning's torch threads wherever it runs (a Ray task too): the weights depend on it.
+    train_threads: int | None = None
 
 
 def prune_structure(
@@ -211,6 +223,7 @@ def prune_variant(
         seed=_fine_tune_seed(settings.seed, level),
         progress=progress,
         task=f"fine-tuning p{round(level * 100):02d}",
+        threads=settings.train_threads,
     ).eval()
 
 

@@ -7,7 +7,8 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,7 @@ def train_model(
     val_loader: DataLoader | None = None,
     progress: Progress | None = None,
     task: str = "training",
+    threads: int | None = None,
 ) -> nn.Module:
     """Train a copy of ``model`` with Adam and cross-entropy; the caller's model is untouched.
 
@@ -60,6 +62,9 @@ def train_model(
             can say whether it was still falling when training stopped).
         progress: advanced once per batch, as ``task`` (``edge_opt.progress``).
         task: the progress task's name (``training``, ``fine-tuning p50``).
+        threads: torch intra-op threads while training (restored after); None keeps the
+            process's setting. Gradient reductions are split across threads, so the weights
+            depend on this number: fix it wherever the same model must come out.
 
     Returns:
         The trained copy, in eval mode.
@@ -74,67 +79,82 @@ def train_model(
     """
     if epochs < 0:
         raise ValueError(f"epochs: {epochs} must be >= 0")
-    if seed is not None:
-        torch.manual_seed(seed)
-    trained = copy.deepcopy(model).to(device)
-    # Convolutions train 1.1-1.5x faster in channels-last layout on CPU (benchmarks/
-    # wall_time.py); the returned model is back in the default layout.
-    layout = torch.channels_last if _has_conv_weights(trained) else torch.contiguous_format
-    trained = trained.to(memory_format=layout)
-    in_place = inplace_safe_relus(trained)  # the same values and gradients, 6% faster steps
-    for relu in in_place:
-        relu.inplace = True
-    optimizer = torch.optim.Adam(trained.parameters(), lr=learning_rate)
-    criterion = nn.CrossEntropyLoss()
-    progress = progress or NullProgress()
-    batches = _batch_count(train_loader)
-    progress.start(task, None if batches is None else epochs * batches, "batches")
-    for epoch in range(1, epochs + 1):
-        trained.train()
-        start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for batch, (inputs, targets) in enumerate(train_loader, start=1):
-            inputs, targets = inputs.to(device), targets.to(device)
-            if inputs.dim() == 4:
-                inputs = inputs.contiguous(memory_format=layout)
-            optimizer.zero_grad(set_to_none=True)
-            outputs = trained(inputs)
-            loss = criterion(outputs, targets)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise TrainingDivergedError(
-                    f"training diverged: the loss became {loss_value} at epoch {epoch}, batch "
-                    f"{batch} with learning_rate {learning_rate:g}; lower learning_rate "
-                    f"(e.g. {learning_rate / 10:g}), or check the model and its inputs"
-                )
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss_value * targets.numel()
-            correct += int((outputs.argmax(1) == targets).sum())
-            seen += targets.numel()
-            progress.advance(1, f"epoch {epoch}/{epochs}, loss {loss_sum / seen:.4f}")
-        stats = EpochStats(
-            epoch,
-            epochs,
-            loss_sum / max(seen, 1),
-            correct / max(seen, 1),
-            time.perf_counter() - start,
-            _mean_loss(trained, val_loader, criterion, device) if val_loader else None,
-        )
-        log.info(
-            "epoch %d/%d: loss %.4f, train accuracy %.4f%s (%.1f s)",
-            epoch,
-            epochs,
-            stats.loss,
-            stats.train_accuracy,
-            f", validation loss {stats.val_loss:.4f}" if stats.val_loss is not None else "",
-            stats.seconds,
-        )
-        if on_epoch is not None:
-            on_epoch(stats)
-    progress.finish()
-    for relu in in_place:
-        relu.inplace = False
-    return trained.to(memory_format=torch.contiguous_format).eval()
+    with _fixed_threads(threads):
+        if seed is not None:
+            torch.manual_seed(seed)
+        trained = copy.deepcopy(model).to(device)
+        # Convolutions train 1.1-1.5x faster in channels-last layout on CPU (benchmarks/
+        # wall_time.py); the returned model is back in the default layout.
+        layout = torch.channels_last if _has_conv_weights(trained) else torch.contiguous_format
+        trained = trained.to(memory_format=layout)
+        in_place = inplace_safe_relus(trained)  # the same values and gradients, 6% faster steps
+        for relu in in_place:
+            relu.inplace = True
+        optimizer = torch.optim.Adam(trained.parameters(), lr=learning_rate)
+        criterion = nn.CrossEntropyLoss()
+        progress = progress or NullProgress()
+        batches = _batch_count(train_loader)
+        progress.start(task, None if batches is None else epochs * batches, "batches")
+        for epoch in range(1, epochs + 1):
+            trained.train()
+            start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+            for batch, (inputs, targets) in enumerate(train_loader, start=1):
+                inputs, targets = inputs.to(device), targets.to(device)
+                if inputs.dim() == 4:
+                    inputs = inputs.contiguous(memory_format=layout)
+                optimizer.zero_grad(set_to_none=True)
+                outputs = trained(inputs)
+                loss = criterion(outputs, targets)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise TrainingDivergedError(
+                        f"training diverged: the loss became {loss_value} at epoch {epoch}, batch "
+                        f"{batch} with learning_rate {learning_rate:g}; lower learning_rate "
+                        f"(e.g. {learning_rate / 10:g}), or check the model and its inputs"
+                    )
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss_value * targets.numel()
+                correct += int((outputs.argmax(1) == targets).sum())
+                seen += targets.numel()
+                progress.advance(1, f"epoch {epoch}/{epochs}, loss {loss_sum / seen:.4f}")
+            stats = EpochStats(
+                epoch,
+                epochs,
+                loss_sum / max(seen, 1),
+                correct / max(seen, 1),
+                time.perf_counter() - start,
+                _mean_loss(trained, val_loader, criterion, device) if val_loader else None,
+            )
+            log.info(
+                "epoch %d/%d: loss %.4f, train accuracy %.4f%s (%.1f s)",
+                epoch,
+                epochs,
+                stats.loss,
+                stats.train_accuracy,
+                f", validation loss {stats.val_loss:.4f}" if stats.val_loss is not None else "",
+                stats.seconds,
+            )
+            if on_epoch is not None:
+                on_epoch(stats)
+        progress.finish()
+        for relu in in_place:
+            relu.inplace = False
+        return trained.to(memory_format=torch.contiguous_format).eval()
+
+
+@contextmanager
+def _fixed_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set for a block, then restored (None: left alone)."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # Layers whose output is a fresh tensor that only their own backward does not need.

@@ -82,6 +82,7 @@ class SearchInputs:
     learning_rate: float = 1e-3
     seed: int = 0
     channel_multiple: int = 1
+    train_threads: int | None = None  # fine-tuning's torch threads (the weights depend on it)
     output_dir: Path | None = None  # sweep_results.csv is rewritten there after each generation
 
 
@@ -166,7 +167,13 @@ def _fine_tuned(state: _State, ratios: tuple[float, ...], model: nn.Module) -> n
     if key not in state.variants:
         log.info("search: fine-tuning ratios %s for %d epoch(s)", list(ratios), epochs)
         state.variants[key] = train_model(
-            model, inputs.train_loader, epochs, inputs.learning_rate, "cpu", seed=inputs.seed
+            model,
+            inputs.train_loader,
+            epochs,
+            inputs.learning_rate,
+            "cpu",
+            seed=inputs.seed,
+            threads=inputs.train_threads,
         ).eval()
     return state.variants[key]
 
@@ -467,6 +474,7 @@ def search_from_config(
         learning_rate=cfg.learning_rate,
         seed=cfg.seed,
         channel_multiple=cfg.channel_multiple,
+        train_threads=cfg.train_threads,
         output_dir=output_dir,
     )
     return run_search(cfg.search, inputs, on_result)
