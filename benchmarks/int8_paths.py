@@ -16,9 +16,9 @@ import warnings
 
 import torch
 
-from edge_opt.harness import HarnessSettings, measure_interleaved
-from edge_opt.model import SmallCNN, TinyMobileNet, TinyResNet
-from edge_opt.quantization import quantize_static_int8
+from edge_opt.compress.quantization import quantize_static_int8
+from edge_opt.measure.harness import HarnessSettings, measure_interleaved
+from edge_opt.models.zoo import SmallCNN, TinyMobileNet, TinyResNet
 
 warnings.filterwarnings("ignore")
 SETTINGS = HarnessSettings(warmup_min=10, calls_per_round=50, min_rounds=5, max_rounds=5)

@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_opt.harness import HarnessSettings, measure_interleaved, paired_speedup
-from edge_opt.model import SmallCNN
-from edge_opt.pruning import structured_channel_prune
-from edge_opt.runtimes import OrtOptions, export_onnx, ort_session, quantize_onnx_int8
+from edge_opt.compress.pruning import structured_channel_prune
+from edge_opt.measure.harness import HarnessSettings, measure_interleaved, paired_speedup
+from edge_opt.models.zoo import SmallCNN
 from edge_opt.runtimes.executorch import load_method, lower_to_executorch
+from edge_opt.runtimes.onnxruntime import export_onnx, quantize_onnx_int8
+from edge_opt.runtimes.ort_sessions import OrtOptions, ort_session
 
 Factory = Callable[[], Callable[[], object]]  # builds one fresh instance, returns its call
 _LOADED: list[object] = []

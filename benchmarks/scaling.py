@@ -54,8 +54,8 @@ def one_run(config: str, out: Path, *extra: str) -> tuple[float, dict[str, float
 
 KERNEL = """
 import sys, time, torch
-from edge_opt.harness import stabilize_allocator
-from edge_opt.model import SmallCNN
+from edge_opt.measure.harness import stabilize_allocator
+from edge_opt.models.zoo import SmallCNN
 stabilize_allocator()  # as the driver and every Ray task do
 torch.set_num_threads(int(sys.argv[1]))
 torch.manual_seed(0)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from edge_opt.config import build_config
-from edge_opt.pipeline import run_pipeline
+from edge_opt.config.schema import build_config
+from edge_opt.orchestrate.pipeline import run_pipeline
 from edge_opt.search import hypervolume_2d
 
 REFERENCE = "p00-fp32-eager"

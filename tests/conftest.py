@@ -18,9 +18,9 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import pytest
 import torch
 
-from edge_opt.data import Loaders, make_loaders, make_synthetic, split_dataset
-from edge_opt.experiments import train_model
-from edge_opt.model import SmallCNN
+from edge_opt.compress.training import train_model
+from edge_opt.data.splits import Loaders, make_loaders, make_synthetic, split_dataset
+from edge_opt.models.zoo import SmallCNN
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 REPO = Path(__file__).resolve().parents[1]

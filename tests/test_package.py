@@ -17,7 +17,7 @@ def test_import_is_light() -> None:
 
 def test_importing_stages_does_not_import_plotting_or_cli() -> None:
     code = (
-        "import sys, edge_opt.pipeline, edge_opt.hardware; "
+        "import sys, edge_opt.orchestrate.pipeline, edge_opt.analysis.hardware; "
         "print([m for m in ('matplotlib', 'typer', 'onnxruntime') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -39,7 +39,7 @@ from edge_opt.hardware import (
 )
 from edge_opt.metrics import collect_metrics
 from edge_opt.model import SmallCNN
-from edge_opt.multiseed import per_seed_config
+from edge_opt.orchestrate.multiseed import per_seed_config
 from edge_opt.profiling import (
     HardwareProfile,
     auto_adjust_batch_size,
@@ -355,7 +355,7 @@ def test_profiling_helpers() -> None:
 
 
 def test_hardware_profile_knee() -> None:
-    from edge_opt.devices import Figure
+    from edge_opt.profiling import Figure
 
     profile = HardwareProfile(
         name="toy",

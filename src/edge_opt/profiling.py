@@ -1,361 +1,42 @@
-"""Hardware profile of one model: operator profile, totals, precision memory, edge constraints.
-
-``build_hardware_profile_table`` returns four sections:
-- ``operator_profile``: one entry per operator (``operator``, ``latency_ms``, ``memory_kb``,
-  ``calls``), per forward pass, from the PyTorch profiler over repeated forwards;
-- ``totals``: ``latency_ms`` and ``memory_kb`` summed over operators,
-  ``estimated_bandwidth_mb_s`` (memory_kb / latency), ``stream_utilization`` (the share of the
-  stream interval spent computing);
-- ``precision_tradeoffs``: ``fp32_memory_kb``, ``fp16_memory_kb`` (50%), ``int8_memory_kb``
-  (25%) of the parameters, and a ``note``;
-- ``edge_constraints``: ``cache_sensitivity`` and ``bottleneck``, sentences derived from the
-  numbers (working set vs the target's caches; arithmetic intensity vs its roofline knee).
-
-The profiler adds overhead (1.7-2.6x wall time on this host): its latencies are for ranking
-operators, not a replacement for the harness's measured latency.
-"""
+"""The seed's import path for hardware profiles (a facade): the code lives in
+``edge_opt.analysis.profiling`` and ``edge_opt.analysis.devices``."""
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from edge_opt.analysis.devices import (
+    Figure,
+    HardwareProfile,
+)
+from edge_opt.analysis.profiling import (
+    OPERATOR_COLUMNS,
+    HardwareProfileTable,
+    auto_adjust_batch_size,
+    bottleneck,
+    build_hardware_profile_table,
+    cache_sensitivity,
+    cnn_feature_count,
+    compute_utilization,
+    estimate_batch_memory_mb,
+    plot_roofline,
+    profile_operators,
+    roofline_points,
+    write_hardware_profile_artifacts,
+)
 
-import pandas as pd
-import torch
-from torch import nn
-
-from edge_opt.artifacts import atomic_save_figure, atomic_write_csv, atomic_write_json
-from edge_opt.devices import HardwareProfile
-from edge_opt.errors import EdgeOptError
-from edge_opt.harness import torch_threads
-
-OPERATOR_COLUMNS = ["operator", "latency_ms", "memory_kb", "calls"]
-
-
-# ------------------------------------------------------------------------------- helpers
-def estimate_batch_memory_mb(
-    batch_size: int, feature_count: int, bytes_per_feature: int = 8
-) -> float:
-    """Memory of one batch: batch x features x bytes per feature, in MB (2**20 bytes)."""
-    if batch_size < 0 or feature_count < 0 or bytes_per_feature < 0:
-        raise ValueError("batch_size, feature_count and bytes_per_feature must be >= 0")
-    return batch_size * feature_count * bytes_per_feature / 2**20
-
-
-def auto_adjust_batch_size(
-    batch_size: int,
-    feature_count: int,
-    memory_limit_mb: float,
-    bytes_per_feature: int = 8,
-) -> int:
-    """Halve ``batch_size`` until a batch fits ``memory_limit_mb``.
-
-    For CNN inputs, ``feature_count`` is C*H*W plus the activations the model needs per
-    sample (``cnn_feature_count``).
-
-    Raises:
-        EdgeOptError: even a batch of 1 does not fit (the message gives its size).
-    """
-    if batch_size < 1:
-        raise EdgeOptError(f"batch_size: {batch_size} must be >= 1")
-    size = batch_size
-    while size >= 1:
-        if estimate_batch_memory_mb(size, feature_count, bytes_per_feature) <= memory_limit_mb:
-            return size
-        if size == 1:
-            break
-        size //= 2
-    one = estimate_batch_memory_mb(1, feature_count, bytes_per_feature)
-    raise EdgeOptError(
-        f"memory_limit_mb: {memory_limit_mb:g} MB is below one sample's {one:.4g} MB "
-        f"({feature_count} features x {bytes_per_feature} B); raise the limit or shrink the model"
-    )
-
-
-def compute_utilization(busy: float, available: float) -> float:
-    """busy / available, clamped to [0, 1] (0 when nothing is available)."""
-    if available <= 0:
-        return 0.0
-    return min(1.0, max(0.0, busy / available))
-
-
-def cnn_feature_count(
-    peak_activation_bytes: int, input_shape: tuple[int, int, int], bytes_per_element: int = 4
-) -> int:
-    """Per-sample features of a CNN: C*H*W of the input plus its peak live activations."""
-    c, h, w = input_shape
-    return c * h * w + peak_activation_bytes // bytes_per_element
-
-
-# ------------------------------------------------------------------------ operator profile
-def profile_operators(
-    model: nn.Module, example: torch.Tensor, repeats: int = 20, threads: int = 1
-) -> pd.DataFrame:
-    """Self CPU time and allocated memory per operator, per forward, over ``repeats`` forwards."""
-    from torch.profiler import ProfilerActivity, profile
-
-    model.eval()
-    with torch_threads(threads), torch.inference_mode():
-        for _ in range(3):
-            model(example)  # warm-up outside the profile
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            for _ in range(repeats):
-                model(example)
-    rows = []
-    for event in prof.key_averages():
-        if event.key.startswith("ProfilerStep") or event.count == 0:
-            continue
-        rows.append(
-            {
-                "operator": event.key,
-                "latency_ms": event.self_cpu_time_total / 1000.0 / repeats,
-                "memory_kb": max(event.self_cpu_memory_usage, 0) / 1024.0 / repeats,
-                "calls": event.count / repeats,
-            }
-        )
-    frame = pd.DataFrame(rows, columns=OPERATOR_COLUMNS)
-    frame = frame[frame["latency_ms"] > 0]
-    return frame.sort_values("latency_ms", ascending=False).reset_index(drop=True)
-
-
-# ------------------------------------------------------------------------------- the table
-@dataclass(frozen=True)
-class HardwareProfileTable:
-    """The four sections of a hardware profile, and what was profiled on which device."""
-
-    subject: str
-    device: str
-    operator_profile: list[dict[str, Any]]
-    totals: dict[str, Any]
-    precision_tradeoffs: dict[str, Any]
-    edge_constraints: dict[str, str]
-
-    def operator_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.operator_profile, columns=OPERATOR_COLUMNS)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _kib(value: float) -> str:
-    return f"{value:,.0f} KiB" if value >= 10 else f"{value:.1f} KiB"
-
-
-def cache_sensitivity(working_set_kib: float, device: HardwareProfile) -> str:
-    levels = [
-        ("L1d", device.l1d_kib.value),
-        ("L2", device.l2_kib.value),
-        ("L3", device.l3_kib.value),
-    ]
-    known = [(name, size) for name, size in levels if size > 0]
-    if not known:
-        return f"working set {_kib(working_set_kib)}; {device.name}'s cache sizes are unknown"
-    for name, size in known:
-        if working_set_kib <= size:
-            return (
-                f"working set {_kib(working_set_kib)} (weights + peak live activations) "
-                f"fits {device.name}'s {name} ({_kib(size)}): cache-resident, latency "
-                "is set by compute and per-operator overhead, not DRAM"
-            )
-    last, size = known[-1]
-    return (
-        f"working set {_kib(working_set_kib)} exceeds {device.name}'s {last} "
-        f"({_kib(size)}): every inference streams from DRAM, so bandwidth matters"
-    )
-
-
-def bottleneck(macs: float, traffic_bytes: float, dtype: str, device: HardwareProfile) -> str:
-    intensity = macs / max(traffic_bytes, 1.0)
-    knee = device.knee_macs_per_byte(dtype)
-    regime = "memory-bound" if intensity < knee else "compute-bound"
-    return (
-        f"arithmetic intensity {intensity:.2f} MAC/byte vs {device.name}'s {dtype} roofline "
-        f"knee {knee:.2f} MAC/byte ({device.peak(dtype):.4g} GMAC/s over "
-        f"{device.memory_bandwidth_gbps.value:.4g} GB/s): {regime}"
-    )
-
-
-def build_hardware_profile_table(
-    model: nn.Module,
-    example: torch.Tensor,
-    device: HardwareProfile,
-    layerwise: pd.DataFrame,
-    peak_activation_bytes: int,
-    dtype: str = "fp32",
-    stream_interval_ms: float | None = None,
-    repeats: int = 20,
-    threads: int = 1,
-    subject: str = "",
-) -> HardwareProfileTable:
-    """Profile ``model(example)`` and derive the four sections.
-
-    Args:
-        model: the module to profile (eager).
-        example: one input batch (the latency batch).
-        device: the target device profile (caches and roofline knee for the constraints).
-        layerwise: ``estimate_layerwise_stats`` of the model (MACs and bytes).
-        peak_activation_bytes: peak live activations (``edge_opt.memory``).
-        dtype: precision of the model, for the knee and bytes.
-        stream_interval_ms: time between stream inputs; None leaves utilisation unset.
-        repeats: profiled forwards.
-        threads: torch threads while profiling.
-        subject: a label (candidate id).
-    """
-    operators = profile_operators(copy.deepcopy(model), example, repeats, threads)
-    latency_ms = float(operators["latency_ms"].sum())
-    memory_kb = float(operators["memory_kb"].sum())
-    totals = {
-        "latency_ms": latency_ms,
-        "memory_kb": memory_kb,
-        "estimated_bandwidth_mb_s": (memory_kb / 1024.0) / max(latency_ms / 1000.0, 1e-9),
-        "stream_interval_ms": stream_interval_ms,
-        "stream_utilization": None
-        if stream_interval_ms is None
-        else compute_utilization(latency_ms, stream_interval_ms),
-        "profiled_forwards": repeats,
-        "threads": threads,
-    }
-    fp32_kb = sum(p.numel() for p in model.parameters()) * 4 / 1024.0
-    if fp32_kb == 0:  # a converted int8 model keeps packed weights outside parameters()
-        fp32_kb = float(layerwise["parameter_bytes"].sum()) / 1024.0
-    precision = {
-        "fp32_memory_kb": fp32_kb,
-        "fp16_memory_kb": fp32_kb * 0.5,
-        "int8_memory_kb": fp32_kb * 0.25,
-        "note": "parameter memory only; latency effects depend on the deployment (kernels, "
-        "runtime, CPU features): see the measured sweep, not this table",
-    }
-    weights_kib = float(layerwise["parameter_bytes"].sum()) / 1024.0
-    traffic = float(layerwise["parameter_bytes"].sum() + layerwise["activation_bytes"].sum())
-    constraints = {
-        "cache_sensitivity": cache_sensitivity(
-            weights_kib + peak_activation_bytes / 1024.0, device
-        ),
-        "bottleneck": bottleneck(float(layerwise["macs"].sum()), traffic, dtype, device),
-    }
-    return HardwareProfileTable(
-        subject, device.name, operators.to_dict("records"), totals, precision, constraints
-    )
-
-
-def write_hardware_profile_artifacts(
-    profile: HardwareProfileTable, output_dir: str | Path
-) -> list[Path]:
-    """Write operator_profile.csv, hardware_totals.csv and hardware_profile.json."""
-    out = Path(output_dir)
-    return [
-        atomic_write_csv(out / "operator_profile.csv", profile.operator_frame()),
-        atomic_write_csv(out / "hardware_totals.csv", pd.DataFrame([profile.totals])),
-        atomic_write_json(out / "hardware_profile.json", profile.to_dict()),
-    ]
-
-
-# -------------------------------------------------------------------------------- roofline
-def roofline_points(layerwise: pd.DataFrame, device: HardwareProfile, dtype: str) -> pd.DataFrame:
-    """Per conv/linear layer: arithmetic intensity, attainable GMAC/s on the device, regime."""
-    rows = layerwise[layerwise["macs"] > 0].copy()
-    traffic = (rows["parameter_bytes"] + rows["activation_bytes"]).clip(lower=1)
-    rows["intensity_macs_per_byte"] = rows["macs"] / traffic
-    peak, bandwidth = device.peak(dtype), device.memory_bandwidth_gbps.value
-    rows["attainable_gmacs"] = (rows["intensity_macs_per_byte"] * bandwidth).clip(upper=peak)
-    knee = device.knee_macs_per_byte(dtype)
-    rows["knee_macs_per_byte"] = knee
-    rows["regime"] = [
-        "memory-bound" if i < knee else "compute-bound" for i in rows["intensity_macs_per_byte"]
-    ]
-    return rows[
-        [
-            "layer",
-            "kind",
-            "macs",
-            "intensity_macs_per_byte",
-            "attainable_gmacs",
-            "knee_macs_per_byte",
-            "regime",
-        ]
-    ].reset_index(drop=True)
-
-
-def plot_roofline(
-    device: HardwareProfile,
-    layers: pd.DataFrame,
-    candidates: pd.DataFrame,
-    path: str | Path,
-    host: HardwareProfile | None = None,
-) -> Path:
-    """Roofline of ``device`` per dtype with the baseline's layers (dots, at their attainable
-    rate there); whole candidates (crosses) at the rate they achieved on this host, read
-    against the host's roofs (grey) when ``host`` is given."""
-    import numpy as np
-    from matplotlib.figure import Figure as MplFigure
-
-    fig = MplFigure(figsize=(8.5, 5.5))
-    ax = fig.subplots()
-    x = np.logspace(-1, 3, 200)
-    styles = (("fp32", "tab:blue", "-"), ("bf16", "tab:green", "--"), ("int8", "tab:red", ":"))
-    for dtype, color, style in styles:
-        roof = np.minimum(device.peak(dtype), x * device.memory_bandwidth_gbps.value)
-        ax.plot(
-            x,
-            roof,
-            color=color,
-            linestyle=style,
-            linewidth=1.8,
-            label=f"{device.name} {dtype} roof",
-        )
-    if host is not None and host.name != device.name:
-        for dtype, _, style in styles:
-            roof = np.minimum(host.peak(dtype), x * host.memory_bandwidth_gbps.value)
-            ax.plot(
-                x,
-                roof,
-                color="gray",
-                linestyle=style,
-                linewidth=1.0,
-                alpha=0.7,
-                label=f"this host {dtype} roof (measured)",
-            )
-    if not layers.empty:
-        ax.scatter(
-            layers["intensity_macs_per_byte"],
-            layers["attainable_gmacs"],
-            color="black",
-            s=18,
-            label="baseline layers (attainable)",
-        )
-        for _, row in layers.iterrows():
-            ax.annotate(
-                row["layer"],
-                (row["intensity_macs_per_byte"], row["attainable_gmacs"]),
-                fontsize=6,
-                xytext=(3, -8),
-                textcoords="offset points",
-            )
-    if not candidates.empty:
-        ax.scatter(
-            candidates["intensity_macs_per_byte"],
-            candidates["achieved_gmacs"],
-            marker="x",
-            color="tab:purple",
-            s=30,
-            label="candidates (achieved on this host)",
-        )
-        for _, row in candidates.iterrows():
-            ax.annotate(
-                row["candidate_id"],
-                (row["intensity_macs_per_byte"], row["achieved_gmacs"]),
-                fontsize=5,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (MAC / byte, modelled traffic)")
-    ax.set_ylabel("GMAC/s")
-    ax.set_title(f"Roofline: {device.name}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    return atomic_save_figure(path, fig, dpi=180)
+__all__ = [
+    "Figure",
+    "HardwareProfile",
+    "HardwareProfileTable",
+    "OPERATOR_COLUMNS",
+    "auto_adjust_batch_size",
+    "bottleneck",
+    "build_hardware_profile_table",
+    "cache_sensitivity",
+    "cnn_feature_count",
+    "compute_utilization",
+    "estimate_batch_memory_mb",
+    "plot_roofline",
+    "profile_operators",
+    "roofline_points",
+    "write_hardware_profile_artifacts",
+]

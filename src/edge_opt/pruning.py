@@ -1,217 +1,28 @@
-"""Structured channel pruning: remove whole output channels by L1 norm, fix every consumer.
-
-``structured_channel_prune`` works on any traceable CNN through torch-pruning's dependency
-graph (DepGraph): a group is a set of coupled channels (a conv's filters, its BatchNorm, the
-next layer's input channels, the channels tied together by a residual add, a depthwise conv's
-groups), scored by the L1 norm of the group's first layer (``group_reduction="first"``,
-no normalisation: exactly plain per-filter L1). Each group keeps ``int(C * (1 - level))`` of
-its channels (at least one); the classifier's outputs are never pruned. With ``scope="global"``
-one threshold is applied across groups instead of the same ratio per group; scores are then
-mean-reduced over the group and mean-normalised per group, so that layers of different sizes
-compare fairly.
-
-``reference_l1_prune`` is the hand-written SmallCNN version: the test oracle the library's
-result must match exactly.
-"""
+"""The seed's import path for structured pruning (a facade): the code lives in
+``edge_opt.compress.pruning``."""
 
 from __future__ import annotations
 
-import copy
-from typing import Literal
+from edge_opt.compress.pruning import (
+    DEFAULT_SPATIAL,
+    PruningScope,
+    classifier_layer,
+    inferred_input_shape,
+    kept_channel_count,
+    l1_filter_importance,
+    reference_l1_prune,
+    select_channels,
+    structured_channel_prune,
+)
 
-import torch
-from torch import nn
-
-from edge_opt.errors import PruningError
-from edge_opt.model import SmallCNN
-
-PruningScope = Literal["uniform", "global"]
-
-
-def kept_channel_count(channels: int, pruning_level: float) -> int:
-    """Channels that survive ``pruning_level`` (torch-pruning's rounding, at least 1)."""
-    return max(1, int(channels * (1.0 - pruning_level)))
-
-
-def _check_level(pruning_level: float) -> None:
-    if not 0.0 <= pruning_level < 1.0:
-        raise PruningError(
-            f"pruning_level: {pruning_level!r} is outside [0, 1); e.g. 0.5 removes half"
-        )
-
-
-def classifier_layer(model: nn.Module) -> nn.Module | None:
-    """The layer whose outputs are the classes: the last Linear (or last conv if none)."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if linears:
-        return linears[-1]
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1] if convs else None
-
-
-DEFAULT_SPATIAL = (28, 28)  # H, W assumed when a model declares no input_shape
-
-
-def inferred_input_shape(model: nn.Module) -> tuple[int, int, int]:
-    """(C, H, W) of one input, inferred for tracing.
-
-    C is the first ``Conv2d``'s ``in_channels`` (else the declared C); H, W come from the
-    model's ``input_shape`` attribute when it declares one, else 28 x 28.
-
-    Raises:
-        PruningError: the model has neither a ``Conv2d`` nor an ``input_shape`` attribute.
-    """
-    declared = getattr(model, "input_shape", None)
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None and declared is None:
-        raise PruningError(
-            f"example_inputs: cannot infer the input of {type(model).__name__} (no Conv2d, no "
-            "`input_shape` attribute); pass example_inputs=torch.zeros(1, C, H, W)"
-        )
-    height, width = DEFAULT_SPATIAL if declared is None else tuple(declared)[-2:]
-    channels = conv.in_channels if conv is not None else tuple(declared)[0]
-    return (int(channels), int(height), int(width))
-
-
-def structured_channel_prune(
-    model: nn.Module,
-    pruning_level: float,
-    example_inputs: torch.Tensor | None = None,
-    *,
-    scope: PruningScope = "uniform",
-    channel_multiple: int = 1,
-) -> nn.Module:
-    """Return a new, smaller model with whole channels removed (the caller's is untouched).
-
-    Args:
-        model: any CNN torch-pruning can trace (BatchNorm, residual adds, depthwise convs and
-            several linear layers are handled).
-        pruning_level: fraction of channels to remove, in [0, 1); 0 returns a copy.
-        example_inputs: one input batch for tracing; default: zeros of
-            ``inferred_input_shape(model)`` (the first conv's ``in_channels``; H x W from the
-            model's ``input_shape`` attribute, else 28 x 28). Pass it when the model expects
-            another spatial size.
-        scope: ``uniform`` (the same ratio in every group) or ``global`` (one L1 threshold
-            across groups; the average ratio is ``pruning_level``).
-        channel_multiple: round each pruned group's kept channels down to a multiple of this
-            (hardware-friendly widths); a group that would keep none is left unpruned
-            (torch-pruning's ``round_to``), so at high levels rounding can keep more MACs;
-            1 keeps the exact count.
-
-    Returns:
-        The pruned copy: a dense model with fewer channels, same class.
-
-    Raises:
-        PruningError: bad level or scope, an input that cannot be inferred (the message says
-            what ``example_inputs`` to pass), or a model the dependency graph cannot handle.
-
-    Example:
-        >>> pruned = structured_channel_prune(SmallCNN(), 0.5)
-        >>> pruned.conv1.out_channels, pruned.classifier.in_features
-        (8, 784)
-    """
-    _check_level(pruning_level)
-    if scope not in ("uniform", "global"):
-        raise PruningError(f"pruning_scope: {scope!r} is not 'uniform' or 'global'")
-    if channel_multiple not in (1, 4, 8, 16):
-        raise PruningError(f"channel_multiple: {channel_multiple!r} is not one of 1, 4, 8, 16")
-    pruned = copy.deepcopy(model)
-    if pruning_level == 0.0:
-        return pruned
-    was_training = pruned.training
-    pruned.eval()
-    if example_inputs is None:
-        example_inputs = _inferred_example(pruned, type(model).__name__)
-    import torch_pruning as tp  # imported here: it is only needed when something is pruned
-
-    head = classifier_layer(pruned)
-    try:
-        if scope == "uniform":
-            # Plain per-filter L1 of the group's first layer: what the hand-written oracle does.
-            importance = tp.importance.MagnitudeImportance(
-                p=1, group_reduction="first", normalizer=None
-            )
-        else:
-            # Across layers raw L1 is not comparable (fan-in differs): mean-normalise per
-            # group, torch-pruning's default for global ranking.
-            importance = tp.importance.MagnitudeImportance(
-                p=1, group_reduction="mean", normalizer="mean"
-            )
-        pruner = tp.pruner.BasePruner(
-            pruned,
-            example_inputs,
-            importance=importance,
-            pruning_ratio=pruning_level,
-            global_pruning=scope == "global",
-            ignored_layers=[head] if head is not None else [],
-            round_to=channel_multiple if channel_multiple > 1 else None,
-        )
-        pruner.step()
-        with torch.no_grad():
-            pruned(example_inputs)  # the pruned graph must still run
-    except Exception as exc:  # torch-pruning raises many types; say which model and why
-        raise PruningError(
-            f"cannot prune {type(model).__name__} at {pruning_level}: {type(exc).__name__}: {exc}"
-        ) from exc
-    return pruned.train(was_training)
-
-
-def _inferred_example(model: nn.Module, name: str) -> torch.Tensor:
-    """Zeros of the inferred input shape, checked by one forward pass (model in eval mode)."""
-    shape = inferred_input_shape(model)
-    example = torch.zeros(1, *shape)
-    try:
-        with torch.no_grad():
-            model(example)
-    except Exception as exc:  # most often the guessed H x W (or C) is not what it expects
-        raise PruningError(
-            f"example_inputs: {name} does not run on the inferred input shape {list(shape)} "
-            f"({type(exc).__name__}: {exc}); pass the input it expects, e.g. "
-            f"structured_channel_prune(model, level, example_inputs=torch.zeros(1, {shape[0]}, "
-            "H, W))"
-        ) from exc
-    return example
-
-
-# ------------------------------------------------------------------------- the test oracle
-def l1_filter_importance(conv: nn.Conv2d) -> torch.Tensor:
-    """L1 norm of each output filter: shape (out_channels,)."""
-    return conv.weight.detach().abs().sum(dim=(1, 2, 3))
-
-
-def select_channels(conv: nn.Conv2d, pruning_level: float) -> torch.Tensor:
-    """Indices (ascending) of the filters kept at ``pruning_level``."""
-    scores = l1_filter_importance(conv)
-    keep = kept_channel_count(scores.numel(), pruning_level)
-    # Stable sort so that ties keep the lower index: the choice is deterministic.
-    order = torch.sort(scores, descending=True, stable=True).indices
-    return torch.sort(order[:keep]).values
-
-
-def reference_l1_prune(model: SmallCNN, pruning_level: float) -> SmallCNN:
-    """Hand-written L1 structured pruning of a SmallCNN (the oracle for the library path).
-
-    Each conv keeps its ``int(C * (1 - level))`` largest-L1 filters in their original order;
-    conv2's input channels and the classifier's input features (each kept conv2 channel owns
-    H/4 x W/4 consecutive features) are cut to match.
-    """
-    _check_level(pruning_level)
-    if not isinstance(model, SmallCNN):
-        raise PruningError(f"reference_l1_prune supports SmallCNN, got {type(model).__name__}")
-    if pruning_level == 0.0:
-        return copy.deepcopy(model)
-    keep1 = select_channels(model.conv1, pruning_level)
-    keep2 = select_channels(model.conv2, pruning_level)
-    spatial = model.classifier.in_features // model.conv2.out_channels
-    # Flatten order is (channel, h, w): channel c owns features [c*spatial, (c+1)*spatial).
-    keep_features = (keep2[:, None] * spatial + torch.arange(spatial)[None, :]).reshape(-1)
-    channels, size, _ = model.input_shape
-    pruned = SmallCNN(len(keep1), len(keep2), model.classifier.out_features, channels, size)
-    with torch.no_grad():
-        pruned.conv1.weight.copy_(model.conv1.weight[keep1])
-        pruned.conv1.bias.copy_(model.conv1.bias[keep1])
-        pruned.conv2.weight.copy_(model.conv2.weight[keep2][:, keep1])
-        pruned.conv2.bias.copy_(model.conv2.bias[keep2])
-        pruned.classifier.weight.copy_(model.classifier.weight[:, keep_features])
-        pruned.classifier.bias.copy_(model.classifier.bias)
-    return pruned.train(model.training)
+__all__ = [
+    "DEFAULT_SPATIAL",
+    "PruningScope",
+    "classifier_layer",
+    "inferred_input_shape",
+    "kept_channel_count",
+    "l1_filter_importance",
+    "reference_l1_prune",
+    "select_channels",
+    "structured_channel_prune",
+]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_opt.errors import EdgeOptError
-from edge_opt.results import RunResult
+from edge_opt.orchestrate.result import RunResult
 
 OUTPUT_FILES = ("comparison.md", "comparison.html")
 # Config keys that never change what a run measures.
@@ -322,7 +322,7 @@ def require_run_dir(path: str | Path) -> Path:
     Raises:
         EdgeOptError: not a directory, or not a finished run (the message says why).
     """
-    from edge_opt.rundir import require_finished_run
+    from edge_opt.infra.rundir import require_finished_run
 
     run_dir = Path(path)
     if not run_dir.is_dir():
@@ -382,7 +382,7 @@ def check_comparison_output(
     Raises:
         CompareError: the message names ``--output``, the value and the fix.
     """
-    from edge_opt.rundir import FORBIDDEN_ROOTS, LEGACY_MARKERS
+    from edge_opt.infra.rundir import FORBIDDEN_ROOTS, LEGACY_MARKERS
 
     text = str(output)
     if not text.strip():
@@ -432,7 +432,7 @@ def write_comparison(
     Raises:
         CompareError: ``output`` is refused (see ``check_comparison_output``).
     """
-    from edge_opt.artifacts import atomic_write_text
+    from edge_opt.infra.artifacts import atomic_write_text
     from edge_opt.reports.compare_render import render_html, render_markdown
 
     target = check_comparison_output(output, comparison.runs, overwrite)

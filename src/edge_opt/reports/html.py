@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from edge_opt.orchestrate.result import HardwareAnalysis, RunResult
 from edge_opt.reports.page import (
     Column,
     bullet_list,
@@ -23,7 +24,6 @@ from edge_opt.reports.page import (
     table,
 )
 from edge_opt.reports.svg import Point, frontier_svg, legend_html
-from edge_opt.results import HardwareAnalysis, RunResult
 
 CANDIDATE_COLUMNS = [
     Column("candidate_id", "candidate"),
@@ -153,7 +153,7 @@ def _verdict(result: RunResult, summary: Mapping[str, Any]) -> str:
 
 
 def _decision(decision: Mapping[str, Any] | None) -> str:
-    """What decided the pick and what would flip it (``edge_opt.decision``)."""
+    """What decided the pick and what would flip it (``edge_opt.decide.explain``)."""
     if not decision:
         return ""
     flips = "".join(f"<li>{esc(flip)}</li>" for flip in decision.get("flips", []))

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from edge_opt.experiments import recommend_candidate
+from edge_opt.decide.recommend import recommend_candidate
+from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.page import Column, bullet_list, esc, page, table
-from edge_opt.results import RunResult
 
 
 def combined_recommendation(

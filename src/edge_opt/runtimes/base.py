@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.errors import RuntimeBuildError
-from edge_opt.quantization import ConvertedModel
-from edge_opt.registry import Registry
+from edge_opt.infra.registry import Registry
 
 # Deployable formats by the artifact's suffix; a runtime without an artifact exports TorchScript.
 FORMATS_BY_SUFFIX = {".onnx": "onnx", ".pte": "pte", ".pt": "torchscript"}
@@ -56,7 +56,7 @@ class RuntimeModel:
     def save(self, path: Path) -> Path:
         """Write the deployable artifact (ONNX file, .pte program, or TorchScript for eager)."""
         # Written aside and renamed: a full disk or a file-size limit leaves no truncated file.
-        from edge_opt.artifacts import atomic_write_bytes
+        from edge_opt.infra.artifacts import atomic_write_bytes
 
         if self.artifact is not None:
             return atomic_write_bytes(path, self.artifact.read_bytes())

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.errors import QuantizationError, RuntimeBuildError
-from edge_opt.quantization import ConvertedModel
 from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
 from edge_opt.runtimes.compiled import quantize_pt2e
 

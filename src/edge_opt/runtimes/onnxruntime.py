@@ -3,7 +3,7 @@ dynamic batch dimension, one self-contained file); int8 by ONNX Runtime's static
 (QDQ, per-channel int8 weights, uint8 activations, calibrated on the same batches). Its CPU
 provider has few fp16/bf16 kernels, so those precisions are skipped, with the reason.
 
-Sessions and the timed call come from ``edge_opt.ort_sessions`` (shared with the device's
+Sessions and the timed call come from ``edge_opt.runtimes.ort_sessions`` (shared with the device's
 measure task); ``OrtOptions`` defaults are the choices ``benchmarks/runtime_options.py``
 measured (README, "Runtime options").
 """
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.errors import QuantizationError, RuntimeBuildError
-from edge_opt.ort_sessions import bound_call, ort_session
-from edge_opt.quantization import ConvertedModel
 from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
+from edge_opt.runtimes.ort_sessions import bound_call, ort_session
 
 # The fp32 export of each float model this process exported lately (content key -> file): the
 # int8 candidate of a pruning level quantizes the very file its fp32 sibling exported, instead
@@ -38,7 +38,7 @@ _RECENT_LIMIT = 8
 
 
 def _export_key(model: nn.Module, example: torch.Tensor) -> str:
-    from edge_opt.cache import sha256_bytes, state_dict_bytes
+    from edge_opt.infra.cache import sha256_bytes, state_dict_bytes
 
     structure = (
         f"{type(model).__module__}.{type(model).__qualname__}\n{model}\n{tuple(example.shape)}"

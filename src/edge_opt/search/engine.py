@@ -27,17 +27,26 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from edge_opt.artifacts import atomic_write_csv
-from edge_opt.cache import ArtifactCache
-from edge_opt.config import ExperimentConfig, SearchConfig
-from edge_opt.data import Loaders, batch_loader, loader_batch_size
-from edge_opt.devices import HardwareProfile, host_profile
-from edge_opt.hardware import estimate_layerwise_stats
-from edge_opt.memory import BYTES_PER_MB
-from edge_opt.metrics import first_inputs
-from edge_opt.plan import SweepPlan, candidate_id
-from edge_opt.quantization import BYTES_PER_ELEMENT
-from edge_opt.runtimes import RuntimeModel, unsupported_reason
+from edge_opt.analysis.devices import HardwareProfile, host_profile
+from edge_opt.analysis.hardware import estimate_layerwise_stats
+from edge_opt.candidates.plan import SweepPlan, candidate_id
+from edge_opt.candidates.preparation import (
+    PrepareContext,
+    PreparedCandidate,
+    evaluate_candidate,
+    level_reference,
+    prepare_candidate,
+)
+from edge_opt.compress.quantization import BYTES_PER_ELEMENT
+from edge_opt.compress.training import train_model
+from edge_opt.config.schema import ExperimentConfig, SearchConfig
+from edge_opt.data.splits import Loaders, batch_loader, loader_batch_size
+from edge_opt.infra.artifacts import atomic_write_csv
+from edge_opt.infra.cache import ArtifactCache
+from edge_opt.measure.memory import BYTES_PER_MB
+from edge_opt.measure.metrics import first_inputs
+from edge_opt.orchestrate.sweep import CandidateResult, _result, flag_slower_than_less_pruned
+from edge_opt.runtimes.build import RuntimeModel, unsupported_reason
 from edge_opt.search.rows import ordered_frame, screened_row, search_columns
 from edge_opt.search.samplers import build_sampler
 from edge_opt.search.screen import (
@@ -51,15 +60,6 @@ from edge_opt.search.screen import (
 )
 from edge_opt.search.space import ChannelGroup, channel_groups, prune_groups, removed_fraction
 from edge_opt.search.timing import time_generation
-from edge_opt.sweep import CandidateResult, _result, flag_slower_than_less_pruned
-from edge_opt.tasks import (
-    PrepareContext,
-    PreparedCandidate,
-    evaluate_candidate,
-    level_reference,
-    prepare_candidate,
-)
-from edge_opt.training import train_model
 
 log = logging.getLogger(__name__)
 REFERENCE_ID = candidate_id(0.0, "fp32", "eager")

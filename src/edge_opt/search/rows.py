@@ -7,11 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from edge_opt.memory import BYTES_PER_MB
-from edge_opt.plan import SweepPlan
+from edge_opt.candidates.plan import SweepPlan
+from edge_opt.candidates.preparation import frame_rows
+from edge_opt.measure.memory import BYTES_PER_MB
 from edge_opt.search.screen import TrialRecord, ratio_columns
 from edge_opt.search.space import ChannelGroup
-from edge_opt.tasks import frame_rows
 
 
 def search_columns(

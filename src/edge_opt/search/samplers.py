@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_opt.errors import ConfigError
-from edge_opt.registry import Registry
+from edge_opt.infra.registry import Registry
 
 SAMPLERS: Registry[Callable[[int, int], Any]] = Registry("search.sampler", ConfigError)
 

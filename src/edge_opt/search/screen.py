@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from edge_opt.devices import HardwareProfile
-from edge_opt.memory import BYTES_PER_MB
-from edge_opt.metrics import wilson_interval
-from edge_opt.projection import fit_projection, operator_count, roofline_time_ms
-from edge_opt.tasks import PreparedCandidate, runtime_mb
+from edge_opt.analysis.devices import HardwareProfile
+from edge_opt.analysis.projection import fit_projection, operator_count, roofline_time_ms
+from edge_opt.candidates.preparation import PreparedCandidate, runtime_mb
+from edge_opt.measure.memory import BYTES_PER_MB
+from edge_opt.measure.metrics import wilson_interval
 
 RatioKey = tuple[tuple[float, ...], str, str]  # (ratios in group order, precision, runtime)
 
@@ -142,10 +142,11 @@ class TimedPoint:
 
 
 def estimate_latency_ms(trial: TrialRecord, timed: Sequence[TimedPoint]) -> float:
-    """p50 estimate: alpha x roofline + beta x operators fitted (``edge_opt.projection``) on the
-    timed candidates of the same runtime and precision; with one, its latency scaled by the
-    operator count; with none, any timed candidate's fit; with nothing timed, the roofline
-    (a lower bound, so an untimed trial is never screened out by a guess that flatters others)."""
+    """p50 estimate: alpha x roofline + beta x operators fitted
+    (``edge_opt.analysis.projection``) on the timed candidates of the same runtime and precision;
+    with one, its latency scaled by the operator count; with none, any timed candidate's fit; with
+    nothing timed, the roofline (a lower bound, so an untimed trial is never screened out by a guess
+    that flatters others)."""
     for pool in (
         [t for t in timed if (t.runtime, t.precision) == (trial.runtime, trial.precision)],
         list(timed),

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edge_opt.compress.pruning import classifier_layer
 from edge_opt.errors import PruningError
-from edge_opt.pruning import classifier_layer
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 

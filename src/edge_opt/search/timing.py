@@ -1,4 +1,4 @@
-"""Timing one generation of a search: the grid's protocol (``edge_opt.harness``) on the
+"""Timing one generation of a search: the grid's protocol (``edge_opt.measure.harness``) on the
 trials that survived screening, side by side with the reference (the unpruned fp32 eager
 model), which anchors the paired speedups of every generation."""
 
@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from edge_opt.harness import measure_interleaved, paired_speedup
-from edge_opt.memory import RssProber
-from edge_opt.metrics import throughput_settings
-from edge_opt.plan import SweepPlan
-from edge_opt.runtimes import RuntimeModel
-from edge_opt.tasks import PreparedCandidate
+from edge_opt.candidates.plan import SweepPlan
+from edge_opt.candidates.preparation import PreparedCandidate
+from edge_opt.measure.harness import measure_interleaved, paired_speedup
+from edge_opt.measure.memory import RssProber
+from edge_opt.measure.metrics import throughput_settings
+from edge_opt.runtimes.build import RuntimeModel
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Hardware analysis: layer tables, roofline, operator profile, device profiles, projection."""

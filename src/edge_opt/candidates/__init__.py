@@ -1,0 +1,1 @@
+"""Candidates: the plan, their preparation (build, export, evaluate), the typed record."""

@@ -1,0 +1,79 @@
+"""The plan of a sweep: which candidates exist, and every setting that decides their rows.
+
+A candidate is (pruning level, precision, runtime) with a stable id (``p25-int8-eager``). The
+plan is a typed, frozen value: ``run_sweep`` (the seed's signature) and the pipeline both build
+one; its ``candidate_key`` names a prepared candidate in the content-keyed cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from edge_opt.infra.cache import content_key
+from edge_opt.measure.harness import HarnessSettings
+
+DEFAULT_RUNTIME = "eager"
+BUDGET_METRICS = {"model": "memory_mb", "runtime": "runtime_memory_mb"}
+
+
+def candidate_id(pruning_level: float, precision: str, runtime: str = DEFAULT_RUNTIME) -> str:
+    """Stable, filesystem-safe id: ``p25-int8-eager`` for 25% pruning, int8, eager."""
+    return f"p{round(pruning_level * 100):02d}-{precision}-{runtime}"
+
+
+def budget_column(budget_mb: float) -> str:
+    return f"violates_{budget_mb:g}mb"
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything that decides which candidates exist and how each is prepared and judged.
+
+    The candidates are ``pruning_levels x precisions x runtimes``; ``run_sweep`` (the seed's
+    signature) and the pipeline both build one and hand it to ``execute_sweep``.
+    """
+
+    pruning_levels: tuple[float, ...]
+    precisions: tuple[str, ...]
+    harness: HarnessSettings
+    runtimes: tuple[str, ...] = (DEFAULT_RUNTIME,)
+    power_watts: float = 5.0
+    calibration_batches: int = 8
+    memory_budgets_mb: tuple[float, ...] = ()
+    active_memory_budget_mb: float = float("inf")
+    memory_budget_metric: str = "model"
+    latency_multiplier: float = 1.0
+    fine_tune_epochs: int = 0
+    quantization_backend: str = "x86"
+    latency_batch_size: int = 1
+    throughput_repeats: int = 10
+    measure_rss: bool = True
+    data_fingerprint: str = ""  # names the val/test/calibration data in cache keys
+    instances: int = 1  # independently built instances of each candidate timed side by side
+    latency_budget_ms: float | None = None  # on the p95; only a faster candidate within it
+    # may stop a slower one's timing (Dominance)
+
+    def __post_init__(self) -> None:
+        if self.memory_budget_metric not in BUDGET_METRICS:
+            raise ValueError(
+                f"memory_budget_metric: {self.memory_budget_metric!r} is not model or runtime"
+            )
+
+    def candidates(self) -> list[tuple[float, str, str]]:
+        return list(itertools.product(self.pruning_levels, self.precisions, self.runtimes))
+
+    def candidate_key(self, variant_sha256: str, precision: str, runtime: str) -> str:
+        return content_key(
+            "candidate",
+            {
+                "variant_sha256": variant_sha256,
+                "precision": precision,
+                "runtime": runtime,
+                "backend": self.quantization_backend,
+                "calibration_batches": self.calibration_batches,
+                "data": self.data_fingerprint,
+                "threads": self.harness.threads,
+                "latency_batch_size": self.latency_batch_size,
+            },
+        )

@@ -1,0 +1,5 @@
+"""``python -m edge_opt.cli``: the same as the ``edge-opt`` command."""
+
+from edge_opt.cli.main import entrypoint
+
+entrypoint()

@@ -1,0 +1,1 @@
+"""Compression: training, structured pruning, precision conversion, pruned variants."""

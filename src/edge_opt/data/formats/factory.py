@@ -1,0 +1,139 @@
+"""``{factory: "pkg.mod:fn", kwargs: {...}}``: your code returns torch Datasets.
+
+The function returns ``(train, test)``, ``(train, val, test)`` or a mapping with keys
+``train``, ``test`` and optionally ``val``; each a sized, indexable torch ``Dataset`` whose
+items are ``(image, label)`` with the image a tensor or array (C, H, W) or (H, W), uint8 or
+float in [0, 1]. Class names: ``class_names`` in the config, else the train dataset's
+``classes`` attribute (as torchvision datasets have), else the label numbers. The datasets
+are read once into arrays. **A factory runs code**: only use configs whose code you trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_opt.data.formats.base import (
+    DATASET_FORMATS,
+    LoadRequest,
+    RawDataset,
+    check_images,
+    check_labels,
+    given_stats,
+    unit_images,
+)
+from edge_opt.errors import DataError, ModelError
+
+if TYPE_CHECKING:
+    from edge_opt.config.schema import DatasetSpec
+
+
+def _splits(value: Any, ref: str) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"train", "val", "test"})
+        if unknown or "train" not in value or "test" not in value:
+            raise DataError(
+                f"dataset.factory {ref!r} returned a mapping with keys {sorted(value)}; "
+                "return {'train': ..., 'test': ...} (optionally 'val')"
+            )
+        return dict(value)
+    if isinstance(value, tuple | list) and len(value) in (2, 3):
+        keys = ("train", "test") if len(value) == 2 else ("train", "val", "test")
+        return dict(zip(keys, value, strict=True))
+    raise DataError(
+        f"dataset.factory {ref!r} returned {type(value).__name__}; return (train, test), "
+        "(train, val, test) or a mapping with those keys, each a torch Dataset"
+    )
+
+
+def _to_arrays(dataset: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every (image, label) item of a map-style dataset, stacked."""
+    import torch
+
+    try:
+        count = len(dataset)
+    except TypeError:
+        raise DataError(
+            f"{where}: {type(dataset).__name__} has no len(); return a map-style Dataset"
+        ) from None
+    if count == 0:
+        raise DataError(f"{where}: the dataset is empty")
+    images, labels = [], []
+    for i in range(count):
+        try:
+            item = dataset[i]
+            image, label = item
+        except (Exception, SystemExit) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise DataError(
+                f"{where}[{i}]: reading the item failed ({type(exc).__name__}: {detail}); items "
+                "must be (image, label) pairs"
+            ) from None
+        array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        if array.ndim == 2:
+            array = array[None]
+        if array.shape != (images[0].shape if images else array.shape):
+            raise DataError(
+                f"{where}[{i}]: image of shape {list(array.shape)}, but item 0 is "
+                f"{list(images[0].shape)}; every image must have one shape (C, H, W)"
+            )
+        images.append(array)
+        labels.append(int(label.item() if isinstance(label, torch.Tensor) else label))
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+@DATASET_FORMATS.register("factory")
+def load_factory_dataset(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
+    """Call the factory and read its datasets into arrays.
+
+    Raises:
+        DataError: the factory cannot be imported, raises, or returns something else than
+            described above; images or labels that do not fit (naming split and index).
+    """
+    from edge_opt.models.zoo import _describe, load_factory
+
+    ref = str(spec.factory)
+    try:
+        build = load_factory(ref, field="dataset.factory")
+    except ModelError as exc:
+        raise DataError(str(exc)) from None
+    try:
+        returned = build(**spec.kwargs)
+    except (Exception, SystemExit) as exc:
+        raise DataError(f"dataset.factory {ref!r} failed: {_describe(exc)}") from None
+    parts = _splits(returned, ref)
+    images: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    divisors = set()
+    for split, dataset in parts.items():
+        where = f"dataset.factory {ref!r} {split}"
+        x, labels[split] = _to_arrays(dataset, where)
+        check_images(x, where, ndim=4)
+        images[split], divisor = unit_images(x, where)
+        divisors.add(divisor)
+    if len(divisors) > 1:
+        raise DataError(f"dataset.factory {ref!r}: mix of uint8 and float images across splits")
+    names = tuple(spec.class_names or ())
+    if not names and isinstance(getattr(parts["train"], "classes", None), list | tuple):
+        names = tuple(str(c) for c in parts["train"].classes)
+    num_classes = len(names) or int(max(int(y.max()) for y in labels.values())) + 1
+    for split in parts:
+        check_labels(labels[split], len(images[split]), num_classes, f"dataset.factory {split}")
+    return RawDataset(
+        name=ref.rpartition(":")[2],
+        source=f"dataset factory {ref}",
+        train_images=images["train"],
+        train_labels=labels["train"],
+        test_images=images["test"],
+        test_labels=labels["test"],
+        files=(),
+        num_classes=num_classes,
+        class_names=names,
+        val_images=images.get("val"),
+        val_labels=labels.get("val"),
+        pixel_divisor=divisors.pop(),
+        mean=given_stats(spec.mean),
+        std=given_stats(spec.std),
+    )

@@ -1,0 +1,1 @@
+"""Deciding: acceptance, budgets, Pareto frontiers, the recommendation and what would flip it."""

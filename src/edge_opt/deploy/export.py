@@ -1,0 +1,238 @@
+"""Re-export a candidate of a finished run as a deployable file (ONNX, ExecuTorch .pte or
+TorchScript).
+
+A run keeps each pruned float model in ``models/variants/`` and its resolved config, so any
+measured candidate can be rebuilt exactly (int8 is re-calibrated on the same seeded batches)
+without pruning or training again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edge_opt.compress.pruning import structured_channel_prune
+from edge_opt.config.schema import build_config
+from edge_opt.data.splits import calibration_inputs, load_dataset, split_dataset
+from edge_opt.deploy.deployables import describe_deployable, variant_path
+from edge_opt.errors import EdgeOptError
+from edge_opt.infra.cache import load_state_dict_bytes, sha256_bytes
+from edge_opt.infra.environment import sha256_file
+from edge_opt.infra.rundir import locked_run_dir, require_finished_run
+from edge_opt.orchestrate.preflight import build_configured_model
+from edge_opt.orchestrate.result import RunResult
+from edge_opt.runtimes.build import build_runtime
+
+log = logging.getLogger(__name__)
+FORMATS = ("onnx", "pte", "torchscript")
+# format -> (the runtime that builds it, the file suffix, its int8 quantizer when re-exported)
+_BUILDS = {
+    "onnx": ("onnxruntime", ".onnx", "ONNX Runtime's QDQ quantizer"),
+    "pte": ("executorch", ".pte", "ExecuTorch's XNNPACKQuantizer"),
+    "torchscript": ("eager", ".pt", "eager FX PTQ"),
+}
+_DEFAULT_FORMAT = {"onnxruntime": "onnx", "executorch": "pte"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    candidate_id: str
+    path: str
+    format: str
+    sha256: str
+    bytes: int
+    note: str
+    sidecar: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _row(result: RunResult, candidate_id: str) -> dict[str, Any]:
+    for row in result.sweep:
+        if row["candidate_id"] == candidate_id:
+            if row["status"] != "ok":
+                raise EdgeOptError(
+                    f"candidate {candidate_id!r} was {row['status']} in this run "
+                    f"({row.get('error')}); pick a measured one"
+                )
+            return row
+    known = ", ".join(r["candidate_id"] for r in result.sweep)
+    raise EdgeOptError(f"candidate {candidate_id!r} is not in this run; candidates: {known}")
+
+
+def verified_bytes(run_dir: Path, relative: str) -> bytes:
+    """A run file's bytes, after checking them against the manifest's sha256.
+
+    Raises:
+        EdgeOptError: the file is missing, not in the manifest, or altered since the run.
+    """
+    manifest_path = run_dir / "manifest.json"
+    try:
+        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeOptError(f"{manifest_path}: unreadable ({exc}); rerun to rebuild it") from None
+    path = run_dir / relative
+    if relative not in files:
+        raise EdgeOptError(
+            f"{path}: not listed in {manifest_path}; this run predates checked variants (or "
+            "was edited): rerun it"
+        )
+    if not path.is_file():
+        raise EdgeOptError(f"{path} is missing; rerun to rebuild it")
+    data = path.read_bytes()
+    if sha256_bytes(data) != files[relative]:
+        raise EdgeOptError(
+            f"{path}: sha256 differs from the manifest's; the file was changed after the run, "
+            "so it is not used (rerun to rebuild it)"
+        )
+    return data
+
+
+def _weights(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return load_state_dict_bytes(data)
+    except Exception as exc:  # truncated, empty, or not a state dict: never executed
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise EdgeOptError(f"{path}: not a readable state dict ({detail}); rerun the run") from None
+
+
+def _load_variant(
+    run_dir: Path,
+    result: RunResult,
+    model: torch.nn.Module,
+    input_shape: tuple[int, int, int],
+    level: float,
+    scope: str,
+    channel_multiple: int = 1,
+) -> torch.nn.Module:
+    """The pruned float model of ``level``: baseline checkpoint -> prune -> variant weights.
+
+    Both files are checked against the manifest and read with ``weights_only=True``: a
+    tampered run directory is refused and never executes code.
+    """
+    checkpoint = result.baseline["checkpoint"]
+    baseline = _weights(run_dir / checkpoint, verified_bytes(run_dir, checkpoint))
+    try:
+        model.load_state_dict(baseline)
+    except RuntimeError as exc:
+        raise EdgeOptError(f"{run_dir / checkpoint}: does not fit the model ({exc})") from None
+    example = torch.zeros(1, *input_shape)
+    relative = str(variant_path(Path("models") / "variants", level))
+    weights = _weights(run_dir / relative, verified_bytes(run_dir, relative))
+    pruned = structured_channel_prune(
+        model, level, example, scope=scope, channel_multiple=channel_multiple
+    )
+    try:
+        pruned.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise EdgeOptError(f"{run_dir / relative}: does not fit the pruned model ({exc})") from None
+    return pruned.eval()
+
+
+def export_candidate(
+    run_dir: str | Path,
+    candidate_id: str | None = None,
+    fmt: str | None = None,
+    output: str | Path | None = None,
+) -> ExportResult:
+    """Rebuild a candidate of a finished run and write it as ONNX, .pte or TorchScript.
+
+    Args:
+        run_dir: the run's output directory (holding ``run_result.json``).
+        candidate_id: default: the run's recommended candidate.
+        fmt: ``onnx``, ``pte`` (ExecuTorch, XNNPACK) or ``torchscript``; default: ``onnx``
+            for onnxruntime candidates, ``pte`` for executorch ones, ``torchscript`` otherwise.
+        output: file to write; default ``<run_dir>/models/<candidate_id>.<onnx|pte|pt>``.
+
+    Raises:
+        EdgeOptError: no such run or candidate (the message lists the valid ones), an
+            ``output`` that is a directory, a format the candidate cannot take, or a failed
+            rebuild. Nothing is written unless the export succeeds.
+    """
+    run_dir = Path(run_dir)
+    if output is not None and Path(output).is_dir():
+        suffix = _BUILDS[fmt][1] if fmt in _BUILDS else ".pt"
+        name = f"{candidate_id or 'candidate'}{suffix}"
+        raise EdgeOptError(
+            f"--output {output} is a directory; give a file path, e.g. {Path(output) / name}"
+        )
+    with locked_run_dir(run_dir) as locked:  # no run may change the directory meanwhile
+        require_finished_run(locked.out, lock_held=True)
+        exported = _export(locked.out, candidate_id, fmt, output)
+        for written in (exported.path, exported.sidecar):
+            resolved = Path(str(written)).resolve()
+            if written and resolved.is_relative_to(locked.out.resolve()):
+                locked.record_published(resolved.relative_to(locked.out.resolve()))
+        return exported
+
+
+def _export(
+    run_dir: Path, candidate_id: str | None, fmt: str | None, output: str | Path | None
+) -> ExportResult:
+    result = RunResult.load(run_dir)
+    cid = candidate_id or result.recommendation.get("candidate_id")
+    if cid is None:
+        raise EdgeOptError("this run recommended no candidate; pass --candidate ID")
+    row = _row(result, cid)
+    if (result.config.get("search") or {}).get("strategy", "grid") != "grid":
+        raise EdgeOptError(
+            f"--candidate {cid}: this run searched per-group pruning ratios, and export rebuilds "
+            f"grid candidates only; the run already wrote its recommended and frontier "
+            f"candidates to {run_dir / 'models'}"
+        )
+    runtime, precision, level = row["runtime"], row["precision"], float(row["pruning_level"])
+    fmt = fmt or _DEFAULT_FORMAT.get(runtime, "torchscript")
+    if fmt not in FORMATS:
+        raise EdgeOptError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    build_as, suffix, quantizer = _BUILDS[fmt]
+    note = "the measured candidate"
+    if build_as != runtime:
+        note = f"measured as {runtime}; exported as {fmt}" + (
+            f" (int8 by {quantizer}, not the measured int8 model)"
+            if precision == "int8" and fmt != "torchscript"
+            else ""
+        )
+    cfg = build_config(result.config)
+    built_model = build_configured_model(cfg)  # imports a user's factory module if any
+    variant = _load_variant(
+        run_dir,
+        result,
+        built_model.model,
+        built_model.input_shape,
+        level,
+        cfg.pruning_scope,
+        cfg.channel_multiple,
+    )
+    calibration: list[torch.Tensor] = []
+    if precision == "int8":
+        raw = load_dataset(cfg.dataset, built_model.input_shape, cfg.data_dir)
+        splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
+        calibration = calibration_inputs(splits, cfg.batch_size, cfg.calibration_batches, cfg.seed)
+    # A .pte program has a static batch: the run's deployment batch, as in the sweep.
+    batch = cfg.latency_batch_size if fmt == "pte" else 1
+    example = torch.zeros(batch, *built_model.input_shape)
+    target = Path(output) if output else run_dir / "models" / f"{cid}{suffix}"
+    with tempfile.TemporaryDirectory(prefix="edge-opt-export-") as tmp:
+        runtime_model = build_runtime(
+            build_as,
+            variant,
+            precision,
+            calibration,
+            example,
+            cfg.benchmark_threads,
+            cfg.quantization_backend,
+            Path(tmp),
+        )
+        path = runtime_model.save(target)
+        data = {"input_shape": list(built_model.input_shape), **result.data}
+        sidecar = describe_deployable(path, cid, fmt, runtime_model, data, runtime)
+    return ExportResult(
+        cid, str(path), fmt, sha256_file(path), path.stat().st_size, note, str(sidecar)
+    )

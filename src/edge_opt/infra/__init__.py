@@ -1,0 +1,1 @@
+"""Infrastructure: the run directory, the cache, atomic files, logs, progress, environment."""

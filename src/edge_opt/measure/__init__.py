@@ -1,0 +1,1 @@
+"""Measuring: the latency harness, its statistics and noise guard, accuracy, memory, energy."""

@@ -1,0 +1,337 @@
+"""Runtime memory: the peak of live activations (a liveness walk) and a measured peak-RSS delta.
+
+``runtime_memory_mb`` = serialized weights + peak live activations at the latency batch.
+The liveness walk executes the model node by node (``torch.fx``) and, at every node, adds up the
+distinct tensor storages still alive (inputs not yet consumed by their last user, plus the new
+output); views share storage and count once, and dtypes are the real ones (int8 activations are
+1 byte). Weights and constants (``get_attr``) are excluded: they are in the serialized size.
+
+``measured_peak_rss_mb`` is a measurement beside that model: a fresh child process loads the
+candidate, resets its peak-RSS mark (``/proc/self/clear_refs``), runs one inference and reports
+VmHWM minus the RSS before the call. It includes allocator and kernel workspace effects.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from edge_opt.models.hooks import run_with_leaf_hooks
+
+BYTES_PER_MB = 2**20
+
+
+@dataclass(frozen=True)
+class ActivationPeak:
+    peak_bytes: int
+    at_node: str
+    method: str  # "fx liveness" or "hooks (approximate)"
+
+
+def _storages(value: Any) -> dict[int, int]:
+    """data_ptr -> nbytes of every tensor storage in a (nested) value."""
+    found: dict[int, int] = {}
+    if isinstance(value, torch.Tensor):
+        if value.is_quantized:
+            found[value.data_ptr()] = value.numel() * value.element_size()
+        else:
+            storage = value.untyped_storage()
+            found[storage.data_ptr()] = storage.nbytes()
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found.update(_storages(item))
+    elif isinstance(value, dict):
+        for item in value.values():
+            found.update(_storages(item))
+    return found
+
+
+class _LivenessInterpreter(fx.Interpreter):
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module, garbage_collect_values=True)
+        self.peak, self.at = 0, ""
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        if n.op in ("call_module", "call_function", "call_method", "placeholder"):
+            live: dict[int, int] = {}
+            for node, value in self.env.items():
+                if node.op != "get_attr":
+                    live.update(_storages(value))
+            live.update(_storages(result))
+            total = sum(live.values())
+            if total > self.peak:
+                self.peak, self.at = total, n.name
+        return result
+
+
+def peak_activation_bytes(model: nn.Module, example: torch.Tensor) -> ActivationPeak:
+    """Peak bytes of live activations during one forward pass of ``model(example)``."""
+    module = model if isinstance(model, fx.GraphModule) else None
+    if module is None:
+        try:
+            module = fx.symbolic_trace(copy.deepcopy(model))
+        except Exception:  # untraceable (data-dependent control flow): approximate with hooks
+            return _hook_peak(model, example)
+    interpreter = _LivenessInterpreter(module)
+    with torch.inference_mode():
+        interpreter.run(example)
+    return ActivationPeak(interpreter.peak, interpreter.at, "fx liveness")
+
+
+def _hook_peak(model: nn.Module, example: torch.Tensor) -> ActivationPeak:
+    peak, at = [example.numel() * example.element_size()], [""]
+
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        total = sum(_storages(inputs).values()) + sum(_storages(output).values())
+        if total > peak[0]:
+            peak[0], at[0] = total, type(module).__name__
+
+    run_with_leaf_hooks(model, example, hook)
+    return ActivationPeak(peak[0], at[0], "hooks (approximate)")
+
+
+# A probe server: imports torch and ONNX Runtime once, then forks one child per request, so
+# that every probe runs in a fresh process (nothing run before it) without paying for a new
+# interpreter and a torch import each time. Nothing runs in the server before it forks.
+_PROBE_SERVER = r"""
+import os, sys
+import torch
+try:
+    import onnxruntime as ort
+except ImportError:
+    ort = None
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+def probe(path, input_path, threads):
+    torch.set_num_threads(threads)
+    x = torch.load(input_path, weights_only=True)
+    if path.endswith(".onnx"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x.float().numpy()}
+        model = lambda _x: session.run(None, feed)
+    elif path.endswith(".pte"):  # ExecuTorch: its thread pool sized as in the sweep
+        import executorch.extension.pybindings.portable_lib as lib
+        from executorch.runtime import Runtime
+        lib._unsafe_reset_threadpool(threads)
+        method = Runtime.get().load_program(path).load_method("forward")
+        model = lambda _x: method.execute([_x.float().contiguous()])
+    else:
+        model = torch.jit.load(path)
+    def one_call():
+        rss = status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset VmHWM to the current RSS
+        with torch.inference_mode():
+            model(x)
+        return status("VmHWM") - rss
+    return one_call(), one_call()
+
+for line in sys.stdin:
+    path, input_path, threads, result = line.rstrip("\n").split("\t")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cold, warm = probe(path, input_path, int(threads))
+            text = f"ok {cold} {warm}"
+        except BaseException as exc:
+            text = "error " + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        with open(result, "w") as fh:
+            fh.write(text)
+        os._exit(0)
+    _, code = os.waitpid(pid, 0)
+    print(code, flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class RssProbe:
+    """Peak-RSS growth (MiB) of the first (cold) and second (warm) inference in a fresh process."""
+
+    cold_mb: float | None
+    warm_mb: float | None
+    note: str
+
+
+def _save_for_probe(model: nn.Module, example: torch.Tensor, folder: Path) -> Path:
+    # TorchScript: what a deployment would load, and it reloads without unpickling code.
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in 2.13 and says so
+        traced = torch.jit.trace(model, example, check_trace=False)
+        path = folder / "model.ts"
+        torch.jit.save(traced, str(path))
+    return path
+
+
+class RssProber:
+    """Measures peak-RSS growth of one inference, each in a fresh (forked) child process.
+
+    One server process imports torch once; every ``probe`` forks a child of it that loads the
+    candidate and runs it. Use as a context manager (the server ends on exit).
+    """
+
+    def __init__(self, timeout_s: float = 120.0) -> None:
+        self.timeout_s = timeout_s
+        self._server: subprocess.Popen[str] | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-opt-rss-")
+
+    def __enter__(self) -> RssProber:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stdin.close()  # type: ignore[union-attr]
+            try:
+                self._server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+            self._server = None
+        self._tmp.cleanup()
+
+    def _ask(self, model_path: Path, input_path: Path, threads: int) -> str:
+        if self._server is None or self._server.poll() is not None:
+            self._server = subprocess.Popen(
+                [sys.executable, "-c", _PROBE_SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        result = Path(self._tmp.name) / "result.txt"
+        result.unlink(missing_ok=True)
+        stdin, stdout = self._server.stdin, self._server.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("the probe server has no pipes")
+        stdin.write(f"{model_path}\t{input_path}\t{threads}\t{result}\n")
+        stdin.flush()
+        ready, _, _ = select.select([stdout], [], [], self.timeout_s)
+        if not ready:
+            self._server.kill()
+            self._server = None
+            raise RuntimeError(f"no answer within {self.timeout_s:g} s")
+        if not stdout.readline():
+            raise RuntimeError("the probe server ended")
+        return result.read_text() if result.is_file() else "error the probe child died"
+
+    def probe(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        threads: int = 1,
+        onnx_path: Path | None = None,
+    ) -> RssProbe:
+        """Cold and warm peak-RSS growth (MiB) of ``model`` (or the exported file: ``.onnx`` in
+        ONNX Runtime, ``.pte`` in ExecuTorch) on ``example``."""
+        if not Path("/proc/self/clear_refs").exists():
+            return RssProbe(None, None, "unavailable: /proc/self/clear_refs is missing (not Linux)")
+        folder = Path(tempfile.mkdtemp(dir=self._tmp.name))
+        try:
+            model_path = onnx_path or _save_for_probe(model, example, folder)
+        except Exception as exc:  # not traceable: say so rather than guess
+            return RssProbe(None, None, f"unavailable: model cannot be saved for the probe ({exc})")
+        input_path = folder / "input.pt"
+        torch.save(example, input_path)
+        try:
+            answer = self._ask(model_path, input_path, threads)
+        except (OSError, RuntimeError) as exc:
+            return RssProbe(None, None, f"probe failed: {exc}")
+        if not answer.startswith("ok "):
+            return RssProbe(None, None, f"probe failed: {answer.removeprefix('error ')}")
+        cold, warm = (max(0, int(v)) / BYTES_PER_MB for v in answer.split()[1:3])
+        return RssProbe(cold, warm, f"measured ({model_path.suffix[1:]}, forked child)")
+
+
+def probe_many(
+    jobs: Sequence[tuple[nn.Module, torch.Tensor, Path | None]],
+    threads: int = 1,
+    lanes: int = 2,
+    on_done: Callable[[int], None] | None = None,
+) -> list[RssProbe]:
+    """``RssProber.probe`` of each (model, example, exported file or None), ``lanes`` at a time:
+    one probe server per lane, so two children run on two cores. Peak RSS is per process, so
+    the figures do not depend on the lanes. ``on_done(index)`` is called (on the caller's
+    thread) as each probe finishes."""
+    if not jobs:
+        return []
+    lanes = max(1, min(lanes, len(jobs)))
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(jobs)):
+        pending.put(index)
+    results: list[RssProbe] = [RssProbe(None, None, "not measured")] * len(jobs)
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+    stop = threading.Event()  # an interrupted caller: the lanes take no further job
+
+    def lane() -> None:
+        with RssProber() as prober:
+            while not stop.is_set():
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    return
+                model, example, exported = jobs[index]
+                try:
+                    results[index] = prober.probe(model, example, threads, onnx_path=exported)
+                except Exception as exc:  # e.g. a full disk while saving: a row says so
+                    results[index] = RssProbe(None, None, f"probe failed: {exc}")
+                finally:
+                    finished.put(index)
+
+    with ThreadPoolExecutor(lanes, thread_name_prefix="edge-opt-rss") as pool:
+        running = [pool.submit(lane) for _ in range(lanes)]
+        try:
+            done = 0
+            while done < len(jobs):
+                try:
+                    index = finished.get(timeout=0.5)
+                except queue.Empty:
+                    if all(f.done() for f in running):  # every lane ended early: say why
+                        for f in running:
+                            f.result()
+                        break
+                    continue
+                done += 1
+                if on_done is not None:
+                    on_done(index)
+        finally:
+            stop.set()
+    return results
+
+
+def measure_peak_rss_delta_mb(
+    model: nn.Module,
+    example: torch.Tensor,
+    threads: int = 1,
+    timeout_s: float = 120.0,
+    onnx_path: Path | None = None,
+) -> RssProbe:
+    """Run the model once cold and once warm in a fresh child process; measure peak-RSS growth.
+
+    With ``onnx_path`` the child runs that exported file instead of ``model`` (``.onnx`` in
+    ONNX Runtime, ``.pte`` in ExecuTorch).
+    """
+    with RssProber(timeout_s) as prober:
+        return prober.probe(model, example, threads, onnx_path)

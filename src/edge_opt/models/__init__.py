@@ -1,0 +1,1 @@
+"""Models: the zoo, user factories, checkpoints."""

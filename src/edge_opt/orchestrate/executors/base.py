@@ -1,0 +1,160 @@
+"""The executor interface (two methods, like a host and a target), its registry, and the
+description of a node as the node itself reports it. Torch-free: device nodes import it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from edge_opt.config.schema import ExecutorSpec
+
+# ISA extensions that decide which kernels run (x86 flags, Arm "Features").
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "neon",
+    "asimd",
+    "asimddp",
+    "fphp",
+    "asimdhp",
+    "i8mm",
+    "bf16",
+    "sve",
+)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A machine as it describes itself: what a row's ``measured_on`` names."""
+
+    node_id: str
+    hostname: str
+    machine: str  # x86_64, aarch64, ...
+    cpu_model: str
+    isa: tuple[str, ...]
+    cpus: int
+
+    def describe(self) -> str:
+        isa = " ".join(self.isa) or "no listed ISA extensions"
+        return f"{self.hostname} [{self.node_id[:12]}] ({self.cpu_model}; {self.machine}; {isa})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["isa"] = list(self.isa)
+        return data
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> NodeInfo:
+        return NodeInfo(
+            str(data["node_id"]),
+            str(data["hostname"]),
+            str(data["machine"]),
+            str(data["cpu_model"]),
+            tuple(str(x) for x in data["isa"]),
+            int(data["cpus"]),
+        )
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return platform.processor() or "unknown CPU", set()
+    model = ""
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        match = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            model = match.group(1).strip()
+            break
+    flags: set[str] = set()
+    match = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.MULTILINE)
+    if match:
+        flags = set(match.group(2).split())
+    if not model and "CPU part" in text:  # Arm without a model name line: the part number
+        part = re.search(r"^CPU part\s*:\s*(\S+)", text, re.MULTILINE)
+        model = f"Arm CPU part {part.group(1)}" if part else "Arm CPU"
+    return model or platform.processor() or "unknown CPU", flags
+
+
+def this_node(node_id: str = "local") -> NodeInfo:
+    """This machine's description, read from ``/proc/cpuinfo`` (no torch, no Ray)."""
+    model, flags = _cpuinfo()
+    return NodeInfo(
+        node_id=node_id,
+        hostname=socket.gethostname(),
+        machine=platform.machine(),
+        cpu_model=model,
+        isa=tuple(f for f in ISA_FLAGS if f in flags),
+        cpus=os.cpu_count() or 1,
+    )
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that did not finish after its retries: where, and why."""
+
+    node: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"task failed on node {self.node}: {self.reason}"
+
+
+class Executor(Protocol):
+    """Runs prepare tasks (anywhere with CPUs) and measure tasks (only on a target device).
+
+    Both yield ``(index, result or TaskFailure)`` as tasks finish, in any order; a failure of
+    one task never stops the others.
+    """
+
+    kind: str
+    distributed: bool
+
+    def prepare(
+        self, fn: Callable[..., Any], shared: Any, payloads: Sequence[Any]
+    ) -> Iterator[tuple[int, Any]]: ...
+
+    def measure(
+        self, resource: str, fn: Callable[..., Any], payloads: Sequence[Any]
+    ) -> Iterator[tuple[int, Any]]: ...
+
+    def device_node(self, resource: str) -> NodeInfo | None: ...
+
+    def close(self) -> None: ...
+
+
+_EXECUTORS: dict[str, Callable[[ExecutorSpec], Executor]] = {}
+
+
+def register_executor(
+    kind: str,
+) -> Callable[[Callable[[ExecutorSpec], Executor]], Callable[[ExecutorSpec], Executor]]:
+    """Register a factory for ``executor: {kind: ...}``; a kind is registered once."""
+
+    def decorate(factory: Callable[[ExecutorSpec], Executor]) -> Callable[[ExecutorSpec], Executor]:
+        if kind in _EXECUTORS:
+            raise ValueError(f"executor kind {kind!r} is already registered")
+        _EXECUTORS[kind] = factory
+        return factory
+
+    return decorate
+
+
+def make_executor(spec: ExecutorSpec) -> Executor:
+    """The executor ``spec`` asks for (``ray`` imports Ray only here)."""
+    if spec.kind == "ray":
+        import edge_opt.orchestrate.executors.ray  # noqa: F401  (registers "ray")
+    else:
+        import edge_opt.orchestrate.executors.local  # noqa: F401  (registers "local")
+    return _EXECUTORS[spec.kind](spec)
