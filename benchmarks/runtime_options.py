@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from edge_opt.compress.pruning import structured_channel_prune
-from edge_opt.measure.harness import HarnessSettings, measure_interleaved, paired_speedup
+from edge_opt.measure.harness import HarnessSettings, measure_interleaved
+from edge_opt.measure.statistics import paired_speedup
 from edge_opt.models.zoo import SmallCNN
 from edge_opt.runtimes.executorch import load_method, lower_to_executorch
 from edge_opt.runtimes.onnxruntime import export_onnx, quantize_onnx_int8

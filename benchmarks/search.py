@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from edge_opt.config.schema import build_config
+from edge_opt.config.loading import build_config
 from edge_opt.orchestrate.pipeline import run_pipeline
-from edge_opt.search import hypervolume_2d
+from edge_opt.search.frontier import hypervolume_2d
 
 REFERENCE = "p00-fp32-eager"
 REFERENCE_POINT = (1.0, 0.05)

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from _runs import run_or_reuse  # benchmarks/ is on sys.path when a script runs from it
 
-from edge_opt.config.schema import build_config
+from edge_opt.config.loading import build_config
 from edge_opt.deploy.export import export_candidate
 from edge_opt.measure.harness import HarnessSettings, measure_interleaved
-from edge_opt.orchestrate.pipeline import build_configured_model
+from edge_opt.orchestrate.preflight import build_configured_model
 from edge_opt.orchestrate.result import RunResult
 from edge_opt.runtimes.executorch import load_method
 from edge_opt.runtimes.ort_sessions import ort_session

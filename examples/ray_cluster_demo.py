@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from edge_opt.config.schema import load_config  # noqa: E402
+from edge_opt.config.loading import load_config
 from edge_opt.orchestrate.pipeline import run  # noqa: E402
 
 DEVICE = "edge-device"

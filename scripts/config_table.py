@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge_opt.config.schema import describe_fields
+from edge_opt.config.reference import describe_fields
 
 START, END = "<!-- config-keys:start -->", "<!-- config-keys:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"

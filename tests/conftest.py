@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from edge_opt.compress.training import train_model
-from edge_opt.data.splits import Loaders, make_loaders, make_synthetic, split_dataset
+from edge_opt.data.formats.idx import make_synthetic
+from edge_opt.data.splits import Loaders, make_loaders, split_dataset
 from edge_opt.models.zoo import SmallCNN
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -6,7 +6,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from edge_opt.config.schema import ExperimentConfig, build_config, describe_fields, load_config
+from edge_opt.config.loading import build_config, load_config
+from edge_opt.config.reference import describe_fields
+from edge_opt.config.schema import ExperimentConfig
 from edge_opt.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,7 +179,7 @@ def test_keys_that_would_do_nothing_or_cannot_work_are_refused(section, message)
 
 def test_a_resolved_config_loads_again(tmp_path: Path) -> None:
     # config_resolved.yaml lists every nested key at its default: none of them is a no-op key.
-    from edge_opt.config.schema import dump_config
+    from edge_opt.config.loading import dump_config
 
     path = tmp_path / "config_resolved.yaml"
     path.write_text(dump_config(build_config({"epochs": 1})))
@@ -188,7 +190,7 @@ def test_a_resolved_config_loads_again(tmp_path: Path) -> None:
 
 
 def test_a_bad_value_from_set_is_blamed_on_set_not_only_on_the_file() -> None:
-    from edge_opt.config.schema import load_config
+    from edge_opt.config.loading import load_config
     from edge_opt.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 import edge_opt.measure.harness as harness
+import edge_opt.measure.noise as noise
+import edge_opt.measure.statistics as statistics
 from edge_opt.errors import MeasurementError
-from edge_opt.measure.harness import (
-    HarnessSettings,
+from edge_opt.measure.harness import HarnessSettings, measure_callable, measure_interleaved
+from edge_opt.measure.process import stabilize_allocator
+from edge_opt.measure.statistics import (
     bootstrap_median_ci,
-    measure_callable,
-    measure_interleaved,
     paired_speedup,
     relative_halfwidth,
-    stabilize_allocator,
     summarize_samples,
 )
 
@@ -102,7 +102,7 @@ def test_rounds_are_interleaved_and_rotated() -> None:
         host_slowdown_threshold=99.0,
     )
     measure_interleaved({k: (lambda k=k: log.append(k)) for k in "ABC"}, settings)
-    calibration = harness.REFERENCE_CALIBRATION * 10  # reference reads follow candidate calls
+    calibration = noise.REFERENCE_CALIBRATION * 10  # reference reads follow candidate calls
     assert "".join(log[calibration:]) == "AABBCC" + "BBCCAA" + "CCAABB"
 
 
@@ -110,7 +110,7 @@ def test_noisy_rounds_are_retried_then_flagged(monkeypatch) -> None:
     readings = iter(
         [2.0, 2.0, 0.1, 2.0, 2.0, 2.0]
     )  # round 1: noisy, noisy, calm; round 2: noisy x3
-    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: next(readings))
+    monkeypatch.setattr(noise.LoadProbe, "other_cores", lambda self: next(readings))
     settings = HarnessSettings(
         warmup_min=0,
         calls_per_round=3,
@@ -129,7 +129,7 @@ def test_noisy_rounds_are_retried_then_flagged(monkeypatch) -> None:
 
 
 def test_calm_rounds_are_not_flagged(monkeypatch) -> None:
-    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.1)
+    monkeypatch.setattr(noise.LoadProbe, "other_cores", lambda self: 0.1)
     stats = measure_callable(lambda: None, FAST)
     assert not stats.noisy
     assert stats.noisy_retries == 0
@@ -172,9 +172,9 @@ def test_allocator_is_stabilised_on_glibc() -> None:
 def test_a_slowed_host_is_detected_by_the_reference_kernel(monkeypatch) -> None:
     # Calibration (15 reads) at 1.0 ms; round 1 runs at 2.0 ms (twice: before and after) for
     # all three attempts; round 2 is back to 1.0 ms.
-    reads = iter([1.0] * harness.REFERENCE_CALIBRATION + [2.0] * 6 + [1.0] * 2)
-    monkeypatch.setattr(harness, "reference_kernel_ms", lambda: next(reads))
-    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.0)
+    reads = iter([1.0] * noise.REFERENCE_CALIBRATION + [2.0] * 6 + [1.0] * 2)
+    monkeypatch.setattr(noise, "reference_kernel_ms", lambda: next(reads))
+    monkeypatch.setattr(noise.LoadProbe, "other_cores", lambda self: 0.0)
     settings = HarnessSettings(
         warmup_min=0,
         calls_per_round=2,
@@ -194,9 +194,9 @@ def test_a_slowed_host_is_detected_by_the_reference_kernel(monkeypatch) -> None:
 def test_hierarchical_ci_includes_the_spread_between_instances() -> None:
     same = np.array([[1.0, 1.01, 0.99, 1.0], [1.0, 0.99, 1.01, 1.0]])
     apart = np.array([[1.0, 1.01, 0.99, 1.0], [1.5, 1.49, 1.51, 1.5]])
-    low, high = harness.hierarchical_median_ci(same)
-    assert harness.relative_halfwidth(low, high, 1.0) <= 0.01
-    low, high = harness.hierarchical_median_ci(apart)
+    low, high = statistics.hierarchical_median_ci(same)
+    assert statistics.relative_halfwidth(low, high, 1.0) <= 0.01
+    low, high = statistics.hierarchical_median_ci(apart)
     assert low <= 1.0
     assert high >= 1.5  # one instance's rounds alone can be drawn: the CI spans both
 
@@ -233,8 +233,8 @@ def test_a_jittery_but_unloaded_host_flags_nothing(monkeypatch) -> None:
     # AMD VM), with nothing else running: judged against its own median, no round is noisy.
     jitter = [1.0, 1.9, 1.2, 1.6, 1.1, 1.8, 1.3, 1.5, 1.4, 1.7]
     reads = iter(jitter * 100)
-    monkeypatch.setattr(harness, "reference_kernel_ms", lambda: next(reads))
-    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.05)
+    monkeypatch.setattr(noise, "reference_kernel_ms", lambda: next(reads))
+    monkeypatch.setattr(noise.LoadProbe, "other_cores", lambda self: 0.05)
     settings = HarnessSettings(
         warmup_min=0, calls_per_round=3, min_rounds=5, max_rounds=5, host_slowdown_threshold=0.25
     )
@@ -246,7 +246,7 @@ def test_a_jittery_but_unloaded_host_flags_nothing(monkeypatch) -> None:
 
 
 def test_the_guard_says_which_signal_fired_and_its_cost_is_bounded(monkeypatch) -> None:
-    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 1.2)  # a busy other core
+    monkeypatch.setattr(noise.LoadProbe, "other_cores", lambda self: 1.2)  # a busy other core
     settings = HarnessSettings(
         warmup_min=0,
         calls_per_round=3,
@@ -293,9 +293,9 @@ def test_tight_candidates_leave_the_rounds_but_the_anchor_stays() -> None:
 def test_a_lasting_speed_change_is_drift_not_noise(monkeypatch) -> None:
     # The core gets 60% slower for good after calibration (a host frequency shift): retrying
     # cannot undo it, so it becomes the new typical time and is reported as drift.
-    reads = iter([1.0] * harness.REFERENCE_CALIBRATION + [1.6] * 1000)
-    monkeypatch.setattr(harness, "reference_kernel_ms", lambda: next(reads))
-    monkeypatch.setattr(harness.LoadProbe, "other_cores", lambda self: 0.0)
+    reads = iter([1.0] * noise.REFERENCE_CALIBRATION + [1.6] * 1000)
+    monkeypatch.setattr(noise, "reference_kernel_ms", lambda: next(reads))
+    monkeypatch.setattr(noise.LoadProbe, "other_cores", lambda self: 0.0)
     settings = HarnessSettings(
         warmup_min=0,
         calls_per_round=2,

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from edge_opt.config.schema import build_config
+from edge_opt.config.loading import build_config
 from edge_opt.errors import ConfigError, ExecutorError
-from edge_opt.orchestrate.executors import make_executor
+from edge_opt.orchestrate.executors.base import make_executor
 
 pytest.importorskip("ray")
 

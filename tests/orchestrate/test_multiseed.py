@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from edge_opt.config.schema import build_config
+from edge_opt.config.loading import build_config
 from edge_opt.orchestrate.multiseed import mean_ci95, run_multi_seed, summarize_seeds
 from edge_opt.reports.multiseed import combined_recommendation
 

@@ -27,7 +27,7 @@ assert os.environ.get("RAY_AUTH_MODE") == "token"
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from edge_opt.config.schema import build_config  # noqa: E402
+from edge_opt.config.loading import build_config  # noqa: E402
 from edge_opt.errors import DeviceLostError, ExecutorError  # noqa: E402
 from edge_opt.orchestrate.pipeline import run  # noqa: E402
 

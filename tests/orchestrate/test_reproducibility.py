@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from edge_opt.compress.quantization import convert_precision
 from edge_opt.compress.training import train_model
-from edge_opt.measure.harness import torch_threads
+from edge_opt.measure.process import torch_threads
 from edge_opt.models.zoo import SmallCNN
 
 

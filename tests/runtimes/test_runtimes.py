@@ -208,8 +208,8 @@ def test_parallel_evaluation_gives_the_same_predictions_bit_for_bit(
 
     from torch.utils.data import DataLoader, TensorDataset
 
-    from edge_opt.measure.harness import torch_threads
     from edge_opt.measure.metrics import evaluate_predict
+    from edge_opt.measure.process import torch_threads
 
     x, y = synthetic_splits.val.tensors
     loader = DataLoader(TensorDataset(x, y), batch_size=16)

@@ -13,13 +13,14 @@ import torch
 from edge_opt.analysis.devices import get_device_profile
 from edge_opt.candidates.plan import SweepPlan
 from edge_opt.compress.pruning import structured_channel_prune
-from edge_opt.config.schema import SearchConfig, build_config
+from edge_opt.config.loading import build_config
+from edge_opt.config.sections import SearchConfig
 from edge_opt.decide.frontier import pareto_frontier
 from edge_opt.errors import ConfigError
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.models.zoo import TinyResNet
-from edge_opt.search import dominates, hypervolume_2d, non_dominated
 from edge_opt.search import engine as search_engine
+from edge_opt.search.frontier import dominates, hypervolume_2d, non_dominated
 from edge_opt.search.space import channel_groups, prune_groups, removed_fraction
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ import torch
 
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.registry import Registry
-from edge_opt.measure.harness import LoadProbe
+from edge_opt.measure.noise import LoadProbe
 
 SOURCES = ("datasheet", "published", "measured", "assumed", "unknown")
 

@@ -29,7 +29,7 @@ from torch import nn
 from edge_opt.analysis.devices import HardwareProfile
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.artifacts import atomic_save_figure, atomic_write_csv, atomic_write_json
-from edge_opt.measure.harness import torch_threads
+from edge_opt.measure.process import torch_threads
 
 OPERATOR_COLUMNS = ["operator", "latency_ms", "memory_kb", "calls"]
 

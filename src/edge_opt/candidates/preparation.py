@@ -35,11 +35,13 @@ from edge_opt.infra.cache import (
     state_dict_bytes,
 )
 from edge_opt.infra.progress import NullProgress, Progress
-from edge_opt.measure.harness import LatencyStats, torch_threads
 from edge_opt.measure.memory import BYTES_PER_MB, peak_activation_bytes
 from edge_opt.measure.metrics import AccuracyResult, evaluate_predict
+from edge_opt.measure.process import torch_threads
+from edge_opt.measure.statistics import LatencyStats
 from edge_opt.models.zoo import count_parameters
-from edge_opt.runtimes.build import RuntimeModel, artifact_name, build_runtime, unsupported_reason
+from edge_opt.runtimes.base import RuntimeModel
+from edge_opt.runtimes.build import artifact_name, build_runtime, unsupported_reason
 
 log = logging.getLogger(__name__)
 

@@ -170,8 +170,8 @@ def main(
 def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Print the resolved config, or every problem with it (exit 1)."""
     _setup_logging(verbose)
-    from edge_opt.config.schema import dump_config, load_config
-    from edge_opt.orchestrate.pipeline import preflight
+    from edge_opt.config.loading import dump_config, load_config
+    from edge_opt.orchestrate.preflight import preflight
 
     try:
         cfg = load_config(config, set_ or [])
@@ -229,7 +229,7 @@ def run(
         if a and b:  # a usage error: exit 2, like any other bad combination of options
             raise typer.BadParameter(f"{flags} contradict each other; pass one")
     _setup_logging(verbose, quiet)
-    from edge_opt.config.schema import load_config
+    from edge_opt.config.loading import load_config
     from edge_opt.infra.rundir import check_output_path, open_run_dir
 
     log = logging.getLogger("edge_opt")
@@ -512,7 +512,7 @@ def profile(
 ) -> None:
     """Profile the configured model operator by operator and write the profile artifacts."""
     _setup_logging(verbose, quiet)
-    from edge_opt.config.schema import load_config
+    from edge_opt.config.loading import load_config
     from edge_opt.infra.runlog import log_to_file, stderr_to_file
     from edge_opt.reports.tables import operator_table
 
@@ -525,7 +525,7 @@ def profile(
         with stderr_to_file(log_path) as terminal, log_to_file(log_path, "edge-opt profile"):
             console.file = terminal
             try:
-                from edge_opt.orchestrate.pipeline import profile_model
+                from edge_opt.orchestrate.preflight import profile_model
 
                 table, folder = profile_model(cfg)
             finally:

@@ -1,45 +1,55 @@
 """Configuration: YAML in, one validated and frozen ``ExperimentConfig`` out.
 
-The schema is ``config.schema``; reading YAML safely is ``config.yaml_input``."""
+``config.schema`` holds the keys, ``config.sections`` the nested ones (model, dataset,
+executor, search), ``config.loading`` reads YAML and ``--set`` overrides, ``config.reference``
+generates the reference docs, ``config.yaml_input`` reads YAML safely."""
 
 from __future__ import annotations
 
+from edge_opt.config.loading import (
+    RENAMED_KEYS,
+    build_config,
+    dump_config,
+    load_config,
+    parse_override,
+)
+from edge_opt.config.reference import (
+    describe_fields,
+    field_names,
+)
 from edge_opt.config.schema import (
-    DATASET_FORMAT_NAMES,
     DATASET_NAMES,
+    ExperimentConfig,
+)
+from edge_opt.config.sections import (
+    DATASET_FORMAT_NAMES,
     DATASET_SPEC_KEYS,
     EXECUTOR_KEYS,
+    MODEL_SPEC_KEYS,
+    NESTED_KEYS,
+    RAY_BUILTIN_RESOURCES,
+    RAY_RESOURCE,
+    SEARCH_KEYS,
+    DatasetSpec,
+    ExecutorSpec,
+    ModelSpec,
+    SearchConfig,
+)
+from edge_opt.config.types import (
     MAX_BATCH,
     MAX_BUDGET_MB,
     MAX_EPOCHS,
     MAX_IMAGES,
     MAX_LIST,
     MAX_SEED,
-    MODEL_SPEC_KEYS,
-    NESTED_KEYS,
-    RAY_BUILTIN_RESOURCES,
-    RAY_RESOURCE,
-    RENAMED_KEYS,
-    SEARCH_KEYS,
-    DatasetSpec,
     Dim,
-    ExecutorSpec,
-    ExperimentConfig,
     Flag,
     Int,
-    ModelSpec,
     PrecisionName,
     QuantBackend,
     Real,
-    SearchConfig,
     Seed,
     Stat,
-    build_config,
-    describe_fields,
-    dump_config,
-    field_names,
-    load_config,
-    parse_override,
 )
 
 __all__ = [

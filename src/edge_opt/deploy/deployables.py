@@ -11,7 +11,7 @@ from torch import nn
 from edge_opt.infra.artifacts import atomic_write_bytes
 from edge_opt.infra.cache import state_dict_bytes
 from edge_opt.infra.environment import sha256_file
-from edge_opt.runtimes.build import RuntimeModel
+from edge_opt.runtimes.base import RuntimeModel
 
 log = logging.getLogger(__name__)
 

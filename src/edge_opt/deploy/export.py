@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from edge_opt.compress.pruning import structured_channel_prune
-from edge_opt.config.schema import build_config
-from edge_opt.data.splits import calibration_inputs, load_dataset, split_dataset
+from edge_opt.config.loading import build_config
+from edge_opt.data.formats import load_dataset
+from edge_opt.data.splits import calibration_inputs, split_dataset
 from edge_opt.deploy.deployables import describe_deployable, variant_path
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.cache import load_state_dict_bytes, sha256_bytes

@@ -41,153 +41,46 @@ The p50 and the distribution come from the pooled per-call samples. The p50's 95
 seeded hierarchical bootstrap: instances are resampled, then rounds within each, and the median
 of the resampled round medians is taken; it therefore includes the spread between rounds and
 between instances, which more calls per round do not shrink (an IQR/median target would
-measure the distribution's width, not the estimate's precision).
-"""
+measure the distribution's width, not the estimate's precision)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
-import os
 import resource
 import time
-from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-try:  # a device node that measures ONNX Runtime candidates has no torch (edge-opt[device])
+from edge_opt.errors import MeasurementError
+from edge_opt.measure import noise
+from edge_opt.measure.noise import LoadProbe, ReferenceBaseline, RoundLoad
+from edge_opt.measure.process import stabilize_allocator, torch_threads
+from edge_opt.measure.statistics import (
+    MEDIAN_SE,
+    NOISY_SHARE,
+    LatencyStats,
+    bootstrap_median_ci,
+    hierarchical_median_ci,
+    relative_halfwidth,
+    summarize_samples,
+)
+
+try:  # a device node that measures ONNX Runtime candidates has no torch
     import torch
-except ImportError:  # pragma: no cover - exercised by tests/test_device_worker.py in a subprocess
+except ImportError:  # pragma: no cover - tests/orchestrate/test_device_worker.py
     torch = None  # type: ignore[assignment]
 
-from edge_opt.errors import MeasurementError
 
-M_TRIM_THRESHOLD = -1  # glibc mallopt parameter numbers (malloc.h)
-M_MMAP_THRESHOLD = -3
-STABLE_THRESHOLD_BYTES = 1 << 30
-NOISY_SHARE = 0.2  # a candidate is flagged noisy when more of its kept rounds were noisy
-MEDIAN_SE = 1.2533  # sqrt(pi/2): a median's standard error over a mean's, for normal noise
 # Instances differ when their medians' variance exceeds this many times what round-to-round
 # noise explains (about the 5% critical F for 3 instances and a few rounds).
 INSTANCES_DIFFER = 4.0
+
+
 DOMINANCE_WIDTH = 2.0  # CI half-widths a dominating p50 must stay apart by (Dominance)
-REFERENCE_CALIBRATION = 15  # reference-kernel reads that set its typical time and jitter
-_ALLOCATOR_STATE: dict[str, Any] | None = None
-
-
-def stabilize_allocator() -> dict[str, Any]:
-    """Keep freed memory in glibc's heap instead of mmap/munmap per call (idempotent).
-
-    Same effect as starting the process with ``MALLOC_MMAP_THRESHOLD_`` and
-    ``MALLOC_TRIM_THRESHOLD_`` set to 1 GiB, but applied in-process so every entry point
-    benefits. Returns what was done, for the manifest.
-    """
-    global _ALLOCATOR_STATE
-    if _ALLOCATOR_STATE is not None:
-        return _ALLOCATOR_STATE
-    state: dict[str, Any] = {"method": "none", "mmap_threshold": None, "trim_threshold": None}
-    env = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    if os.environ.get("LD_PRELOAD"):
-        state["method"] = f"LD_PRELOAD={os.environ['LD_PRELOAD']} (left as is)"
-    else:
-        libc_name = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(libc_name or "libc.so.6")
-            ok_mmap = bool(libc.mallopt(M_MMAP_THRESHOLD, STABLE_THRESHOLD_BYTES))
-            ok_trim = bool(libc.mallopt(M_TRIM_THRESHOLD, STABLE_THRESHOLD_BYTES))
-            state.update(
-                method="glibc mallopt" if ok_mmap and ok_trim else "glibc mallopt (refused)",
-                mmap_threshold=STABLE_THRESHOLD_BYTES if ok_mmap else None,
-                trim_threshold=STABLE_THRESHOLD_BYTES if ok_trim else None,
-            )
-        except (OSError, AttributeError):
-            state["method"] = "unavailable (not glibc)"
-    state["env"] = env
-    _ALLOCATOR_STATE = state
-    return state
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Fix torch's intra-op thread count for a block, then restore it (no-op without torch)."""
-    if torch is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-# ------------------------------------------------------------------------------ load sampling
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes spent busy since boot (user+nice+system+irq+softirq+steal)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            fields = fh.readline().split()
-    except OSError:
-        return None
-    values = [int(v) for v in fields[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class LoadProbe:
-    """Cores' worth of CPU used by other processes during a window."""
-
-    wall: float = 0.0
-    busy: float | None = None
-    own: float = 0.0
-
-    def start(self) -> None:
-        self.wall = time.perf_counter()
-        self.busy, self.own = _busy_cpu_seconds(), _own_cpu_seconds()
-
-    def other_cores(self) -> float | None:
-        busy = _busy_cpu_seconds()
-        if busy is None or self.busy is None:
-            return None
-        wall = max(time.perf_counter() - self.wall, 1e-9)
-        # /proc/stat ticks at 1/CLK_TCK: windows shorter than a few ticks read as 0 or spikes.
-        if wall < 5.0 / _CLK_TCK:
-            return None
-        other = (busy - self.busy) - (_own_cpu_seconds() - self.own)
-        return max(0.0, other / wall)
-
-
-def reference_kernel_ms(repeats: int = 3) -> float:
-    """Best-of-``repeats`` time (ms) of a fixed pure-Python loop: a speed probe of this core."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        total = 0
-        for i in range(5000):
-            total += i
-        best = min(best, (time.perf_counter_ns() - start) / 1e6)
-    return best
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -244,120 +137,6 @@ class HarnessSettings:
             )
 
 
-@dataclass(frozen=True)
-class LatencyStats:
-    """Distribution of per-call wall times (ms) and how it was obtained."""
-
-    mean_ms: float
-    std_ms: float
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    min_ms: float
-    max_ms: float
-    iqr_ms: float
-    p50_ci95_low_ms: float
-    p50_ci95_high_ms: float
-    n: int
-    batch_size: int
-    threads: int
-    rounds: int = 1
-    warmup_calls: int = 0
-    page_faults_per_call: float | None = None
-    other_cpu_cores: float | None = None  # max over kept rounds
-    host_slowdown: float | None = None  # max over kept rounds: reference / its typical - 1
-    host_reference_ms: float | None = None  # the reference kernel's typical time at the start
-    host_drift: float | None = None  # change of that typical time by the end (> 0: slower)
-    noisy: bool = False  # more than NOISY_SHARE of the kept rounds stayed noisy
-    noisy_retries: int = 0
-    noisy_rounds: int = 0  # kept rounds that were still noisy after their retries
-    noisy_signal: str = ""  # which load signal fired in the noisy kept rounds, and how much
-    stop_reason: str = ""
-    dominated_by: str | None = None  # stop_reason dominated: the key that beat it
-    instances: int = 1  # independently built instances timed (fresh session / model copy)
-    p50_precision: float | None = None  # achieved 95% CI half-width / p50
-    energy_per_call_j: float | None = None  # from RAPL counters when the host exposes them
-    round_medians_ms: tuple[float, ...] = field(default=(), repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("round_medians_ms")
-        return data
-
-
-def bootstrap_median_ci(
-    samples: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile-bootstrap CI of the median (seeded, so reruns give the same interval)."""
-    if samples.size == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, samples.size, size=(resamples, samples.size))
-    medians = np.median(samples[idx], axis=1)
-    alpha = (1 - level) / 2
-    return (float(np.quantile(medians, alpha)), float(np.quantile(medians, 1 - alpha)))
-
-
-def summarize_samples(
-    samples_ns: np.ndarray | list[int],
-    batch_size: int,
-    threads: int,
-    bootstrap_resamples: int = 1000,
-    seed: int = 0,
-    p50_ci: tuple[float, float] | None = None,
-    **extra: Any,
-) -> LatencyStats:
-    """Statistics of per-call times given in nanoseconds (pure). The p50's CI is ``p50_ci``
-    if given (the harness's, over rounds and instances), else a bootstrap over the calls."""
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    if ms.size == 0:
-        raise MeasurementError("no latency samples to summarise")
-    p25, p50, p75, p90, p95, p99 = np.percentile(ms, [25, 50, 75, 90, 95, 99])
-    low, high = p50_ci or bootstrap_median_ci(ms, bootstrap_resamples, seed)
-    return LatencyStats(
-        mean_ms=float(ms.mean()),
-        std_ms=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
-        p50_ms=float(p50),
-        p90_ms=float(p90),
-        p95_ms=float(p95),
-        p99_ms=float(p99),
-        min_ms=float(ms.min()),
-        max_ms=float(ms.max()),
-        iqr_ms=float(p75 - p25),
-        p50_ci95_low_ms=low,
-        p50_ci95_high_ms=high,
-        n=int(ms.size),
-        batch_size=batch_size,
-        threads=threads,
-        **extra,
-    )
-
-
-def hierarchical_median_ci(
-    round_medians: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """95% CI of the median over ``round_medians`` of shape (instances, rounds).
-
-    Seeded two-level bootstrap: instances are drawn with replacement, then rounds within each
-    drawn instance, and the median of the drawn values is taken. With one instance this is the
-    bootstrap over rounds. Needs at least 2 values in all.
-    """
-    values = np.atleast_2d(np.asarray(round_medians, dtype=np.float64))
-    instances, rounds = values.shape
-    rng = np.random.default_rng(seed)
-    pick_instance = rng.integers(0, instances, size=(resamples, instances, 1))
-    pick_round = rng.integers(0, rounds, size=(resamples, instances, rounds))
-    drawn = values[pick_instance, pick_round].reshape(resamples, -1)
-    medians = np.median(drawn, axis=1)
-    alpha = (1 - level) / 2
-    return (float(np.quantile(medians, alpha)), float(np.quantile(medians, 1 - alpha)))
-
-
-def relative_halfwidth(low: float, high: float, center: float) -> float:
-    return (high - low) / 2 / max(abs(center), 1e-12)
-
-
 # ------------------------------------------------------------------------------ measurement
 def _time_block(fn: Callable[[], object], calls: int) -> tuple[list[int], int]:
     clock = time.perf_counter_ns
@@ -368,15 +147,6 @@ def _time_block(fn: Callable[[], object], calls: int) -> tuple[list[int], int]:
         fn()
         samples.append(clock() - start)
     return samples, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-
-
-def _call_for(fn: Callable[[], object], calls: int, budget_s: float) -> None:
-    """Call ``fn`` ``calls`` times, or fewer once ``budget_s`` has passed (at least once)."""
-    end = time.perf_counter() + budget_s
-    for _ in range(calls):
-        fn()
-        if time.perf_counter() >= end:
-            return
 
 
 def _warm_up(fn: Callable[[], object], settings: HarnessSettings) -> int:
@@ -392,74 +162,6 @@ def _warm_up(fn: Callable[[], object], settings: HarnessSettings) -> int:
             break
         previous = median
     return calls
-
-
-@dataclass
-class ReferenceBaseline:
-    """The reference kernel's typical time on this core and its usual jitter (ms), over a
-    sliding window of its most recent reads.
-
-    A round is judged against this *local* typical value: a transient burst (another process
-    for a few hundred ms) stands out and its round is redone, while a lasting change of the
-    machine's speed (a host frequency shift) becomes the new typical after a window, since
-    retrying cannot undo it and interleaved rounds already keep ratios fair. Such a drift is
-    reported on its own (``drift``), not as noise.
-    """
-
-    reads: deque[float]
-    first_typical_ms: float
-
-    @classmethod
-    def calibrate(
-        cls, between: Sequence[Callable[[], object]] = (), calls: int = 10, budget_s: float = 0.005
-    ) -> ReferenceBaseline:
-        """Read the reference ``REFERENCE_CALIBRATION`` times, each after ``calls`` calls of
-        one of ``between`` (in turn; fewer once ``budget_s`` is spent, so batch-128 calls cost
-        one call, not ten): in a round the reference also follows model calls, which leave
-        caches and predictors colder than back-to-back reads would."""
-        times: deque[float] = deque(maxlen=REFERENCE_CALIBRATION)
-        for i in range(REFERENCE_CALIBRATION):
-            if between:
-                _call_for(between[i % len(between)], calls, budget_s)
-            times.append(reference_kernel_ms())
-        return cls(times, float(np.median(times)))
-
-    @property
-    def typical_ms(self) -> float:
-        return float(np.median(self.reads))
-
-    @property
-    def mad_ms(self) -> float:
-        return float(np.median(np.abs(np.asarray(self.reads) - self.typical_ms)))
-
-    @property
-    def drift(self) -> float:
-        """Relative change of the typical time since calibration (> 0: the core got slower)."""
-        return self.typical_ms / max(self.first_typical_ms, 1e-12) - 1.0
-
-    def slowdown(self, reference_ms: float) -> float:
-        return reference_ms / max(self.typical_ms, 1e-12) - 1.0
-
-    def is_slow(self, reference_ms: float, threshold: float) -> bool:
-        beyond_jitter = reference_ms > self.typical_ms + 3 * 1.4826 * self.mad_ms
-        return self.slowdown(reference_ms) > threshold and beyond_jitter
-
-    def observe(self, *reads_ms: float) -> None:
-        self.reads.extend(reads_ms)
-
-
-@dataclass(frozen=True)
-class _RoundLoad:
-    """The load signals read around one round, and the verdict."""
-
-    other_cores: float | None
-    slowdown: float
-    cpu_fired: bool
-    reference_fired: bool
-
-    @property
-    def noisy(self) -> bool:
-        return self.cpu_fired or self.reference_fired
 
 
 @dataclass
@@ -490,7 +192,7 @@ class _Track:
         """One figure per round (median over instances): what paired speedups compare."""
         return [float(np.median(r)) for r in self.round_medians]
 
-    def keep(self, blocks: list[tuple[list[int], int, float | None]], load: _RoundLoad) -> None:
+    def keep(self, blocks: list[tuple[list[int], int, float | None]], load: RoundLoad) -> None:
         self.round_medians.append([float(np.median(b)) / 1e6 for b, _, _ in blocks])
         for block, faults, energy in blocks:
             self.samples += block
@@ -604,10 +306,10 @@ def _stop_dominated(tracks: Mapping[str, _Track], dominance: Dominance, anchor: 
 
 def _read_load(
     probe: LoadProbe, before: float, after: float, ref: ReferenceBaseline, s: HarnessSettings
-) -> _RoundLoad:
+) -> RoundLoad:
     other = probe.other_cores()
     reference = (before + after) / 2
-    load = _RoundLoad(
+    load = RoundLoad(
         other,
         ref.slowdown(reference),
         other is not None and other > s.noisy_cpu_threshold,
@@ -673,13 +375,13 @@ def measure_interleaved(
             for attempt in range(settings.noisy_max_retries + 1):
                 # One round = one block per instance of every active callable; the load signals
                 # span the whole round, so a noisy round is redone for all (pairs stay paired).
-                probe = LoadProbe()
+                probe = noise.LoadProbe()
                 probe.start()
-                before = reference_kernel_ms()
+                before = noise.reference_kernel_ms()
                 blocks: dict[str, list[tuple[list[int], int, float | None]]] = {}
                 for key in order:
                     blocks[key] = [_timed(fn, settings, energy_reader) for fn in instances[key]]
-                load = _read_load(probe, before, reference_kernel_ms(), reference, settings)
+                load = _read_load(probe, before, noise.reference_kernel_ms(), reference, settings)
                 if not load.noisy or attempt == settings.noisy_max_retries or not retries_left:
                     break
                 retries_left -= 1
@@ -772,25 +474,3 @@ def measure_callable(
 ) -> LatencyStats:
     """Time one callable with the full protocol."""
     return measure_interleaved({"_": fn}, settings, {"_": batch_size})["_"]
-
-
-@dataclass(frozen=True)
-class PairedSpeedup:
-    """Speedup of a candidate over a reference from rounds measured side by side."""
-
-    median: float
-    q25: float
-    q75: float
-    rounds: int
-
-
-def paired_speedup(reference: LatencyStats, candidate: LatencyStats) -> PairedSpeedup:
-    """reference / candidate, round by round (> 1 means the candidate is faster)."""
-    pairs = min(len(reference.round_medians_ms), len(candidate.round_medians_ms))
-    if pairs == 0:
-        return PairedSpeedup(float("nan"), float("nan"), float("nan"), 0)
-    ref = np.asarray(reference.round_medians_ms[:pairs])
-    cand = np.asarray(candidate.round_medians_ms[:pairs])
-    ratios = ref / np.maximum(cand, 1e-12)
-    q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
-    return PairedSpeedup(float(q50), float(q25), float(q75), pairs)

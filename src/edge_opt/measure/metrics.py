@@ -23,12 +23,9 @@ from torch.utils.data import DataLoader
 from edge_opt.errors import MeasurementError
 from edge_opt.measure.energy import RaplReader, energy_proxy_j
 from edge_opt.measure.evaluation import EvaluationTwin
-from edge_opt.measure.harness import (
-    HarnessSettings,
-    LatencyStats,
-    measure_interleaved,
-    torch_threads,
-)
+from edge_opt.measure.harness import HarnessSettings, measure_interleaved
+from edge_opt.measure.process import torch_threads
+from edge_opt.measure.statistics import LatencyStats
 
 BYTES_PER_MB = 2**20  # "MB" in edge-opt means MiB: budgets, memory_mb and sizes use 2**20 bytes
 INPUT_DTYPES = {

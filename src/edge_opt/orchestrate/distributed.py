@@ -38,7 +38,7 @@ from edge_opt.candidates.preparation import (
     prune_variant,
     variant_key,
 )
-from edge_opt.config.schema import ExecutorSpec
+from edge_opt.config.sections import ExecutorSpec
 from edge_opt.data.splits import batch_loader, loader_batch_size
 from edge_opt.errors import DeviceLostError
 from edge_opt.infra.cache import (
@@ -48,10 +48,11 @@ from edge_opt.infra.cache import (
     state_dict_bytes,
 )
 from edge_opt.infra.progress import NullProgress, Progress
-from edge_opt.measure.harness import HarnessSettings, LatencyStats
+from edge_opt.measure.harness import HarnessSettings
+from edge_opt.measure.statistics import LatencyStats
 from edge_opt.orchestrate.executors.base import Executor, NodeInfo, TaskFailure
 from edge_opt.orchestrate.executors.device import MeasurePayload, measure_onnx
-from edge_opt.runtimes.build import RuntimeModel
+from edge_opt.runtimes.base import RuntimeModel
 
 if TYPE_CHECKING:
     from edge_opt.decide.recommend import Recommendation
@@ -394,7 +395,7 @@ def open_cluster(spec: ExecutorSpec) -> Cluster | None:
             ``device_wait_s`` (checked before any work, so a missing device costs seconds).
     """
     from edge_opt.errors import ExecutorError
-    from edge_opt.orchestrate.executors import make_executor, this_node
+    from edge_opt.orchestrate.executors.base import make_executor, this_node
 
     if not spec.distributed:
         return None

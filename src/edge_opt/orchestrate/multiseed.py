@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from edge_opt.compress.training import EpochStats
-from edge_opt.config.schema import ExperimentConfig, dump_config
+from edge_opt.config.loading import dump_config
+from edge_opt.config.schema import ExperimentConfig
 from edge_opt.decide.frontier import pareto_frontier
 from edge_opt.infra.artifacts import atomic_write_csv, atomic_write_json, atomic_write_text
 from edge_opt.infra.progress import NullProgress, Progress

@@ -29,15 +29,16 @@ from edge_opt.analysis.devices import get_device_profile, host_profile
 from edge_opt.analysis.hardware import precision_tradeoff_table
 from edge_opt.analysis.per_class import per_class_for_run
 from edge_opt.analysis.profiling import roofline_points
-from edge_opt.candidates.plan import candidate_id
+from edge_opt.candidates.plan import SweepPlan, candidate_id
 from edge_opt.candidates.preparation import VariantSettings, prune_variants
 from edge_opt.compress.training import EpochStats, train_model
-from edge_opt.config.schema import ExperimentConfig, dump_config
+from edge_opt.config.loading import dump_config
+from edge_opt.config.schema import ExperimentConfig
+from edge_opt.data.formats import load_dataset
 from edge_opt.data.splits import (
     DataSplits,
     Loaders,
     calibration_inputs,
-    load_dataset,
     make_loaders,
     split_dataset,
 )
@@ -58,8 +59,8 @@ from edge_opt.infra.progress import NullProgress, Progress
 from edge_opt.infra.rundir import now_iso
 from edge_opt.infra.runlog import RUN_LOG, log_to_file
 from edge_opt.measure.energy import power_source
-from edge_opt.measure.harness import load_average, stabilize_allocator
 from edge_opt.measure.metrics import collect_metrics, evaluate_accuracy, first_inputs
+from edge_opt.measure.process import load_average, stabilize_allocator
 from edge_opt.models.zoo import BuiltModel, count_parameters
 from edge_opt.orchestrate.distributed import (
     Cluster,
@@ -70,7 +71,7 @@ from edge_opt.orchestrate.distributed import (
     prepare_variants_remotely,
     recommend_on_device,
 )
-from edge_opt.orchestrate.executors import this_node
+from edge_opt.orchestrate.executors.base import this_node
 from edge_opt.orchestrate.preflight import (
     build_configured_model,
     check_data_fits_model,
@@ -80,9 +81,9 @@ from edge_opt.orchestrate.preflight import (
     seed_everything,
 )
 from edge_opt.orchestrate.result import RunResult
-from edge_opt.orchestrate.sweep import CandidateResult, SweepPlan, execute_sweep
+from edge_opt.orchestrate.sweep import CandidateResult, execute_sweep
 from edge_opt.reports.tables import percent
-from edge_opt.runtimes.build import RuntimeModel
+from edge_opt.runtimes.base import RuntimeModel
 
 if TYPE_CHECKING:
     from edge_opt.infra.rundir import RunDir

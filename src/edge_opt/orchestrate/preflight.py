@@ -13,7 +13,8 @@ from edge_opt.analysis.devices import get_device_profile
 from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.analysis.profiling import HardwareProfileTable, build_hardware_profile_table
 from edge_opt.config.schema import ExperimentConfig
-from edge_opt.data.splits import DataSplits, load_dataset
+from edge_opt.data.formats import load_dataset
+from edge_opt.data.splits import DataSplits
 from edge_opt.errors import EdgeOptError, ModelError
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.models.zoo import BuiltModel, build_model

@@ -42,13 +42,7 @@ from edge_opt.infra.artifacts import atomic_write_csv
 from edge_opt.infra.cache import ArtifactCache
 from edge_opt.infra.progress import NullProgress, Progress
 from edge_opt.measure.energy import RaplReader
-from edge_opt.measure.harness import (
-    Dominance,
-    HarnessSettings,
-    LatencyStats,
-    measure_interleaved,
-    paired_speedup,
-)
+from edge_opt.measure.harness import Dominance, HarnessSettings, measure_interleaved
 from edge_opt.measure.memory import BYTES_PER_MB, probe_many
 from edge_opt.measure.metrics import (
     CandidateMetrics,
@@ -57,7 +51,8 @@ from edge_opt.measure.metrics import (
     first_inputs,
     throughput_settings,
 )
-from edge_opt.runtimes.build import RuntimeModel
+from edge_opt.measure.statistics import LatencyStats, paired_speedup
+from edge_opt.runtimes.base import RuntimeModel
 
 __all__ = [
     "CandidateResult",

@@ -452,7 +452,7 @@ def _write_candidate_hardware(folder: Path, hw: HardwareAnalysis) -> list[Path]:
 
 def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
     """Write every report file of a run into ``out_dir``; returns the paths written."""
-    from edge_opt.config.schema import build_config, dump_config
+    from edge_opt.config.loading import build_config, dump_config
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

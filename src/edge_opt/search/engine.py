@@ -39,14 +39,16 @@ from edge_opt.candidates.preparation import (
 )
 from edge_opt.compress.quantization import BYTES_PER_ELEMENT
 from edge_opt.compress.training import train_model
-from edge_opt.config.schema import ExperimentConfig, SearchConfig
+from edge_opt.config.schema import ExperimentConfig
+from edge_opt.config.sections import SearchConfig
 from edge_opt.data.splits import Loaders, batch_loader, loader_batch_size
 from edge_opt.infra.artifacts import atomic_write_csv
 from edge_opt.infra.cache import ArtifactCache
 from edge_opt.measure.memory import BYTES_PER_MB
 from edge_opt.measure.metrics import first_inputs
 from edge_opt.orchestrate.sweep import CandidateResult, _result, flag_slower_than_less_pruned
-from edge_opt.runtimes.build import RuntimeModel, unsupported_reason
+from edge_opt.runtimes.base import RuntimeModel
+from edge_opt.runtimes.build import unsupported_reason
 from edge_opt.search.rows import ordered_frame, screened_row, search_columns
 from edge_opt.search.samplers import build_sampler
 from edge_opt.search.screen import (

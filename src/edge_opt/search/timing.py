@@ -11,10 +11,11 @@ import torch
 
 from edge_opt.candidates.plan import SweepPlan
 from edge_opt.candidates.preparation import PreparedCandidate
-from edge_opt.measure.harness import measure_interleaved, paired_speedup
+from edge_opt.measure.harness import measure_interleaved
 from edge_opt.measure.memory import RssProber
 from edge_opt.measure.metrics import throughput_settings
-from edge_opt.runtimes.build import RuntimeModel
+from edge_opt.measure.statistics import paired_speedup
+from edge_opt.runtimes.base import RuntimeModel
 
 log = logging.getLogger(__name__)
 

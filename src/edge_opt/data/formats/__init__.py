@@ -12,7 +12,7 @@ from edge_opt.data.formats import factory, idx, imagefolder, npz  # noqa: F401 -
 from edge_opt.data.formats.base import DATASET_FORMATS, LoadRequest, RawDataset
 
 if TYPE_CHECKING:
-    from edge_opt.config.schema import DatasetSpec
+    from edge_opt.config.sections import DatasetSpec
 
 __all__ = ["DATASET_FORMATS", "LoadRequest", "RawDataset", "dataset_format", "load_dataset"]
 

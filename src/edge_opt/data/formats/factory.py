@@ -27,7 +27,7 @@ from edge_opt.data.formats.base import (
 from edge_opt.errors import DataError, ModelError
 
 if TYPE_CHECKING:
-    from edge_opt.config.schema import DatasetSpec
+    from edge_opt.config.sections import DatasetSpec
 
 
 def _splits(value: Any, ref: str) -> dict[str, Any]:

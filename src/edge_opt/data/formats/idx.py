@@ -37,7 +37,7 @@ from edge_opt.data.formats.base import (
 from edge_opt.errors import DataError
 
 if TYPE_CHECKING:
-    from edge_opt.config.schema import DatasetSpec
+    from edge_opt.config.sections import DatasetSpec
 
 SYSTEM_DATASET_DIRS: dict[str, Path] = {
     "fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),

@@ -28,7 +28,7 @@ from edge_opt.data.imaging import (
 from edge_opt.errors import DataError
 
 if TYPE_CHECKING:
-    from edge_opt.config.schema import DatasetSpec
+    from edge_opt.config.sections import DatasetSpec
 
 SPLIT_DIRS = ("train", "val", "test")
 

@@ -27,7 +27,7 @@ from edge_opt.data.formats.base import (
 from edge_opt.errors import DataError
 
 if TYPE_CHECKING:
-    from edge_opt.config.schema import DatasetSpec
+    from edge_opt.config.sections import DatasetSpec
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from edge_opt.config.schema import ExecutorSpec
+    from edge_opt.config.sections import ExecutorSpec
 
 # ISA extensions that decide which kernels run (x86 flags, Arm "Features").
 ISA_FLAGS = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from edge_opt.config.schema import ExecutorSpec
+from edge_opt.config.sections import ExecutorSpec
 from edge_opt.errors import ConfigError
 from edge_opt.orchestrate.executors.base import NodeInfo, register_executor
 

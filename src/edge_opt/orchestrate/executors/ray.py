@@ -24,7 +24,7 @@ from typing import Any
 
 import ray
 
-from edge_opt.config.schema import ExecutorSpec
+from edge_opt.config.sections import ExecutorSpec
 from edge_opt.errors import ExecutorError
 from edge_opt.orchestrate.executors.base import NodeInfo, TaskFailure, register_executor
 
@@ -204,7 +204,7 @@ def _pinned(fn: Callable[..., Any], shared: Any, payload: Any, threads: int) -> 
     activation: 1.25-1.45x slower, measured)."""
     import torch
 
-    from edge_opt.measure.harness import stabilize_allocator
+    from edge_opt.measure.process import stabilize_allocator
 
     stabilize_allocator()
     torch.set_num_threads(threads)
