@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from edge_opt.config import ExperimentConfig, dump_config, load_config
-from edge_opt.data.splits import build_loaders
+from edge_opt.data import build_loaders
 from edge_opt.errors import (
     ConfigError,
     DataError,

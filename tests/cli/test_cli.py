@@ -206,7 +206,7 @@ def test_version() -> None:
 def test_contradicting_flags_are_a_usage_error(flags: list[str]) -> None:
     from typer.testing import CliRunner
 
-    from edge_opt.cli.main import app
+    from edge_opt.cli.options import app
 
     result = CliRunner().invoke(app, ["run", "configs/quick.yaml", *flags])
     assert result.exit_code == 2
@@ -218,14 +218,14 @@ def test_the_collector_is_tuned_only_in_edge_opts_own_process(monkeypatch) -> No
     # script freezes what its imports made (and, at exit, everything: nothing left to scan).
     import gc
 
-    import edge_opt.cli.main as cli
+    import edge_opt.cli.output as cli
 
     before = gc.get_freeze_count()
-    cli._collector_after_imports()
+    cli.collector_after_imports()
     assert gc.get_freeze_count() == before
     monkeypatch.setattr(cli, "_OWN_PROCESS", True)
     try:
-        cli._collector_after_imports()
+        cli.collector_after_imports()
         assert gc.get_freeze_count() > before
     finally:
         gc.unfreeze()

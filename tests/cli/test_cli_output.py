@@ -136,7 +136,7 @@ def test_a_failed_run_in_process_leaves_the_console_on_the_current_stderr(tmp_pa
     next in-process invocation (a new CliRunner stream) still gets its error line."""
     from typer.testing import CliRunner
 
-    from edge_opt.cli.main import app
+    from edge_opt.cli.options import app
 
     out = tmp_path / "out"
     args = ["run", str(REPO / "configs/quick.yaml"), "--set", "dataset=fashion-mnist"]

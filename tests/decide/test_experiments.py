@@ -300,7 +300,7 @@ def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_another
 
 
 def test_the_report_says_how_many_candidates_stopped_as_dominated() -> None:
-    from edge_opt.reports.writer import _dominated_sentence
+    from edge_opt.reports.markdown import _dominated_sentence
 
     sweep = pd.DataFrame({"latency_stop_reason": ["converged", "dominated", "dominated", None]})
     sentence = _dominated_sentence(sweep)

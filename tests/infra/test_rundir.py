@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_opt.infra.rundir import (
+from edge_opt.infra.rundir import locked_run_dir, open_run_dir
+from edge_opt.infra.runstatus import (
     STATE_DIR,
     RunDirError,
     check_output_path,
-    locked_run_dir,
-    open_run_dir,
     read_status,
     require_finished_run,
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_opt.cli.main import app
+from edge_opt.cli.options import app
 from edge_opt.reports.compare import compare_runs, difference_ci, kendall_tau_b
 
 

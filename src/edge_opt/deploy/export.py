@@ -25,7 +25,8 @@ from edge_opt.deploy.deployables import describe_deployable, variant_path
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.cache import load_state_dict_bytes, sha256_bytes
 from edge_opt.infra.environment import sha256_file
-from edge_opt.infra.rundir import locked_run_dir, require_finished_run
+from edge_opt.infra.rundir import locked_run_dir
+from edge_opt.infra.runstatus import require_finished_run
 from edge_opt.orchestrate.preflight import build_configured_model
 from edge_opt.orchestrate.result import RunResult
 from edge_opt.runtimes.build import build_runtime

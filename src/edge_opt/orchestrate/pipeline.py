@@ -56,8 +56,8 @@ from edge_opt.infra.cache import (
 )
 from edge_opt.infra.environment import describe_environment, has_native_fp16, sha256_file
 from edge_opt.infra.progress import NullProgress, Progress
-from edge_opt.infra.rundir import now_iso
 from edge_opt.infra.runlog import RUN_LOG, log_to_file
+from edge_opt.infra.runstatus import now_iso
 from edge_opt.measure.energy import power_source
 from edge_opt.measure.metrics import collect_metrics, evaluate_accuracy, first_inputs
 from edge_opt.measure.process import load_average, stabilize_allocator

@@ -322,7 +322,7 @@ def require_run_dir(path: str | Path) -> Path:
     Raises:
         EdgeOptError: not a directory, or not a finished run (the message says why).
     """
-    from edge_opt.infra.rundir import require_finished_run
+    from edge_opt.infra.runstatus import require_finished_run
 
     run_dir = Path(path)
     if not run_dir.is_dir():
@@ -382,7 +382,7 @@ def check_comparison_output(
     Raises:
         CompareError: the message names ``--output``, the value and the fix.
     """
-    from edge_opt.infra.rundir import FORBIDDEN_ROOTS, LEGACY_MARKERS
+    from edge_opt.infra.runstatus import FORBIDDEN_ROOTS, LEGACY_MARKERS
 
     text = str(output)
     if not text.strip():
@@ -419,27 +419,3 @@ def check_comparison_output(
             "replace it or choose another directory with --output DIR"
         )
     return target
-
-
-def write_comparison(
-    comparison: Comparison, output: str | Path, overwrite: bool = False
-) -> tuple[list[Path], str]:
-    """Write ``comparison.md`` and ``comparison.html`` into ``output``.
-
-    Returns:
-        The files written, and the Markdown text (what the CLI prints).
-
-    Raises:
-        CompareError: ``output`` is refused (see ``check_comparison_output``).
-    """
-    from edge_opt.infra.artifacts import atomic_write_text
-    from edge_opt.reports.compare_render import render_html, render_markdown
-
-    target = check_comparison_output(output, comparison.runs, overwrite)
-    target.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(comparison)
-    paths = [
-        atomic_write_text(target / "comparison.md", markdown),
-        atomic_write_text(target / "comparison.html", render_html(comparison)),
-    ]
-    return paths, markdown

@@ -1,10 +1,12 @@
-"""Markdown and HTML of a ``Comparison`` (computing is in ``compare``, formatting here)."""
+"""Markdown and HTML of a ``Comparison``, and writing them (computing is in ``compare``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from edge_opt.reports.compare import Comparison, Delta, PairComparison
+from edge_opt.infra.artifacts import atomic_write_text
+from edge_opt.reports.compare import Comparison, Delta, PairComparison, check_comparison_output
 from edge_opt.reports.page import Column, bullet_list, esc, key_values, page, table
 
 
@@ -192,3 +194,24 @@ def render_html(comparison: Comparison) -> str:
     return page(
         "edge-opt comparison", body, {"kind": "edge-opt comparison", **comparison.to_dict()}
     )
+
+
+def write_comparison(
+    comparison: Comparison, output: str | Path, overwrite: bool = False
+) -> tuple[list[Path], str]:
+    """Write ``comparison.md`` and ``comparison.html`` into ``output``.
+
+    Returns:
+        The files written, and the Markdown text (what the CLI prints).
+
+    Raises:
+        CompareError: ``output`` is refused (see ``check_comparison_output``).
+    """
+    target = check_comparison_output(output, comparison.runs, overwrite)
+    target.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(comparison)
+    paths = [
+        atomic_write_text(target / "comparison.md", markdown),
+        atomic_write_text(target / "comparison.html", render_html(comparison)),
+    ]
+    return paths, markdown

@@ -1,0 +1,167 @@
+"""``edge-opt validate`` and ``edge-opt run``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from edge_opt.cli.options import ConfigArg, QuietOpt, SetOpt, VerboseOpt
+from edge_opt.cli.output import (
+    collector_after_imports,
+    fail,
+    os_error_line,
+    out_console,
+    print_interrupted,
+    print_multi_seed,
+    print_quiet,
+    print_result,
+    run_display,
+    setup_logging,
+)
+from edge_opt.errors import ConfigError, EdgeOptError
+
+if TYPE_CHECKING:
+    pass
+
+
+def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Print the resolved config, or every problem with it (exit 1)."""
+    setup_logging(verbose)
+    from edge_opt.config.loading import dump_config, load_config
+    from edge_opt.orchestrate.preflight import preflight
+
+    try:
+        cfg = load_config(config, set_ or [])
+        problems = preflight(cfg)
+        if problems:
+            raise ConfigError(problems, str(config))
+    except Exception as exc:
+        fail(exc, verbose)
+    out_console.print(dump_config(cfg), end="", markup=False, highlight=False)
+
+
+def run(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    output_dir: Annotated[
+        str | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run: reuse its finished training, pruning, "
+            "conversion and accuracy; time every candidate again.",
+        ),
+    ] = False,
+    refresh_host_profile: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-host-profile",
+            help="Measure this machine's roofs again (config key refresh_host_profile).",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace the finished run in the output directory (kept until the new run "
+            "completes).",
+        ),
+    ] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train (or load) the baseline, sweep pruning x precision, measure, and write the reports.
+
+    The output directory is locked while the run lasts; reports appear in it only when the
+    run completes. Ctrl-C or SIGTERM stop it; `--resume` continues it. Progress goes to
+    stderr (bars on a terminal, log lines otherwise); library messages go to run.log.
+    """
+    for a, b, flags in (
+        (resume, overwrite, "--resume and --overwrite"),
+        (quiet, verbose, "-q and -v"),
+    ):
+        if a and b:  # a usage error: exit 2, like any other bad combination of options
+            raise typer.BadParameter(f"{flags} contradict each other; pass one")
+    setup_logging(verbose, quiet)
+    from edge_opt.config.loading import load_config
+    from edge_opt.infra.rundir import open_run_dir
+    from edge_opt.infra.runstatus import check_output_path
+
+    log = logging.getLogger("edge_opt")
+
+    def on_candidate(result, index: int, total: int) -> None:  # type: ignore[no-untyped-def]
+        if result.status == "skipped":  # a runtime that cannot run the precision: not a failure
+            log.info("[%d/%d] %s skipped: %s", index, total, result.candidate_id, result.error)
+            return
+        if result.metrics is None:
+            log.warning("[%d/%d] %s FAILED: %s", index, total, result.candidate_id, result.error)
+            return
+        m = result.metrics
+        log.info(
+            "[%d/%d] %-20s acc %.4f  p50 %.4f ms  p95 %.4f ms  %.1f KiB  %s (%.1f s)",
+            index,
+            total,
+            result.candidate_id,
+            m.accuracy,
+            m.latency_p50_ms,
+            m.latency_p95_ms,
+            m.model_size_bytes / 1024,
+            "accepted" if result.accepted else "rejected",
+            result.measure_seconds,
+        )
+
+    overrides = list(set_ or [])
+    if output_dir is not None:
+        overrides.append(f"output_dir={output_dir}")
+    if refresh_host_profile:
+        overrides.append("refresh_host_profile=true")
+    # Absolute paths: the resume command printed on an interrupt works from any directory.
+    command = ["edge-opt", "run", str(config.absolute()), *(f"--set={o}" for o in set_ or [])]
+    if output_dir is not None:
+        command += ["-o", os.path.abspath(output_dir) if output_dir.strip() else output_dir]
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        if output_dir is not None:
+            check_output_path(output_dir)  # as typed: `-o ''` is refused as '', not as '.'
+        cfg = load_config(config, overrides)
+        # Locked and marked `running` before torch is even imported.
+        opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
+        with run_display(opened.log, quiet) as progress:
+            from edge_opt.orchestrate.multiseed import MultiSeedResult
+            from edge_opt.orchestrate.pipeline import run_experiment
+
+            collector_after_imports()
+
+            result = run_experiment(
+                cfg, on_candidate=on_candidate, opened=opened, progress=progress
+            )
+    except OSError as exc:  # a full disk, a file-size limit, a vanished directory
+        fail(
+            EdgeOptError(os_error_line(exc, cfg.output_dir if "cfg" in locals() else None)),
+            verbose,
+        )
+    except Exception as exc:
+        fail(exc, verbose)
+    except KeyboardInterrupt:
+        print_interrupted(cfg.output_dir if "cfg" in locals() else None)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if quiet:
+        print_quiet(result, Path(cfg.output_dir))
+    elif isinstance(result, MultiSeedResult):
+        print_multi_seed(result, Path(cfg.output_dir))
+    else:
+        print_result(result, Path(cfg.output_dir))
+
+
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    # SIGTERM (kill, a scheduler's stop) behaves exactly like Ctrl-C: status, cleanup, message.
+    raise KeyboardInterrupt

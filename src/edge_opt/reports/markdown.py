@@ -1,0 +1,277 @@
+"""The Markdown report (``report.md``) of a run, from its ``RunResult``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from edge_opt.analysis.per_class import per_class_markdown
+from edge_opt.orchestrate.result import RunResult
+from edge_opt.reports.page import peak_text
+from edge_opt.reports.summary import projection_summary
+from edge_opt.reports.tables import percent
+
+
+def _profile_section(result: RunResult) -> list[str]:
+    lines = ["## Device, operators and projection", ""]
+    device = result.device_profile
+    if device:
+        bw = device["memory_bandwidth_gbps"]
+        peaks = ", ".join(peak_text(k, v) for k, v in device["peak_gmacs"].items())
+        lines += [
+            f"Target `{device['name']}`: {device['description']}; bandwidth "
+            f"{bw['value']:.4g} GB/s ({bw['source']}); peaks {peaks}. Roofline: "
+            "`roofline.png`, `roofline.csv`.",
+            "",
+        ]
+    for data in result.hardware_profiles:
+        totals, ops = data["totals"], pd.DataFrame(data["operator_profile"])
+        util = totals.get("stream_utilization")
+        lines += [
+            f"**`{data['subject']}`** (profiled: {data.get('profiled', 'the module')}): "
+            f"{totals['latency_ms']:.4g} ms over operators (profiler overhead included), "
+            f"{totals['memory_kb']:.4g} KB allocated per call"
+            + (
+                f", stream utilisation {util:.2%} of {totals['stream_interval_ms']:g} ms"
+                if util is not None
+                else ""
+            )
+            + ".",
+            f"- cache: {data['edge_constraints']['cache_sensitivity']}",
+            f"- bottleneck: {data['edge_constraints']['bottleneck']}",
+            "",
+            markdown_table(ops.head(8)),
+        ]
+    summary = projection_summary(result)
+    if summary is not None and not summary["loo_candidates"]:
+        lines += [f"Projection `{summary['column']}` (a model): {summary['note']}.", ""]
+    elif summary is not None:
+        lines += [
+            f"Projection `{summary['column']}` (a model, never a measurement): leave-one-out on "
+            f"this host over {summary['loo_candidates']} candidates, "
+            f"{summary['within_10pct']:.0%} within +-10%, {summary['within_25pct']:.0%} within "
+            f"+-25%, median error {summary['median_abs_error_pct']:.1f}% "
+            "(`projection_validation.json`).",
+            "",
+        ]
+    return lines
+
+
+def markdown_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
+    if frame.empty:
+        return "_(none)_\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = []
+        for value in row:
+            if isinstance(value, float):
+                cells.append("" if pd.isna(value) else format(value, float_fmt))
+            else:
+                cells.append("" if value is None else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _dominated_sentence(sweep: pd.DataFrame) -> str:
+    """How many candidates stopped early because a candidate at least as good beat them."""
+    if "latency_stop_reason" not in sweep:
+        return ""
+    count = int((sweep["latency_stop_reason"] == "dominated").sum())
+    if not count:
+        return ""
+    return (
+        f" {count} candidate(s) stopped being timed earlier (`dominated`): a candidate at "
+        "least as accurate, within the memory budget and its p95 within the latency budget, "
+        "was faster beyond both p50 CIs and on the mean, so no decision depended on more "
+        "precision; their CIs are wider (`latency_dominated_by` names it)."
+    )
+
+
+def _training_sentence(baseline: dict[str, Any]) -> str:
+    """How long every candidate trained, and whether the baseline had stopped improving."""
+    note = baseline.get("training")
+    if not note:
+        return "- Training: not recorded (a run from an older edge-opt)."
+    losses = ", ".join(f"{v:.4f}" for v in note["val_loss_per_epoch"]) or "not measured"
+    falling = {True: "still falling", False: "no longer falling", None: "unknown"}[
+        note["val_loss_still_falling"]
+    ]
+    return (
+        f"- Training: every candidate, the unpruned one included, had "
+        f"{note['total_epochs_per_candidate']} epoch(s) ({note['baseline_epochs']} baseline + "
+        f"{note['fine_tune_epochs']} fine-tuning after pruning at its level, 0 included), so "
+        "no candidate wins by training longer; the recommendation's reference accuracy is "
+        f"p00-fp32-eager's ({baseline.get('reference_val_accuracy', float('nan')):.4f}). "
+        f"Baseline validation loss per epoch: {losses} ({falling} at the last epoch"
+        + (
+            "; more `epochs` may raise every candidate's accuracy)."
+            if falling == "still falling"
+            else ")."
+        )
+    )
+
+
+def _decision_lines(decision: dict[str, Any] | None) -> list[str]:
+    if not decision:
+        return []
+    lines = [f"**What decided it:** {decision['decided_by']}. {decision['explanation']}.", ""]
+    if decision["flips"]:
+        lines += ["**What would flip it:**", ""]
+        lines += [f"- {flip}" for flip in decision["flips"]]
+        lines.append("")
+    return lines
+
+
+def _energy_plot_sentence(sweep: pd.DataFrame) -> str:
+    from edge_opt.reports.plots import constant_power
+
+    power = constant_power(sweep)
+    if power is None:
+        return (
+            "Plots: `accuracy_vs_latency.png`, `accuracy_vs_energy.png`, `accuracy_vs_memory.png`."
+        )
+    return (
+        "Plots: `accuracy_vs_latency.png`, `accuracy_vs_memory.png`. No energy plot: the energy "
+        f"proxy is mean latency x one constant {power:g} W for every candidate, so it ranks "
+        "them exactly as mean latency does and its plot would repeat the latency one; the "
+        "energy frontier above (by mean latency, not p50) is in `pareto_frontier_energy.csv`."
+    )
+
+
+def render_report(result: RunResult, summary: dict[str, Any]) -> str:
+    """A human-readable Markdown report of the run."""
+    sweep = result.sweep_frame()
+    cols = [
+        "candidate_id",
+        "status",
+        "accepted",
+        "accuracy",
+        "test_accuracy",
+        "top1_agreement",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "speedup_vs_baseline",
+        "throughput_sps",
+        "memory_mb",
+        "runtime_memory_mb",
+        "measured_peak_rss_mb",
+        "energy_proxy_j",
+        "noisy",
+    ]
+    table = sweep[[c for c in cols if c in sweep.columns]].copy()
+    for col in ("memory_mb", "runtime_memory_mb"):
+        if col in table:
+            table[col.replace("_mb", "_kib")] = table.pop(col) * 1024
+    cfg = result.config
+    env = result.environment
+    isa = ", ".join(k for k, v in env["cpu"]["isa"].items() if v)
+    rec = summary["recommended"]
+    lines = [
+        "# edge-opt report",
+        "",
+        f"Run {result.started_at} -> {result.finished_at} ({summary['wall_seconds']} s); "
+        f"edge-opt {env['edge_opt_version']}, torch {env['packages'].get('torch')}, "
+        f"commit {env['git']['commit'] or 'unknown'}.",
+        "",
+        "## Verdict",
+        "",
+        f"**Recommended: `{rec}`**" if rec else "**No recommendation.**",
+        "",
+        summary["recommended_reason"],
+        "",
+        *_decision_lines(summary.get("decision")),
+        f"Accepted {summary['accepted_rows']} of {summary['ok_rows']} measured candidates "
+        f"({summary['failed_rows']} failed, {summary['skipped_rows']} skipped) under the "
+        "active budget of "
+        f"{cfg['active_memory_budget_mb']:g} MB on {summary['budget_constrains']} "
+        "(MB = 2^20 bytes).",
+        "",
+        "## Setup",
+        "",
+        f"- Data: {result.data['source']} ({result.data['name']}); sizes "
+        f"{result.data['sizes']} (selection on val, test reported only)"
+        + (
+            f"; {result.data['skipped_images']} unreadable image(s) skipped (skip_bad_images)."
+            if result.data.get("skipped_images")
+            else "."
+        ),
+        f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters, "
+        f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
+        f"{result.baseline['test_accuracy']:.4f}.",
+        _training_sentence(result.baseline),
+        f"- Latency: per call at batch {cfg['latency_batch_size']}, "
+        f"{cfg['benchmark_threads']} thread(s); all candidates timed together in interleaved "
+        f"rounds of {cfg['benchmark_repeats']} calls each ({cfg['benchmark_trials']} to "
+        f"{cfg['benchmark_max_rounds']} rounds, until each p50 is known within +-"
+        f"{percent(cfg['benchmark_precision'])} of the p50 (95% CI, over rounds and "
+        f"{cfg['benchmark_instances']} independently built instance(s))), after warm-up until "
+        "the median settled; "
+        f"allocator: {env.get('allocator', {}).get('method', 'unknown')}; throughput at batch "
+        f"{cfg['batch_size']}. `speedup_vs_baseline` is the median over paired rounds of "
+        "baseline p50 / candidate p50." + _dominated_sentence(sweep),
+        f"- Memory: `memory_kib` is the serialized model; `runtime_memory_kib` adds the peak of "
+        "live activations (liveness walk); `measured_peak_rss_mb` is the peak-RSS growth of the "
+        f"first inference in a fresh process. Budgets constrain `{cfg['memory_budget_metric']}`.",
+        f"- Host: {env['cpu']['model']}; ISA: {isa}; quantized engine "
+        f"{env['quantized_engine']}; load average before/after "
+        f"{env.get('load_average_before')} / {env.get('load_average_after')}; energy counters: "
+        f"{env.get('energy_counters', 'unknown')}.",
+        "",
+        "## Candidates",
+        "",
+        "Accuracy is on the validation split; `test_accuracy` on the held-out test split. "
+        "Latencies in ms, size in KiB, energy proxy in J per call (latency x "
+        f"{cfg['power_watts']:g} W, modelled).",
+        "",
+        markdown_table(table),
+        "## Pareto frontiers (accepted candidates only)",
+        "",
+        f"- accuracy vs p50 latency: {', '.join(result.latency_frontier) or '(empty)'}",
+        f"- accuracy vs energy proxy: {', '.join(result.energy_frontier) or '(empty)'}",
+        "",
+        _energy_plot_sentence(sweep),
+        "",
+        "Deployable files of the recommended candidate and every frontier point: "
+        + (", ".join(f"`{m['path']}`" for m in result.exported_models if m.get("path")) or "(none)")
+        + " (sha256 in `manifest.json`; each has a sidecar `models/<id>.json` with its input, "
+        "preprocessing and class names: `edge-opt predict MODEL IMAGE...` runs it).",
+        "",
+    ]
+    lines += per_class_markdown(result.per_class_accuracy)
+    lines += [
+        "## Hardware (modelled traffic over measured latency)",
+        "",
+    ]
+    for label, hw in (
+        ("Baseline", result.hardware_baseline),
+        ("Recommended", result.hardware_recommended),
+    ):
+        if hw is None:
+            continue
+        s = hw.summary
+        lines += [
+            f"**{label} `{hw.candidate_id}`** at batch {hw.batch_size}, {hw.latency_ms:.4g} ms: "
+            f"{s['estimated_total_macs']:.4g} MACs, {s['estimated_total_bytes']:.4g} bytes, "
+            f"achieved {s['achieved_gmacs']:.3g} GMAC/s and {s['achieved_bandwidth_gbps']:.3g} "
+            f"GB/s = {s['bandwidth_utilization']:.2%} of the configured "
+            f"{s['configured_memory_bandwidth_gbps']:g} GB/s.",
+            "",
+            markdown_table(hw.layerwise_frame()),
+        ]
+    lines += _profile_section(result)
+    lines += [
+        "## Precision trade-offs",
+        "",
+        markdown_table(pd.DataFrame(result.precision_tradeoffs)),
+        "## Warnings",
+        "",
+    ]
+    lines += [f"- {w}" for w in result.warnings] or ["- none"]
+    lines += [
+        "",
+        "Every file in this directory is described in edge-opt's README (section *Output files*).",
+        "",
+    ]
+    return "\n".join(lines)
