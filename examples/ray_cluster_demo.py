@@ -28,7 +28,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from edge_opt.config.loading import load_config
-from edge_opt.orchestrate.pipeline import run  # noqa: E402
+from edge_opt.orchestrate.experiment import run  # noqa: E402
 
 DEVICE = "edge-device"
 COLUMNS = [

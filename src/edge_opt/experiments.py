@@ -5,12 +5,12 @@ recommendation; the code lives in ``edge_opt.compress``, ``edge_opt.orchestrate`
 from __future__ import annotations
 
 from edge_opt.candidates.plan import (
-    budget_column,
     candidate_id,
 )
-from edge_opt.candidates.preparation import (
-    frame_rows,
-    prune_variants,
+from edge_opt.candidates.record import (
+    CandidateResult,
+    budget_column,
+    records_frame,
 )
 from edge_opt.compress.training import (
     EpochStats,
@@ -21,10 +21,15 @@ from edge_opt.decide.frontier import (
 )
 from edge_opt.decide.recommend import (
     Recommendation,
+    recommend_across_seeds,
     recommend_candidate,
+    recommend_on_device,
+)
+from edge_opt.orchestrate.prepare import (
+    prepare_variants,
 )
 from edge_opt.orchestrate.sweep import (
-    CandidateResult,
+    execute_sweep,
     run_sweep,
 )
 
@@ -34,10 +39,13 @@ __all__ = [
     "Recommendation",
     "budget_column",
     "candidate_id",
-    "frame_rows",
+    "execute_sweep",
     "pareto_frontier",
-    "prune_variants",
+    "prepare_variants",
+    "recommend_across_seeds",
     "recommend_candidate",
+    "recommend_on_device",
+    "records_frame",
     "run_sweep",
     "train_model",
 ]

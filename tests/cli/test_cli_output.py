@@ -81,9 +81,8 @@ def test_library_output_is_in_run_log_and_not_on_stderr(piped_run) -> None:
         assert noise in log, noise
         assert noise not in proc.stderr, noise
         assert noise not in proc.stdout, noise
-    assert (
-        "edge_opt.candidates.preparation: prepared p00-int8-onnxruntime" in log
-    )  # edge-opt's own records too
+    # edge-opt's own records too
+    assert "edge_opt.orchestrate.prepare: prepared p00-int8-onnxruntime" in log
     assert (out / ".edge-opt" / "run.log").is_file()  # the live log stays for a failed run
 
 

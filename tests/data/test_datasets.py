@@ -17,7 +17,7 @@ from edge_opt.data.formats.base import DATASET_FORMATS
 from edge_opt.data.formats.idx import SYSTEM_DATASET_DIRS, load_raw_dataset
 from edge_opt.data.splits import split_dataset
 from edge_opt.errors import ConfigError, DataError
-from edge_opt.orchestrate.pipeline import data_fingerprint
+from edge_opt.orchestrate.baseline import data_fingerprint
 
 N_TRAIN, N_TEST = 150, 60
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from edge_opt.decide.explain import apply_latency_budget, explain_decision
+from edge_opt.decide.budgets import apply_latency_budget
+from edge_opt.decide.explain import explain_decision
 
 
 def _sweep() -> pd.DataFrame:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -171,7 +172,7 @@ def test_a_crash_half_way_keeps_finished_rows(
     calls = {"n": 0}
 
     def crash_on_third_candidate(predict, loader, workers=1):
-        if loader is loaders.val:
+        if loader.dataset is loaders.val.dataset:
             calls["n"] += 1
             if calls["n"] == 3:  # the third candidate's validation pass
                 raise KeyboardInterrupt
@@ -244,45 +245,47 @@ def test_speedups_are_paired_against_the_fp32_baseline(
 
 
 def test_a_more_pruned_candidate_slower_beyond_the_cis_is_flagged() -> None:
-    from edge_opt.orchestrate.sweep import flag_slower_than_less_pruned
+    from dataclasses import replace
 
-    rows = pd.DataFrame(
-        {
-            "candidate_id": [
-                "p00-fp32-eager",
-                "p50-fp32-eager",
-                "p70-fp32-eager",
-                "p70-int8-eager",
-            ],
-            "status": ["ok", "ok", "ok", "ok"],
-            "precision": ["fp32", "fp32", "fp32", "int8"],
-            "runtime": ["eager"] * 4,
-            "pruning_level": [0.0, 0.5, 0.7, 0.7],
-            "latency_p50_ms": [0.10, 0.08, 0.12, 0.30],
-            "latency_p50_ci95_low_ms": [0.099, 0.079, 0.115, 0.29],
-            "latency_p50_ci95_high_ms": [0.101, 0.081, 0.125, 0.31],
-        }
-    )
-    flagged = flag_slower_than_less_pruned(rows)
-    assert flagged["slower_than_less_pruned"].tolist() == [False, False, True, False]
-    assert flagged.loc[2, "faster_less_pruned"] == "p50-fp32-eager"  # the fastest lower level
+    from edge_opt.analysis.slowdowns import flag_slower_than_less_pruned
+    from edge_opt.candidates.record import CandidateResult
+
+    def timed(cid: str, level: float, precision: str, p50: float, low: float, high: float):
+        metrics = SimpleNamespace(
+            latency_p50_ms=p50, latency_p50_ci95_low_ms=low, latency_p50_ci95_high_ms=high
+        )
+        record = CandidateResult(
+            cid, level, precision, "eager", "ok", None, 1, 1, 0, None, 0.9, True, 1.0
+        )
+        return replace(record, metrics=metrics)
+
+    records = [
+        timed("p00-fp32-eager", 0.0, "fp32", 0.10, 0.099, 0.101),
+        timed("p50-fp32-eager", 0.5, "fp32", 0.08, 0.079, 0.081),
+        timed("p70-fp32-eager", 0.7, "fp32", 0.12, 0.115, 0.125),
+        timed("p70-int8-eager", 0.7, "int8", 0.30, 0.29, 0.31),
+    ]
+    flagged = flag_slower_than_less_pruned(records)
+    assert [r.slower_than_less_pruned.slower for r in flagged] == [False, False, True, False]
+    # The fastest lower level names it.
+    assert flagged[2].slower_than_less_pruned.beaten_by == "p50-fp32-eager"
 
 
 def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_anothers_timing() -> None:
     import torch
 
     from edge_opt.candidates.plan import SweepPlan
+    from edge_opt.candidates.results import contenders
+    from edge_opt.decide.dominance import timing_dominance
     from edge_opt.measure.harness import HarnessSettings
     from edge_opt.measure.metrics import AccuracyResult
-    from edge_opt.orchestrate.sweep import timing_dominance
 
     def prepared(cid: str, correct: int, size_mb: float) -> tasks.PreparedCandidate:
-        return tasks.PreparedCandidate(
-            {"candidate_id": cid},
-            accuracy=AccuracyResult(correct, 100, torch.zeros(100, dtype=torch.int64)),
-            size_bytes=int(size_mb * 1024 * 1024),
-            peak_bytes=0,
-        )
+        p = tasks.PreparedCandidate(cid, 0.0, "fp32", "eager", 1, 1, 0)
+        p.built = SimpleNamespace()
+        p.accuracy = AccuracyResult(correct, 100, torch.zeros(100, dtype=torch.int64))
+        p.size_bytes, p.peak_bytes = int(size_mb * 1024 * 1024), 0
+        return p
 
     ready = [prepared("a", 90, 1.0), prepared("b", 90, 1.0), prepared("c", 95, 8.0)]
     plan = SweepPlan(
@@ -292,7 +295,7 @@ def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_another
         active_memory_budget_mb=4.0,
         latency_budget_ms=33.3,
     )
-    dominance = timing_dominance(ready, plan)
+    dominance = timing_dominance(contenders(ready, plan), plan.latency_budget_ms)
     # c is more accurate but over the budget: it may be rejected, so it stops nobody; a and b
     # tie on accuracy and fit, so either may stop the other; nobody within budget beats c.
     assert dominance.over == {"a": ["b"], "b": ["a"], "c": []}

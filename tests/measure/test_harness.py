@@ -9,6 +9,7 @@ import pytest
 import edge_opt.measure.harness as harness
 import edge_opt.measure.noise as noise
 import edge_opt.measure.statistics as statistics
+from edge_opt.decide.dominance import Dominance
 from edge_opt.errors import MeasurementError
 from edge_opt.measure.harness import HarnessSettings, measure_callable, measure_interleaved
 from edge_opt.measure.process import stabilize_allocator
@@ -381,7 +382,7 @@ DOMINANCE_SETTINGS = HarnessSettings(
 
 def test_a_candidate_beaten_by_one_at_least_as_good_stops_as_dominated() -> None:
     calls = {"fast": _jittery(0.00005, 1), "slow": _jittery(0.0005, 2), "ref": _jittery(0.0005, 3)}
-    dominance = harness.Dominance({"slow": ["fast"], "ref": ["fast"]})
+    dominance = Dominance({"slow": ["fast"], "ref": ["fast"]})
     stats = measure_interleaved(calls, DOMINANCE_SETTINGS, anchor="ref", dominance=dominance)
     assert stats["slow"].stop_reason == "dominated"
     assert stats["slow"].dominated_by == "fast"
@@ -396,12 +397,12 @@ def test_a_candidate_beaten_by_one_at_least_as_good_stops_as_dominated() -> None
 def test_only_a_listed_faster_key_within_the_p95_limit_stops_a_candidate() -> None:
     calls = {"fast": _jittery(0.00005, 1), "slow": _jittery(0.0005, 2)}
     for dominance in (
-        harness.Dominance({"fast": ["slow"]}),  # not listed as at least as good: no stop
-        harness.Dominance({"slow": ["fast"]}, p95_limit_ms=0.00001),  # fast breaks the budget
+        Dominance({"fast": ["slow"]}),  # not listed as at least as good: no stop
+        Dominance({"slow": ["fast"]}, p95_limit_ms=0.00001),  # fast breaks the budget
         None,
     ):
         stats = measure_interleaved(calls, DOMINANCE_SETTINGS, dominance=dominance)
         assert {s.stop_reason for s in stats.values()} == {"max_rounds"}
     off = replace(DOMINANCE_SETTINGS, stop_dominated=False)  # benchmark_stop_dominated: false
-    stats = measure_interleaved(calls, off, dominance=harness.Dominance({"slow": ["fast"]}))
+    stats = measure_interleaved(calls, off, dominance=Dominance({"slow": ["fast"]}))
     assert stats["slow"].stop_reason == "max_rounds"

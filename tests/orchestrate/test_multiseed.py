@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from edge_opt.config.loading import build_config
+from edge_opt.decide.recommend import recommend_across_seeds
 from edge_opt.orchestrate.multiseed import mean_ci95, run_multi_seed, summarize_seeds
-from edge_opt.reports.multiseed import combined_recommendation
 
 
 def test_mean_ci95_student_t() -> None:
@@ -116,11 +115,7 @@ def test_combined_recommendation_uses_seed_means_and_counts_agreement() -> None:
             row("slow", 2, 0.96, 2.0),
         ]
     )
-    runs = [
-        SimpleNamespace(baseline={"val_accuracy": 0.96}, recommendation={"candidate_id": pick})
-        for pick in ("fickle", "fast")
-    ]
-    rec = combined_recommendation(summarize_seeds(rows), runs, 0.02, 1.0)
+    rec = recommend_across_seeds(summarize_seeds(rows), [0.96, 0.96], ["fickle", "fast"], 0.02, 1.0)
     assert rec["candidate_id"] == "fast"
     assert rec["per_seed"] == ["fickle", "fast"]
     assert rec["seeds_agreeing"] == 1

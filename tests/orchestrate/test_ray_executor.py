@@ -29,7 +29,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from edge_opt.config.loading import build_config  # noqa: E402
 from edge_opt.errors import DeviceLostError, ExecutorError  # noqa: E402
-from edge_opt.orchestrate.pipeline import run  # noqa: E402
+from edge_opt.orchestrate.experiment import run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,11 @@ import torch
 
 import edge_opt.runtimes.executorch as et
 from edge_opt.candidates.plan import SweepPlan
-from edge_opt.candidates.preparation import PrepareContext, level_reference, prepare_candidate
 from edge_opt.errors import RuntimeBuildError
 from edge_opt.infra.cache import ArtifactCache
 from edge_opt.measure.harness import HarnessSettings
+from edge_opt.orchestrate.executors.local import LocalExecutor
+from edge_opt.orchestrate.prepare import CandidateInputs, prepare_candidates
 from edge_opt.orchestrate.sweep import run_sweep
 from edge_opt.runtimes.base import register_runtime
 from edge_opt.runtimes.build import RUNTIMES, artifact_name, build_runtime, unsupported_reason
@@ -151,9 +152,9 @@ def test_the_cache_reuses_the_pte_on_resume(
     cache = ArtifactCache(tmp_path / "cache")
 
     def prepare(workdir: Path):
-        ctx = PrepareContext(plan, loaders.val, None, batches, x[:1], (1, 28, 28), workdir, cache)
-        ref = level_reference(trained_cnn, x[:20])
-        return prepare_candidate(trained_cnn, "sha", 0.0, "int8", "executorch", ctx, ref, 1)
+        inputs = CandidateInputs(loaders.val, None, batches, x[:1], x[:20], (1, 28, 28), workdir)
+        variants = {0.0: trained_cnn}
+        return prepare_candidates(plan, variants, inputs, LocalExecutor(), cache)[0]
 
     first = prepare(tmp_path / "run1")
     assert first.error is None

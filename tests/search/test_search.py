@@ -162,13 +162,13 @@ def test_prefilter_rejects_an_over_budget_trial_without_timing_it(
     trained_cnn, loaders, calibration, tmp_path: Path, monkeypatch
 ) -> None:
     timed_ids: list[str] = []
-    real = search_engine.time_generation
+    real = search_engine.time_side_by_side
 
-    def spy(prepared, *args, **kwargs):
-        timed_ids.extend(p.cid for p in prepared)
-        return real(prepared, *args, **kwargs)
+    def spy(built, *args, **kwargs):
+        timed_ids.extend(built)
+        return real(built, *args, **kwargs)
 
-    monkeypatch.setattr(search_engine, "time_generation", spy)
+    monkeypatch.setattr(search_engine, "time_side_by_side", spy)
     # 1 KiB: even int8 SmallCNN at 75% pruning keeps more parameter bytes than that.
     inputs = _inputs(trained_cnn, loaders, calibration, tmp_path, 1 / 1024)
     frame = search_engine.run_search(SEARCH.model_copy(update={"trials": 3}), inputs).frame

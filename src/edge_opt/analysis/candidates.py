@@ -3,8 +3,8 @@ per candidate, operator profiles, and the latency projection with its validation
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edge_opt.analysis.devices import HardwareProfile
-from edge_opt.analysis.hardware import estimate_layerwise_stats, summarize_hardware
+from edge_opt.analysis.hardware import LAYER_COLUMNS, estimate_layerwise_stats, summarize_hardware
 from edge_opt.analysis.profiling import build_hardware_profile_table
 from edge_opt.analysis.projection import (
     operator_count,
@@ -20,9 +20,25 @@ from edge_opt.analysis.projection import (
     roofline_time_ms,
     validate_projection,
 )
+from edge_opt.candidates.columns import C
+from edge_opt.candidates.record import CandidateResult, Projection, records_frame
 from edge_opt.compress.quantization import BYTES_PER_ELEMENT
 from edge_opt.config.schema import ExperimentConfig
-from edge_opt.orchestrate.result import HardwareAnalysis
+
+
+@dataclass(frozen=True)
+class HardwareAnalysis:
+    """Layer table and bandwidth summary of one candidate at the latency batch."""
+
+    candidate_id: str
+    precision: str
+    batch_size: int
+    latency_ms: float
+    layerwise: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def layerwise_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.layerwise, columns=LAYER_COLUMNS)
 
 
 def analyse_candidate(
@@ -90,33 +106,51 @@ def profile_candidate(
 
 
 def project_candidates(
-    sweep: pd.DataFrame,
-    hw_candidates: list[HardwareAnalysis],
+    records: Sequence[CandidateResult],
+    hw_candidates: Sequence[HardwareAnalysis],
     host: HardwareProfile,
     target: HardwareProfile,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Add ``latency_ms_projected_<device>`` (a model, next to the measured columns) and the
+) -> tuple[list[CandidateResult], dict[str, Any]]:
+    """Each record with its projection onto ``target`` (a model, beside the measured figures:
+    ``latency_ms_projected_<device>`` and ``energy_j_projected_<device>``), and the
     leave-one-out validation of that model on this host."""
     layers = {h.candidate_id: h.layerwise_frame() for h in hw_candidates}
-    measured = sweep[sweep["candidate_id"].isin(layers)].copy()
+    frame = records_frame(records)
     column = f"latency_ms_projected_{target.name}"
+    if frame.empty:
+        return list(records), {"column": column, "validation": None}
+    measured = frame[frame[C.candidate_id].isin(layers)].copy()
     if measured.empty:
-        return sweep, {"column": column, "validation": None}
+        return list(records), {"column": column, "validation": None}
     measured["roofline_ms_host"] = [
         roofline_time_ms(layers[c], host, p)
-        for c, p in zip(measured["candidate_id"], measured["precision"], strict=True)
+        for c, p in zip(measured[C.candidate_id], measured[C.precision], strict=True)
     ]
-    measured["operators"] = [operator_count(layers[c]) for c in measured["candidate_id"]]
+    measured["operators"] = [operator_count(layers[c]) for c in measured[C.candidate_id]]
     projected = project_latencies(measured, host, target, layers)
-    sweep = sweep.copy()
-    sweep[column] = projected.reindex(sweep.index)
+    latency = {
+        cid: None if pd.isna(ms) else float(ms)
+        for cid, ms in zip(measured[C.candidate_id], projected, strict=True)
+    }
     # Modelled energy on the target: projected latency x the device's active power.
-    energy_column = f"energy_j_projected_{target.name}"
-    sweep[energy_column] = sweep[column] / 1000.0 * target.active_power_watts.value
+    watts = target.active_power_watts.value
+    out = [
+        replace(
+            r,
+            projection=Projection(
+                target.name,
+                latency.get(r.candidate_id),
+                None
+                if latency.get(r.candidate_id) is None
+                else latency[r.candidate_id] / 1000.0 * watts,
+            ),
+        )
+        for r in records
+    ]
     validation = validate_projection(measured)
-    return sweep, {
+    return out, {
         "column": column,
-        "energy_column": energy_column,
+        "energy_column": f"energy_j_projected_{target.name}",
         "target_active_power_watts": asdict(target.active_power_watts),
         "target": target.name,
         "host": host.name,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from edge_opt.analysis.devices import HardwareProfile
+from edge_opt.candidates.columns import C
 
 # Fitted separately per runtime and precision: their fixed costs differ (eager int8 quantizes
 # its input, ONNX Runtime has its own dispatch, fp16 on CPU converts).
@@ -182,3 +183,37 @@ def project_latencies(
             roof = roofline_time_ms(layers, target, row["precision"])
             projected[index] = model.predict(roof, int(row["operators"]), overhead_scale)
     return projected
+
+
+def cross_device_validation(sweep: pd.DataFrame, tolerance: float = 0.10) -> dict[str, Any]:
+    """How the projection onto the target compares with the target's own measurements."""
+    projected = next((c for c in sweep.columns if c.startswith("latency_ms_projected_")), None)
+    if projected is None or C.device_latency_p50_ms not in sweep.columns:
+        return {"available": False, "why": "no device measurements in this run"}
+    both = sweep[sweep[projected].notna() & sweep[C.device_latency_p50_ms].notna()]
+    if both.empty:
+        return {"available": False, "why": "no candidate is both projected and device-measured"}
+    ratio = both[projected] / both[C.device_latency_p50_ms]
+    return {
+        "available": True,
+        "device": str(both[C.device_measured_on].iloc[0]),
+        "projection": projected,
+        "candidates": int(len(both)),
+        "tolerance": tolerance,
+        "within_tolerance": float(((ratio - 1).abs() <= tolerance).mean()),
+        "median_projected_over_measured": float(ratio.median()),
+        "rows": [
+            {
+                "candidate_id": cid,
+                "projected_ms": float(p),
+                "measured_ms": float(m),
+                "projected_over_measured": float(p / m),
+            }
+            for cid, p, m in zip(
+                both[C.candidate_id],
+                both[projected],
+                both[C.device_latency_p50_ms],
+                strict=True,
+            )
+        ],
+    }

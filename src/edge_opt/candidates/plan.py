@@ -10,20 +10,16 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from edge_opt.decide.budgets import BUDGET_METRICS
 from edge_opt.infra.cache import content_key
 from edge_opt.measure.harness import HarnessSettings
 
 DEFAULT_RUNTIME = "eager"
-BUDGET_METRICS = {"model": "memory_mb", "runtime": "runtime_memory_mb"}
 
 
 def candidate_id(pruning_level: float, precision: str, runtime: str = DEFAULT_RUNTIME) -> str:
     """Stable, filesystem-safe id: ``p25-int8-eager`` for 25% pruning, int8, eager."""
     return f"p{round(pruning_level * 100):02d}-{precision}-{runtime}"
-
-
-def budget_column(budget_mb: float) -> str:
-    return f"violates_{budget_mb:g}mb"
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,8 @@ def run(
         # Locked and marked `running` before torch is even imported.
         opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
         with run_display(opened.log, quiet) as progress:
+            from edge_opt.orchestrate.experiment import run_experiment
             from edge_opt.orchestrate.multiseed import MultiSeedResult
-            from edge_opt.orchestrate.pipeline import run_experiment
 
             collector_after_imports()
 

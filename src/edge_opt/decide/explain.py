@@ -16,32 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-LATENCY_BUDGET_COLUMN = "violates_latency_budget"
-LATENCY_FIGURE_COLUMN = "latency_budget_figure"
-
-
-def latency_figure(frame: pd.DataFrame) -> pd.Series:
-    """The p95 a latency budget is checked on: the device's own where it measured the
-    candidate, else this host's."""
-    host = pd.to_numeric(frame.get("latency_p95_ms"), errors="coerce")
-    if "device_latency_p95_ms" not in frame.columns:
-        return host
-    device = pd.to_numeric(frame["device_latency_p95_ms"], errors="coerce")
-    return device.where(device.notna(), host)
-
-
-def apply_latency_budget(frame: pd.DataFrame, budget_ms: float | None) -> pd.DataFrame:
-    """Reject candidates whose p95 exceeds ``budget_ms`` (``violates_latency_budget``); a copy.
-    ``None``: no latency budget, the table is returned unchanged."""
-    if budget_ms is None or frame.empty:
-        return frame
-    out = frame.copy()
-    figure = latency_figure(out)
-    violates = figure > budget_ms
-    out[LATENCY_FIGURE_COLUMN] = figure
-    out[LATENCY_BUDGET_COLUMN] = violates.where(figure.notna(), None)
-    out["accepted"] = out["accepted"].astype(bool) & ~violates.fillna(False).astype(bool)
-    return out
+from edge_opt.candidates.columns import C
 
 
 @dataclass(frozen=True)
@@ -85,11 +60,11 @@ def _blockers(
                 f"max_accuracy_drop larger by {drop:.4f} would admit it",
             )
         )
-    if latency_budget is not None and bool(row.get(LATENCY_BUDGET_COLUMN) is True):
+    if latency_budget is not None and bool(row.get(C.violates_latency_budget) is True):
         out.append(
             (
                 "latency budget",
-                f"its p95 {float(row[LATENCY_FIGURE_COLUMN]):.4g} ms exceeds the "
+                f"its p95 {float(row[C.latency_budget_figure]):.4g} ms exceeds the "
                 f"{latency_budget:g} ms budget",
             )
         )

@@ -48,10 +48,10 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,9 +78,6 @@ except ImportError:  # pragma: no cover - tests/orchestrate/test_device_worker.p
 # Instances differ when their medians' variance exceeds this many times what round-to-round
 # noise explains (about the 5% critical F for 3 instances and a few rounds).
 INSTANCES_DIFFER = 4.0
-
-
-DOMINANCE_WIDTH = 2.0  # CI half-widths a dominating p50 must stay apart by (Dominance)
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -266,36 +263,14 @@ class _Track:
         return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class Dominance:
-    """Which keys may stop a key by being faster: the caller's judgement on everything but time
-    (e.g. at least as accurate, within the memory budget), and the p95 a key must keep to stop
-    others (a latency budget: a key over it might be rejected, and the slower one picked)."""
+class StopRule(Protocol):
+    """Who may stop a key's timing between rounds (``decide.dominance.Dominance``): the key
+    that beats it, or None. ``interim`` holds every key's figures so far."""
 
-    over: Mapping[str, Collection[str]]  # key -> the keys at least as good but for time
-    p95_limit_ms: float | None = None
-
-    def stops(self, key: str, tracks: Mapping[str, _Track]) -> str | None:
-        """The first key that beats ``key`` on time: a p50 faster beyond both 95% CIs taken at
-        twice their half-widths (a close call keeps being timed: stopping the candidate that
-        looks slower at a chance low would bias its p50 up), a lower mean (the energy proxy's
-        figure), and a p95 within the limit."""
-        slow = tracks[key]
-        if slow.ci is None or slow.p50_ms is None or slow.mean_ms is None:
-            return None
-        slow_low = slow.p50_ms - DOMINANCE_WIDTH * (slow.p50_ms - slow.ci[0])
-        for other in self.over.get(key, ()):
-            fast = tracks.get(other)
-            if fast is None or fast.ci is None or fast.p50_ms is None:
-                continue
-            fast_high = fast.p50_ms + DOMINANCE_WIDTH * (fast.ci[1] - fast.p50_ms)
-            within = self.p95_limit_ms is None or (fast.p95_ms or 0.0) <= self.p95_limit_ms
-            if within and fast_high < slow_low and (fast.mean_ms or 0.0) < slow.mean_ms:
-                return other
-        return None
+    def stops(self, key: str, interim: Mapping[str, _Track]) -> str | None: ...
 
 
-def _stop_dominated(tracks: Mapping[str, _Track], dominance: Dominance, anchor: str | None) -> None:
+def _stop_dominated(tracks: Mapping[str, _Track], dominance: StopRule, anchor: str | None) -> None:
     for key, track in tracks.items():
         if track.done or key == anchor:
             continue
@@ -339,7 +314,7 @@ def measure_interleaved(
     energy_reader: Callable[[], float | None] | None = None,
     anchor: str | None = None,
     raw_samples: dict[str, list[float]] | None = None,
-    dominance: Dominance | None = None,
+    dominance: StopRule | None = None,
 ) -> dict[str, LatencyStats]:
     """Time several callables in interleaved rounds; returns one ``LatencyStats`` per key.
 

@@ -19,16 +19,22 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.candidates.record import CandidateResult
 from edge_opt.compress.training import EpochStats
 from edge_opt.config.loading import dump_config
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.decide.frontier import pareto_frontier
+from edge_opt.decide.recommend import recommend_across_seeds
 from edge_opt.infra.artifacts import atomic_write_csv, atomic_write_json, atomic_write_text
+from edge_opt.infra.cache import ArtifactCache
 from edge_opt.infra.progress import NullProgress, Progress
 from edge_opt.infra.rundir import RunDir
+from edge_opt.orchestrate.context import RunContext
+from edge_opt.orchestrate.pipeline import run_pipeline
+from edge_opt.orchestrate.protect import protected_run, warn_config_change
 from edge_opt.orchestrate.result import RunResult
-from edge_opt.orchestrate.sweep import CandidateResult
-from edge_opt.reports.multiseed import combined_recommendation, render_html, render_markdown
+from edge_opt.reports.multiseed import render_html, render_markdown
+from edge_opt.reports.writer import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +186,6 @@ def run_multi_seed(
     folder and the summaries are published together when the last seed completes, so a rerun never
     leaves an old seed's files beside new results.
     """
-    from edge_opt.infra.cache import ArtifactCache
-    from edge_opt.orchestrate.pipeline import (
-        RunContext,
-        protected_run,
-        run_pipeline,
-        warn_config_change,
-    )
-    from edge_opt.reports.writer import write_reports
-
     if not cfg.seeds:
         raise ValueError("run_multi_seed needs `seeds` in the config")
     with protected_run(cfg.output_dir, overwrite, resume, command, opened) as run_dir:
@@ -220,7 +217,13 @@ def _write_summaries(
     summary = summarize_seeds(per_seed)
     frontier = multi_seed_frontier(summary, cfg.pareto_use_ci)
     front_ids = frontier["candidate_id"].tolist() if not frontier.empty else []
-    rec = combined_recommendation(summary, runs, cfg.max_accuracy_drop, cfg.active_memory_budget_mb)
+    rec = recommend_across_seeds(
+        summary,
+        [r.baseline.get("reference_val_accuracy", r.baseline["val_accuracy"]) for r in runs],
+        [r.recommendation.get("candidate_id") for r in runs],
+        cfg.max_accuracy_drop,
+        cfg.active_memory_budget_mb,
+    )
     atomic_write_csv(out / "multi_seed_summary.csv", summary)
     atomic_write_csv(out / "multi_seed_frontier_latency.csv", frontier)
     atomic_write_json(

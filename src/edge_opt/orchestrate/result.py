@@ -10,27 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.analysis.candidates import HardwareAnalysis
 from edge_opt.errors import EdgeOptError
 
 _RERUN = "it was not written by this edge-opt version or was edited: rerun the experiment"
 _JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-
-
-@dataclass(frozen=True)
-class HardwareAnalysis:
-    """Layer table and bandwidth summary of one candidate at the latency batch."""
-
-    candidate_id: str
-    precision: str
-    batch_size: int
-    latency_ms: float
-    layerwise: list[dict[str, Any]]
-    summary: dict[str, Any]
-
-    def layerwise_frame(self) -> pd.DataFrame:
-        from edge_opt.analysis.hardware import LAYER_COLUMNS
-
-        return pd.DataFrame(self.layerwise, columns=LAYER_COLUMNS)
 
 
 @dataclass(frozen=True)

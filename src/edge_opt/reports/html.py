@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from edge_opt.orchestrate.result import HardwareAnalysis, RunResult
+from edge_opt.analysis.candidates import HardwareAnalysis
+from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.page import (
     Column,
     bullet_list,

@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 
 from edge_opt.analysis.per_class import per_class_markdown
+from edge_opt.infra.text import percent
 from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.page import peak_text
 from edge_opt.reports.summary import projection_summary
-from edge_opt.reports.tables import percent
 
 
 def _profile_section(result: RunResult) -> list[str]:

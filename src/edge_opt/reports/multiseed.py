@@ -1,10 +1,6 @@
-"""The top-level report of a multi-seed run: one recommendation over the seeds' means.
-
-The combined recommendation applies the single-run rule to the per-candidate means over
-seeds: among candidates accepted under *every* seed whose mean validation accuracy is within
-``max_accuracy_drop`` of the baseline's mean, the lowest mean p50. The page says how many
-seeds picked the same candidate on their own.
-"""
+"""The top-level report of a multi-seed run: one recommendation over the seeds' means
+(``decide.recommend.recommend_across_seeds``), how many seeds picked it on their own, and every
+candidate's mean with its 95% CI."""
 
 from __future__ import annotations
 
@@ -13,57 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from edge_opt.decide.recommend import recommend_candidate
-from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.page import Column, bullet_list, esc, page, table
-
-
-def combined_recommendation(
-    summary: pd.DataFrame, runs: Sequence[RunResult], max_accuracy_drop: float, budget_mb: float
-) -> dict[str, Any]:
-    """The recommendation over seed means, with how many seeds agree.
-
-    Args:
-        summary: ``summarize_seeds`` output (one row per candidate).
-        runs: each seed's result, in seed order.
-        max_accuracy_drop: the config's tolerance.
-        budget_mb: the active memory budget (for the reason when nothing fits).
-
-    Returns:
-        ``candidate_id`` (or None), ``reason``, ``baseline_accuracy_mean``,
-        ``per_seed`` (each seed's own pick) and ``seeds_agreeing``.
-    """
-    accuracies = [
-        r.baseline.get("reference_val_accuracy", r.baseline["val_accuracy"]) for r in runs
-    ]
-    baseline = float(sum(accuracies) / len(accuracies)) if accuracies else float("nan")
-    frame = pd.DataFrame(
-        {
-            "candidate_id": summary.get("candidate_id", pd.Series(dtype=str)),
-            "status": [
-                "ok" if ok == n else "failed"
-                for ok, n in zip(summary.get("seeds_ok", []), summary.get("seeds", []), strict=True)
-            ],
-            "accepted": summary.get("accepted_all", pd.Series(dtype=bool)),
-            "accuracy": summary.get("accuracy_mean", pd.Series(dtype=float)),
-            "latency_p50_ms": summary.get("latency_p50_ms_mean", pd.Series(dtype=float)),
-            "memory_mb": summary.get("memory_mb_mean", pd.Series(dtype=float)),
-            "active_budget_mb": budget_mb,
-        }
-    )
-    rec = recommend_candidate(frame, baseline, max_accuracy_drop)
-    per_seed = [r.recommendation.get("candidate_id") for r in runs]
-    agreeing = sum(1 for pick in per_seed if pick == rec.candidate_id)
-    reason = f"over the means of {len(runs)} seed(s), accepted under every seed: {rec.reason}"
-    if rec.candidate_id is not None:
-        reason += f"; {agreeing} of {len(runs)} seed(s) picked it on their own"
-    return {
-        "candidate_id": rec.candidate_id,
-        "reason": reason,
-        "baseline_accuracy_mean": baseline,
-        "per_seed": per_seed,
-        "seeds_agreeing": agreeing,
-    }
 
 
 def _ci(row: Mapping[str, Any], metric: str, fmt: str) -> str:

@@ -62,11 +62,6 @@ class TextTable:
         }
 
 
-def percent(fraction: float) -> str:
-    """A fraction as a percentage with the digits it needs: 0.02 -> '2%', 0.002 -> '0.2%'."""
-    return f"{fraction * 100:.3g}%"
-
-
 def table_width(widths: Sequence[int]) -> int:
     """Characters one line of a boxed table takes: each column's text with one space of
     padding on each side, and ``n + 1`` vertical borders (rich's default box)."""

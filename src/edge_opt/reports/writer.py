@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.analysis.candidates import HardwareAnalysis
 from edge_opt.analysis.hardware import save_hardware_artifacts
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.artifacts import (
@@ -22,7 +23,7 @@ from edge_opt.infra.artifacts import (
     atomic_write_text,
 )
 from edge_opt.infra.environment import sha256_file
-from edge_opt.orchestrate.result import HardwareAnalysis, RunResult
+from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.markdown import render_report
 from edge_opt.reports.summary import build_summary, frontier_frame
 

@@ -107,6 +107,10 @@ class RuntimeEntry:
     build: Builder
     unsupported: Mapping[str, str]
     artifact_suffix: str | None = None
+    # Why the peak-RSS probe cannot load it in a child process (None: it can).
+    rss_refusal: str | None = None
+    # A device node without torch can time it (its artifact runs in ONNX Runtime).
+    device_node: bool = False
 
     @property
     def artifact_name(self) -> str | None:
@@ -122,12 +126,16 @@ def register_runtime(
     *,
     unsupported: Mapping[str, str] | None = None,
     artifact_suffix: str | None = None,
+    rss_refusal: str | None = None,
+    device_node: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a runtime's builder under ``name``; a second use of a name is an
     error (``RuntimeBuildError``)."""
 
     def decorator(build: Builder) -> Builder:
-        entry = RuntimeEntry(name, build, dict(unsupported or {}), artifact_suffix)
+        entry = RuntimeEntry(
+            name, build, dict(unsupported or {}), artifact_suffix, rss_refusal, device_node
+        )
         RUNTIME_REGISTRY.register(name)(entry)
         return build
 

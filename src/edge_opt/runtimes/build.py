@@ -72,6 +72,16 @@ def artifact_name(runtime: str) -> str | None:
     return RUNTIME_REGISTRY.get(runtime).artifact_name
 
 
+def rss_probe_refusal(runtime: str) -> str | None:
+    """Why the peak-RSS probe cannot run a candidate of ``runtime`` (None: it can)."""
+    return RUNTIME_REGISTRY.get(runtime).rss_refusal
+
+
+def runs_on_device_nodes(runtime: str) -> bool:
+    """Whether a torch-free device node can time a candidate of ``runtime``."""
+    return RUNTIME_REGISTRY.get(runtime).device_node
+
+
 def build_runtime(
     runtime: str,
     float_model: nn.Module,

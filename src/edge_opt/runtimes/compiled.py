@@ -57,7 +57,7 @@ def quantize_pt2e(
         raise QuantizationError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
-@register_runtime("compiled")
+@register_runtime("compiled", rss_refusal="not measured: compilation in the child would dominate")
 def build_compiled(request: BuildRequest) -> RuntimeModel:
     import torch._inductor.config as inductor_config
 

@@ -197,6 +197,7 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         "bf16": "ONNX Runtime's CPU execution provider has no bf16 kernels",
     },
     artifact_suffix=".onnx",
+    device_node=True,
 )
 def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
     if request.artifact is not None:  # built by an earlier run (the resume cache): load it

@@ -29,27 +29,34 @@ from torch.utils.data import DataLoader, Subset
 
 from edge_opt.analysis.devices import HardwareProfile, host_profile
 from edge_opt.analysis.hardware import estimate_layerwise_stats
+from edge_opt.analysis.slowdowns import flag_slower_than_less_pruned
 from edge_opt.candidates.plan import SweepPlan, candidate_id
 from edge_opt.candidates.preparation import (
     PrepareContext,
     PreparedCandidate,
+    build_candidate,
     evaluate_candidate,
     level_reference,
-    prepare_candidate,
+    new_candidate,
 )
+from edge_opt.candidates.record import CandidateResult, records_frame
+from edge_opt.candidates.results import candidate_record
 from edge_opt.compress.quantization import BYTES_PER_ELEMENT
 from edge_opt.compress.training import train_model
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.config.sections import SearchConfig
 from edge_opt.data.splits import Loaders, batch_loader, loader_batch_size
-from edge_opt.infra.artifacts import atomic_write_csv
-from edge_opt.infra.cache import ArtifactCache
-from edge_opt.measure.memory import BYTES_PER_MB
+from edge_opt.measure.memory import BYTES_PER_MB, RssProbe
 from edge_opt.measure.metrics import first_inputs
-from edge_opt.orchestrate.sweep import CandidateResult, _result, flag_slower_than_less_pruned
+from edge_opt.measure.session import (
+    SessionSettings,
+    Timing,
+    probe_peak_rss,
+    time_side_by_side,
+)
 from edge_opt.runtimes.base import RuntimeModel
 from edge_opt.runtimes.build import unsupported_reason
-from edge_opt.search.rows import ordered_frame, screened_row, search_columns
+from edge_opt.search.rows import in_trial_order, screened_record, search_info
 from edge_opt.search.samplers import build_sampler
 from edge_opt.search.screen import (
     TimedPoint,
@@ -61,7 +68,6 @@ from edge_opt.search.screen import (
     trial_id,
 )
 from edge_opt.search.space import ChannelGroup, channel_groups, prune_groups, removed_fraction
-from edge_opt.search.timing import time_generation
 
 log = logging.getLogger(__name__)
 REFERENCE_ID = candidate_id(0.0, "fp32", "eager")
@@ -85,24 +91,30 @@ class SearchInputs:
     seed: int = 0
     channel_multiple: int = 1
     train_threads: int | None = None  # fine-tuning's torch threads (the weights depend on it)
-    output_dir: Path | None = None  # sweep_results.csv is rewritten there after each generation
+    # Sees the rows so far after each generation (the run's sweep_results.csv).
+    on_rows: Callable[[pd.DataFrame], None] | None = None
+    measured_on: str | None = None  # the machine that times the trials, as it describes itself
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """Rows (one per trial, plus the reference), and each timed candidate's models."""
+    """Records (one per trial, plus the reference), and each timed candidate's models."""
 
-    frame: pd.DataFrame
+    records: list[CandidateResult]
     variants: dict[str, nn.Module]  # candidate id -> pruned float model
     built: dict[str, RuntimeModel]
     groups: tuple[ChannelGroup, ...]
     timed_trials: int
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        return records_frame(self.records)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "groups": [g.to_dict() for g in self.groups],
             "timed_trials": self.timed_trials,
-            "rows": len(self.frame),
+            "rows": len(self.records),
         }
 
 
@@ -119,7 +131,8 @@ class _State:
     records: list[TrialRecord] = field(default_factory=list)
     timed: list[TimedPoint] = field(default_factory=list)
     variants: dict[tuple[float, ...], nn.Module] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[CandidateResult] = field(default_factory=list)
+    reference_timing: Timing | None = None  # from the first generation (the reference's row)
     built: dict[str, RuntimeModel] = field(default_factory=dict)
     models: dict[str, nn.Module] = field(default_factory=dict)
 
@@ -204,10 +217,9 @@ def _screen(state: _State, rec: TrialRecord) -> bool:
     macs = int(rec.layers["macs"].sum()) // plan.latency_batch_size
     ctx = replace(state.subset, workdir=inputs.workdir / rec.candidate_id)
     reference = level_reference(rec.variant, state.check_batch)
-    p = prepare_candidate(
-        rec.variant, "", rec.level, rec.precision, rec.runtime, ctx, reference, macs
-    )
-    p.common["candidate_id"] = rec.candidate_id
+    p = new_candidate(rec.variant, rec.level, rec.precision, rec.runtime, plan, macs)
+    p.cid = rec.candidate_id
+    p = build_candidate(rec.variant, p, ctx, reference)
     rec.prepared = p
     if p.error is not None or p.accuracy is None:
         rec.stage, rec.reason = "failed", p.error or "not evaluated"
@@ -223,7 +235,8 @@ def _reference(state: _State) -> PreparedCandidate:
     zero = tuple(0.0 for _ in state.groups)
     model = _fine_tuned(state, zero, inputs.baseline)
     ref = level_reference(model, state.check_batch)
-    return prepare_candidate(model, "", 0.0, "fp32", "eager", ctx, ref, macs)
+    p = new_candidate(model, 0.0, "fp32", "eager", inputs.plan, macs)
+    return build_candidate(model, p, ctx, ref)
 
 
 def _tell(study: Any, trial: Any, rec: TrialRecord) -> None:
@@ -259,55 +272,67 @@ def _time_survivors(
     reference: PreparedCandidate,
     on_result: Callable[[CandidateResult, int, int], None] | None,
 ) -> None:
-    inputs, plan = state.inputs, state.inputs.plan
+    """The survivors evaluated on the whole validation split, then timed side by side with the
+    reference (the anchor of the speedups, timed in every generation)."""
+    plan = state.inputs.plan
     for rec in survivors:
         p = rec.prepared
         if p is None or p.built is None or rec.variant is None:
             raise ValueError(f"{rec.candidate_id}: a survivor must be built")
         evaluate_candidate(p, p.built, state.full, level_reference(rec.variant, state.check_batch))
-    first = reference.latency is None
-    batch = [rec.prepared for rec in survivors if rec.prepared is not None]
-    reference_run = replace(reference) if not first else reference
-    speedups = time_generation(
-        [reference_run, *batch],
-        plan,
-        state.full.latency_input,
-        state.check_batch,
-        REFERENCE_ID,
+    built = {REFERENCE_ID: reference.built} if reference.built is not None else {}
+    for rec in survivors:
+        if rec.prepared is not None and rec.prepared.built is not None:
+            built[rec.candidate_id] = rec.prepared.built
+    log.info("search: timing %d candidate(s) side by side", len(built))
+    settings = SessionSettings(
+        plan.harness, plan.instances, plan.throughput_repeats, plan.latency_batch_size
     )
-    if first:
-        result = _result(reference, plan, inputs.reference_predictions, speedups[REFERENCE_ID])
-        state.rows.insert(
-            0, {**result.to_dict(), **search_columns(None, "reference", state.groups)}
-        )
+    latency_input = state.full.latency_input
+    timings = time_side_by_side(built, settings, latency_input, state.check_batch, REFERENCE_ID)
+    rss = probe_peak_rss(built, latency_input, plan.harness.threads) if plan.measure_rss else {}
+    if state.reference_timing is None and REFERENCE_ID in timings:
+        state.reference_timing = timings[REFERENCE_ID]
+        result = _record(state, reference, timings[REFERENCE_ID], rss.get(REFERENCE_ID))
+        info = search_info(None, "reference", state.groups)
+        state.rows.insert(0, replace(result, search=info))
         if reference.built is not None:
             state.built[REFERENCE_ID] = reference.built
             state.models[REFERENCE_ID] = reference.built.eager.model
     for rec in survivors:
         p = rec.prepared
-        if p is None or p.latency is None or p.accuracy is None:
+        timing = timings.get(rec.candidate_id)
+        if p is None or timing is None or p.accuracy is None:
             raise ValueError(f"{rec.candidate_id}: a timed survivor lacks its measurements")
-        result = _result(p, plan, inputs.reference_predictions, speedups.get(rec.candidate_id))
+        result = _record(state, p, timing, rss.get(rec.candidate_id))
         rec.stage = "timed"
-        size_mb = p.size_bytes / BYTES_PER_MB
         state.timed.append(
             TimedPoint(
                 rec.candidate_id,
                 p.accuracy.accuracy,
-                p.latency.p50_ms,
-                size_mb,
+                timing.latency.p50_ms,
+                p.size_bytes / BYTES_PER_MB,
                 rec.runtime,
                 rec.precision,
                 rec.roofline_ms,
                 rec.operators,
             )
         )
-        state.rows.append({**result.to_dict(), **search_columns(rec, "timed")})
+        state.rows.append(replace(result, search=search_info(rec, "timed")))
         if p.built is not None and rec.variant is not None:
             state.built[rec.candidate_id] = p.built
             state.models[rec.candidate_id] = rec.variant
         if on_result is not None:
             on_result(result, len(state.timed), state.settings.trials)
+
+
+def _record(
+    state: _State, p: PreparedCandidate, timing: Timing, rss: RssProbe | None
+) -> CandidateResult:
+    inputs = state.inputs
+    return candidate_record(
+        p, inputs.plan, inputs.reference_predictions, timing, rss, inputs.measured_on
+    )
 
 
 def _run_generation(
@@ -339,12 +364,12 @@ def _run_generation(
         for rec in survivors[room:]:
             rec.stage, rec.reason = "timing_budget", f"search.max_timed ({cap}) was reached"
         survivors = survivors[:room]
-    if survivors or reference.latency is None:
+    if survivors or state.reference_timing is None:
         _time_survivors(state, survivors, reference, on_result)
     for rec in fresh:
         rec.values = _told_values(rec)
         if rec.stage != "timed":
-            state.rows.append(screened_row(rec, state.inputs.plan))
+            state.rows.append(screened_record(rec, state.inputs.plan))
     for rec, original in duplicates:
         rec.level, rec.values, rec.constraints = (
             original.level,
@@ -357,7 +382,7 @@ def _run_generation(
             f"same ratios, precision and runtime as {original.candidate_id}",
         )
         rec.subset_accuracy = original.subset_accuracy
-        state.rows.append(screened_row(rec, state.inputs.plan))
+        state.rows.append(screened_record(rec, state.inputs.plan))
     for trial, rec in asked:
         _tell(study, trial, rec)
     state.records += [rec for _, rec in asked]
@@ -412,7 +437,6 @@ def run_search(
         first_inputs(inputs.val_loader, plan.latency_batch_size),
         inputs.input_shape,
         inputs.workdir,
-        ArtifactCache(None),
     )
     subset = replace(
         full,
@@ -443,10 +467,10 @@ def run_search(
         size = min(settings.population, settings.trials - len(state.records))
         _run_generation(study, state, generation, size, reference, on_result)
         generation += 1
-        if inputs.output_dir is not None:
-            atomic_write_csv(inputs.output_dir / "sweep_results.csv", ordered_frame(state.rows))
-    frame = flag_slower_than_less_pruned(ordered_frame(state.rows))
-    return SearchOutcome(frame, state.models, state.built, tuple(groups), len(state.timed))
+        if inputs.on_rows is not None:
+            inputs.on_rows(records_frame(in_trial_order(state.rows)))
+    records = flag_slower_than_less_pruned(in_trial_order(state.rows))
+    return SearchOutcome(records, state.models, state.built, tuple(groups), len(state.timed))
 
 
 def search_from_config(
@@ -457,8 +481,9 @@ def search_from_config(
     reference_predictions: torch.Tensor,
     calibration: Sequence[torch.Tensor],
     workdir: Path,
-    output_dir: Path | None,
+    on_rows: Callable[[pd.DataFrame], None] | None = None,
     on_result: Callable[[CandidateResult, int, int], None] | None = None,
+    measured_on: str | None = None,
 ) -> SearchOutcome:
     """What the pipeline runs for ``search: {strategy: optuna}`` (in place of the grid)."""
     input_shape = tuple(next(iter(loaders.val))[0].shape[1:])
@@ -477,6 +502,7 @@ def search_from_config(
         seed=cfg.seed,
         channel_multiple=cfg.channel_multiple,
         train_threads=cfg.train_threads,
-        output_dir=output_dir,
+        on_rows=on_rows,
+        measured_on=measured_on,
     )
     return run_search(cfg.search, inputs, on_result)

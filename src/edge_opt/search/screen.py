@@ -28,8 +28,9 @@ from torch import nn
 
 from edge_opt.analysis.devices import HardwareProfile
 from edge_opt.analysis.projection import fit_projection, operator_count, roofline_time_ms
-from edge_opt.candidates.preparation import PreparedCandidate, runtime_mb
-from edge_opt.measure.memory import BYTES_PER_MB
+from edge_opt.candidates.preparation import PreparedCandidate
+from edge_opt.candidates.record import BYTES_PER_MB
+from edge_opt.decide.budgets import budget_figure_mb
 from edge_opt.measure.metrics import wilson_interval
 
 RatioKey = tuple[tuple[float, ...], str, str]  # (ratios in group order, precision, runtime)
@@ -114,8 +115,8 @@ def check_built(trial: TrialRecord, budget_mb: float, metric: str) -> bool:
     trial.subset_accuracy = p.accuracy.accuracy
     trial.subset_accuracy_high = wilson_interval(p.accuracy.correct, p.accuracy.total)[1]
     size_mb = p.size_bytes / BYTES_PER_MB
-    constrained = size_mb if metric == "model" else runtime_mb(p)
-    constrained = size_mb if constrained is None else constrained
+    figure = budget_figure_mb(p.size_bytes, p.peak_bytes, metric)
+    constrained = size_mb if figure is None else figure
     trial.constraints = (constrained - budget_mb, trial.constraints[1])
     if constrained > budget_mb:
         trial.stage = "size"

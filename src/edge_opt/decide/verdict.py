@@ -1,0 +1,132 @@
+"""The run's verdict, decided in one place: budgets, frontiers, the pick, and what flips it.
+
+``decide`` applies the latency budget to the records (on the device's p95 where a device node
+measured, else this host's), draws the accuracy/latency, accuracy/energy and accuracy/size
+frontiers over accepted candidates, takes the reference accuracy (``p00-fp32-eager``: the same
+total training as every candidate), recommends (the device's own measurements first, when it
+measured an accepted candidate) and explains what decided the pick and what would flip it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from edge_opt.candidates.columns import C
+from edge_opt.candidates.plan import candidate_id
+from edge_opt.candidates.record import CandidateResult, records_frame
+from edge_opt.decide.budgets import BUDGET_METRICS, apply_latency_budget
+from edge_opt.decide.explain import Decision, explain_decision
+from edge_opt.decide.frontier import pareto_frontier
+from edge_opt.decide.recommend import Recommendation, recommend_candidate, recommend_on_device
+
+REFERENCE_ID = candidate_id(0.0, "fp32", "eager")
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """The device class the verdict is for: its budgets and the accuracy tolerance."""
+
+    max_accuracy_drop: float
+    active_memory_budget_mb: float
+    memory_budget_metric: str = "model"
+    latency_budget_ms: float | None = None
+    pareto_use_ci: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Everything decided about a run's candidates."""
+
+    records: list[CandidateResult]  # with the latency budget applied
+    latency_frontier: list[str]
+    energy_frontier: list[str]
+    memory_frontier: list[str]
+    reference_accuracy: float
+    recommendation: Recommendation
+    decision: Decision | None
+
+    def recommendation_dict(self) -> dict[str, Any]:
+        decision = self.decision.to_dict() if self.decision is not None else None
+        return {**self.recommendation.to_dict(), "decision": decision}
+
+
+def check_latency_budget(
+    records: Sequence[CandidateResult], budget_ms: float | None
+) -> list[CandidateResult]:
+    """Each record with its latency-budget check (``apply_latency_budget``'s rule); unchanged
+    without a budget."""
+    if budget_ms is None or not records:
+        return list(records)
+    frame = apply_latency_budget(records_frame(records), budget_ms)
+    out = []
+    for record, (_, row) in zip(records, frame.iterrows(), strict=True):
+        figure = row[C.latency_budget_figure]
+        violates = row[C.violates_latency_budget]
+        out.append(
+            replace(
+                record,
+                accepted=bool(row[C.accepted]),
+                latency_budget_checked=True,
+                latency_budget_figure_ms=None if _missing(figure) else float(figure),
+                violates_latency_budget=None if _missing(violates) else bool(violates),
+            )
+        )
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def reference_accuracy(frame: pd.DataFrame, baseline_val_accuracy: float) -> float:
+    """Validation accuracy of ``p00-fp32-eager`` (the same total training as every candidate),
+    or the baseline's when that candidate has none."""
+    if frame.empty:
+        return baseline_val_accuracy
+    row = frame[frame[C.candidate_id] == REFERENCE_ID]
+    if row.empty or row.iloc[0][C.status] != "ok" or pd.isna(row.iloc[0].get(C.accuracy)):
+        return baseline_val_accuracy
+    return float(row.iloc[0][C.accuracy])
+
+
+def _ids(front: pd.DataFrame) -> list[str]:
+    return front[C.candidate_id].tolist() if not front.empty else []
+
+
+def decide(
+    records: Sequence[CandidateResult],
+    settings: DecisionSettings,
+    baseline_val_accuracy: float,
+) -> Verdict:
+    """The verdict over ``records`` (see the module's rule)."""
+    checked = check_latency_budget(records, settings.latency_budget_ms)
+    frame = records_frame(checked)
+    use_ci = settings.pareto_use_ci
+    reference = reference_accuracy(frame, baseline_val_accuracy)
+    recommendation = recommend_on_device(
+        frame, reference, settings.max_accuracy_drop
+    ) or recommend_candidate(frame, reference, settings.max_accuracy_drop, C.latency_p50_ms)
+    decision = explain_decision(
+        frame,
+        recommendation.candidate_id,
+        reference,
+        settings.max_accuracy_drop,
+        recommendation.cost_column,
+        settings.active_memory_budget_mb,
+        BUDGET_METRICS[settings.memory_budget_metric],
+        settings.latency_budget_ms,
+    )
+    return Verdict(
+        checked,
+        _ids(pareto_frontier(frame, C.latency_p50_ms, use_ci)),
+        _ids(pareto_frontier(frame, C.energy_proxy_j, use_ci)),
+        _ids(pareto_frontier(frame, C.memory_mb, use_ci)),
+        reference,
+        recommendation,
+        decision,
+    )
