@@ -1,9 +1,9 @@
 """The seed's import path for hardware profiles (a facade): the code lives in
-``edge_opt.analysis.profiling`` and ``edge_opt.analysis.devices``."""
+``edge_opt.analysis.profiling`` and ``edge_opt.analysis.device_profiles``."""
 
 from __future__ import annotations
 
-from edge_opt.analysis.devices import (
+from edge_opt.analysis.device_profiles import (
     Figure,
     HardwareProfile,
 )

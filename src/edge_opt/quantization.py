@@ -1,11 +1,15 @@
 """The seed's import path for precision conversion (a facade): the code lives in
-``edge_opt.compress.quantization``."""
+``edge_opt.compress.quantization`` (the precisions and int8 engines:
+``edge_opt.compress.precisions``)."""
 
 from __future__ import annotations
 
+from edge_opt.compress.precisions import (
+    ENGINES,
+    PrecisionSpec,
+    QuantEngine,
+)
 from edge_opt.compress.quantization import (
-    BYTES_PER_ELEMENT,
-    PRECISIONS,
     QUANTIZATION_BACKENDS,
     ConvertedModel,
     Converter,
@@ -13,18 +17,25 @@ from edge_opt.compress.quantization import (
     is_int8_quantized,
     quantize_static_int8,
     quantized_module_names,
-    register_precision,
+    to_bf16,
+    to_fp16,
+    to_fp32,
+    to_int8,
 )
 
 __all__ = [
-    "BYTES_PER_ELEMENT",
     "ConvertedModel",
     "Converter",
-    "PRECISIONS",
+    "ENGINES",
+    "PrecisionSpec",
     "QUANTIZATION_BACKENDS",
+    "QuantEngine",
     "convert_precision",
     "is_int8_quantized",
     "quantize_static_int8",
     "quantized_module_names",
-    "register_precision",
+    "to_bf16",
+    "to_fp16",
+    "to_fp32",
+    "to_int8",
 ]

@@ -7,13 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from edge_opt.analysis.devices import (
-    DEVICES,
-    SOURCES,
-    Figure,
-    get_device_profile,
-    measure_host_profile,
-)
+from edge_opt.analysis.device_profiles import DEVICES, SOURCES, Figure
+from edge_opt.analysis.devices import get_device_profile, measure_host_profile
 from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.analysis.profiling import (
     auto_adjust_batch_size,
@@ -228,7 +223,8 @@ def test_a_host_profile_says_when_and_under_what_load_it_was_measured() -> None:
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
-    from edge_opt.analysis.devices import DEVICES, stale_reason
+    from edge_opt.analysis.device_profiles import DEVICES
+    from edge_opt.analysis.devices import stale_reason
 
     pi = DEVICES.get("raspberry-pi-4")
     now = datetime(2026, 11, 22, tzinfo=UTC)

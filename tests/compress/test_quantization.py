@@ -91,11 +91,11 @@ def test_untraceable_model_fails_with_its_reason(calibration) -> None:
 
 
 def test_registries_refuse_duplicates() -> None:
-    from edge_opt.compress.quantization import register_precision
+    from edge_opt.compress.precisions import PRECISIONS, PrecisionSpec
     from edge_opt.errors import ModelError
     from edge_opt.models.zoo import register_model
 
     with pytest.raises(QuantizationError, match="precision 'int8' is already registered"):
-        register_precision("int8")(lambda *a: None)
+        PRECISIONS.add(PrecisionSpec("int8", 1, "float32", "to_int8", "a second int8"))
     with pytest.raises(ModelError, match="model 'SmallCNN' is already registered"):
         register_model("SmallCNN")(SmallCNN)

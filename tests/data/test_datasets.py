@@ -13,8 +13,8 @@ from PIL import Image
 from edge_opt.analysis.per_class import per_class_accuracy, per_class_markdown, per_class_rows
 from edge_opt.config.loading import build_config
 from edge_opt.data.formats import load_dataset
-from edge_opt.data.formats.base import DATASET_FORMATS
 from edge_opt.data.formats.idx import SYSTEM_DATASET_DIRS, load_raw_dataset
+from edge_opt.data.formats.registry import DATASET_FORMATS
 from edge_opt.data.splits import split_dataset
 from edge_opt.errors import ConfigError, DataError
 from edge_opt.orchestrate.baseline import data_fingerprint

@@ -16,8 +16,8 @@ from edge_opt.measure.harness import HarnessSettings
 from edge_opt.orchestrate.executors.local import LocalExecutor
 from edge_opt.orchestrate.prepare import CandidateInputs, prepare_candidates
 from edge_opt.orchestrate.sweep import run_sweep
-from edge_opt.runtimes.base import register_runtime
-from edge_opt.runtimes.build import RUNTIMES, artifact_name, build_runtime, unsupported_reason
+from edge_opt.runtimes.build import artifact_name, build_runtime
+from edge_opt.runtimes.registry import RUNTIMES, RuntimeSpec, unsupported_reason
 
 
 def top1_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -95,7 +95,7 @@ def test_int8_program_is_quantized_and_delegated_to_xnnpack(
 
 
 def test_unsupported_precisions_and_duplicate_names_are_refused() -> None:
-    assert set(RUNTIMES) == {"eager", "onnxruntime", "compiled", "executorch"}
+    assert {"eager", "onnxruntime", "compiled", "executorch"} <= set(RUNTIMES.names())
     assert artifact_name("executorch") == "model.pte"
     assert artifact_name("eager") is None
     assert unsupported_reason("executorch", "fp16") == (
@@ -104,7 +104,7 @@ def test_unsupported_precisions_and_duplicate_names_are_refused() -> None:
     )
     assert unsupported_reason("executorch", "int8") is None
     with pytest.raises(RuntimeBuildError, match="runtime 'executorch' is already registered"):
-        register_runtime("executorch")(et.build_executorch)
+        RUNTIMES.add(RuntimeSpec("executorch", "edge_opt.runtimes.executorch:build_executorch"))
 
 
 def test_a_sweep_with_executorch_has_ok_rows(trained_cnn, loaders, batches, tmp_path) -> None:

@@ -14,7 +14,8 @@ import torch
 
 from edge_opt.errors import RuntimeBuildError
 from edge_opt.infra.environment import sha256_file
-from edge_opt.runtimes.build import build_runtime, unsupported_reason
+from edge_opt.runtimes.build import build_runtime
+from edge_opt.runtimes.registry import unsupported_reason
 
 REPO = Path(__file__).resolve().parents[2]
 EDGE_OPT = Path(sys.executable).parent / "edge-opt"
@@ -58,7 +59,7 @@ def test_unsupported_combinations_say_why() -> None:
         "ONNX Runtime's CPU execution provider has few fp16 kernels"
     )
     assert unsupported_reason("eager", "fp16") is None
-    assert unsupported_reason("tflite", "fp32").startswith("runtime 'tflite' is unknown")
+    assert unsupported_reason("tflite", "fp32").startswith("runtime: 'tflite' is not a registered")
     with pytest.raises(RuntimeBuildError, match="no bf16 kernels"):
         build_runtime("onnxruntime", torch.nn.Linear(2, 2), "bf16", [], torch.zeros(1, 2))
 

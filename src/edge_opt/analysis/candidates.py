@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from edge_opt.analysis.devices import HardwareProfile
+from edge_opt.analysis.device_profiles import HardwareProfile
 from edge_opt.analysis.hardware import LAYER_COLUMNS, estimate_layerwise_stats, summarize_hardware
 from edge_opt.analysis.profiling import build_hardware_profile_table
 from edge_opt.analysis.projection import (
@@ -22,7 +22,7 @@ from edge_opt.analysis.projection import (
 )
 from edge_opt.candidates.columns import C
 from edge_opt.candidates.record import CandidateResult, Projection, records_frame
-from edge_opt.compress.quantization import BYTES_PER_ELEMENT
+from edge_opt.compress.precisions import BYTES_PER_ELEMENT
 from edge_opt.config.schema import ExperimentConfig
 
 

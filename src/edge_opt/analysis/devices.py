@@ -1,166 +1,37 @@
-"""Device profiles: what a target can do, with where every figure comes from.
+"""The host's own profile, measured (matmul rates per dtype, copy bandwidth), and the target
+profile a run asks for (``analysis.device_profiles`` holds the registered ones).
 
-Every figure is a ``Figure(value, source)`` whose source is ``datasheet`` (the vendor's
-number), ``measured`` (timed on this host by ``measure_host_profile``) or ``assumed`` (derived
-from public specifications with the arithmetic in its note). ``host`` is measured once per
-CPU model, torch version and thread count and cached in ``~/.cache/edge-opt``.
+``host`` is measured once per CPU model, torch version and thread count and cached in
+``~/.cache/edge-opt``; a cached profile that is old or was taken under load is measured again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from edge_opt.analysis.device_profiles import (
+    DEVICES,
+    HOST_NAMES,
+    HardwareProfile,
+    fig,
+    profile_from_dict,
+)
 from edge_opt.errors import EdgeOptError
-from edge_opt.infra.registry import Registry
 from edge_opt.measure.noise import LoadProbe
-
-SOURCES = ("datasheet", "published", "measured", "assumed", "unknown")
-
 
 log = logging.getLogger(__name__)
 HOST_PROFILE_MAX_AGE = timedelta(days=7)  # a host profile older than this is measured again
 HOST_PROFILE_MAX_LOAD = 0.5  # ... and so is one taken while others used > half a core
-
-
-@dataclass(frozen=True)
-class Figure:
-    value: float
-    source: str  # datasheet | measured | assumed
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"Figure source {self.source!r} is not one of {SOURCES}")
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    """A target device: bandwidth, peak MAC rates per dtype, caches, power."""
-
-    name: str
-    description: str
-    memory_bandwidth_gbps: Figure
-    peak_gmacs: dict[str, Figure]  # by dtype: fp32, fp16, bf16, int8
-    l1d_kib: Figure
-    l2_kib: Figure
-    l3_kib: Figure
-    active_power_watts: Figure
-    idle_power_watts: Figure
-    notes: tuple[str, ...] = field(default=())
-    # For a measured profile: when, and how loaded the machine was (other processes' cores).
-    measured: dict[str, Any] | None = None
-
-    def knee_macs_per_byte(self, dtype: str) -> float:
-        """Roofline knee: arithmetic intensity where compute and bandwidth limits meet."""
-        return self.peak(dtype) / max(self.memory_bandwidth_gbps.value, 1e-9)
-
-    def peak(self, dtype: str) -> float:
-        """Peak GMAC/s of ``dtype``; an unknown figure draws rooflines at the fp32 peak (the
-        latency projection refuses it: see ``known``)."""
-        figure = self.peak_gmacs.get(dtype)
-        if figure is None or not self.known(dtype):
-            return self.peak_gmacs["fp32"].value
-        return figure.value
-
-    def known(self, dtype: str) -> bool:
-        """Whether the peak of ``dtype`` has a source (datasheet, published, measured, or an
-        explicit assumption): a precision whose figure is unknown is not projected."""
-        figure = self.peak_gmacs.get(dtype)
-        return figure is not None and figure.source != "unknown" and math.isfinite(figure.value)
-
-    def with_bandwidth(self, gbps: float) -> HardwareProfile:
-        """A copy whose bandwidth is the user's figure (config ``memory_bandwidth_gbps``)."""
-        return replace(self, memory_bandwidth_gbps=Figure(gbps, "assumed", "config override"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-DEVICES: Registry[HardwareProfile | None] = Registry("device", EdgeOptError)
-
-
-def _fig(value: float, source: str, note: str = "") -> Figure:
-    return Figure(float(value), source, note)
-
-
-def _unknown(note: str) -> Figure:
-    return Figure(float("nan"), "unknown", note)
-
-
-# 4 x Cortex-A72 @ 1.5 GHz; a 128-bit NEON FMA pipe does 4 fp32 MACs per cycle; no fp16/bf16
-# arithmetic and no int8 dot product (ARMv8.0): int8 runs through 16-bit multiply-accumulate.
-DEVICES.register("raspberry-pi-4")(
-    HardwareProfile(
-        name="raspberry-pi-4",
-        description="Raspberry Pi 4 Model B: 4x Cortex-A72 @ 1.5 GHz, LPDDR4-3200",
-        memory_bandwidth_gbps=_fig(4.3, "datasheet", "as the specification gives"),
-        peak_gmacs={
-            "fp32": _fig(24.0, "datasheet", "4 cores x 1.5 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
-            "fp16": _unknown("no fp16 arithmetic on the A72 (ARMv8.0); no measured rate"),
-            "bf16": _unknown("no bf16 arithmetic on the A72; no measured rate"),
-            "int8": _unknown("no int8 dot product (ARMv8.0): the rate depends on the kernels"),
-        },
-        l1d_kib=_fig(32, "datasheet"),
-        l2_kib=_fig(1024, "datasheet", "shared"),
-        l3_kib=_fig(0, "datasheet", "none"),
-        active_power_watts=_fig(6.4, "assumed", "published full-load board measurements"),
-        idle_power_watts=_fig(2.7, "assumed", "published idle board measurements"),
-    )
-)
-# Jetson Nano: CPU path only (4x Cortex-A57 @ 1.43 GHz); its GPU is not modelled here.
-DEVICES.register("jetson-nano")(
-    HardwareProfile(
-        name="jetson-nano",
-        description="NVIDIA Jetson Nano (CPU path): 4x Cortex-A57 @ 1.43 GHz, LPDDR4 25.6 GB/s",
-        memory_bandwidth_gbps=_fig(25.6, "datasheet"),
-        peak_gmacs={
-            "fp32": _fig(22.9, "datasheet", "4 cores x 1.43 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
-            "fp16": _unknown("no fp16 arithmetic on the A57 CPU cores; no measured rate"),
-            "bf16": _unknown("no bf16 arithmetic on the A57 CPU cores; no measured rate"),
-            "int8": _unknown("no int8 dot product on the A57: the rate depends on the kernels"),
-        },
-        l1d_kib=_fig(32, "datasheet"),
-        l2_kib=_fig(2048, "datasheet", "shared"),
-        l3_kib=_fig(0, "datasheet", "none"),
-        active_power_watts=_fig(10.0, "datasheet", "10 W power mode"),
-        idle_power_watts=_fig(1.25, "assumed", "published idle measurements"),
-        notes=("GPU (128 Maxwell cores) not modelled: edge-opt projects CPU execution",),
-    )
-)
-DEVICES.register("desktop-ddr4")(
-    HardwareProfile(
-        name="desktop-ddr4",
-        description="A desktop: 8 AVX2 cores @ 3.5 GHz, dual-channel DDR4",
-        memory_bandwidth_gbps=_fig(50.0, "datasheet", "as the specification gives"),
-        peak_gmacs={
-            "fp32": _fig(448.0, "assumed", "8 cores x 3.5 GHz x 16 fp32 MAC/cycle (2 AVX2 FMA)"),
-            "fp16": _fig(448.0, "assumed", "fp16 converted to fp32 (F16C)"),
-            "bf16": _fig(448.0, "assumed", "bf16 converted to fp32"),
-            "int8": _fig(896.0, "assumed", "AVX2 vpmaddubsw: ~2x the fp32 MAC rate"),
-        },
-        l1d_kib=_fig(32, "assumed"),
-        l2_kib=_fig(512, "assumed"),
-        l3_kib=_fig(32768, "assumed"),
-        active_power_watts=_fig(65.0, "assumed", "a typical desktop CPU TDP"),
-        idle_power_watts=_fig(10.0, "assumed"),
-    )
-)
-DEVICES.register("host")(None)  # measured on demand
-
-
-def device_names() -> list[str]:
-    return DEVICES.names()
 
 
 # -------------------------------------------------------------------------- the host itself
@@ -214,9 +85,9 @@ def measure_host_profile(threads: int = 1, power_watts: float = 5.0) -> Hardware
         i8b = torch.randint(-128, 127, (n, n), dtype=torch.int8)
         try:
             int8 = _rate(lambda: torch._int_mm(i8a, i8b), macs) / 1e9
-            int8_fig = _fig(int8, "measured", f"torch._int_mm {n}x{n}, {threads} thread(s)")
+            int8_fig = fig(int8, "measured", f"torch._int_mm {n}x{n}, {threads} thread(s)")
         except RuntimeError as exc:
-            int8_fig = _fig(fp32, "assumed", f"torch._int_mm unavailable ({exc}); fp32 rate")
+            int8_fig = fig(fp32, "assumed", f"torch._int_mm unavailable ({exc}); fp32 rate")
         big = torch.empty(512 * 2**20 // 4)  # 512 MiB: past any cache (this VM reports 300 MiB L3)
         dst = torch.empty_like(big)
         bandwidth = _rate(lambda: dst.copy_(big), 2 * big.numel() * 4) / 1e9  # read + write
@@ -226,18 +97,18 @@ def measure_host_profile(threads: int = 1, power_watts: float = 5.0) -> Hardware
     return HardwareProfile(
         name="host",
         description=f"this machine: {platform.processor() or platform.machine()}",
-        memory_bandwidth_gbps=_fig(bandwidth, "measured", "512 MiB tensor copy (read+write)"),
+        memory_bandwidth_gbps=fig(bandwidth, "measured", "512 MiB tensor copy (read+write)"),
         peak_gmacs={
-            "fp32": _fig(fp32, "measured", note),
-            "bf16": _fig(bf16, "measured", note),
-            "fp16": _fig(fp16, "measured", note),
+            "fp32": fig(fp32, "measured", note),
+            "bf16": fig(bf16, "measured", note),
+            "fp16": fig(fp16, "measured", note),
             "int8": int8_fig,
         },
-        l1d_kib=_fig(_cache_kib("L1d"), "measured", "sysfs"),
-        l2_kib=_fig(_cache_kib("L2"), "measured", "sysfs"),
-        l3_kib=_fig(_cache_kib("L3"), "measured", "sysfs"),
-        active_power_watts=_fig(power_watts, "assumed", "config power_watts"),
-        idle_power_watts=_fig(0.0, "assumed", "unknown"),
+        l1d_kib=fig(_cache_kib("L1d"), "measured", "sysfs"),
+        l2_kib=fig(_cache_kib("L2"), "measured", "sysfs"),
+        l3_kib=fig(_cache_kib("L3"), "measured", "sysfs"),
+        active_power_watts=fig(power_watts, "assumed", "config power_watts"),
+        idle_power_watts=fig(0.0, "assumed", "unknown"),
         measured={
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "other_cpu_cores": probe.other_cores(),
@@ -269,20 +140,6 @@ def _cache_path(threads: int) -> Path:
     return root / f"host_profile_{safe}.json"
 
 
-def profile_from_dict(data: dict[str, Any]) -> HardwareProfile:
-    """The inverse of ``HardwareProfile.to_dict``."""
-    figures = {k: Figure(**v) for k, v in data.items() if isinstance(v, dict) and "source" in v}
-    peaks = {k: Figure(**v) for k, v in data["peak_gmacs"].items()}
-    return HardwareProfile(
-        name=data["name"],
-        description=data["description"],
-        peak_gmacs=peaks,
-        notes=tuple(data.get("notes", ())),
-        measured=data.get("measured"),
-        **figures,
-    )
-
-
 def host_profile(
     threads: int = 1, power_watts: float = 5.0, refresh: bool = False
 ) -> HardwareProfile:
@@ -294,7 +151,7 @@ def host_profile(
             reason = stale_reason(profile)
             if reason is None:
                 return replace(
-                    profile, active_power_watts=_fig(power_watts, "assumed", "config power_watts")
+                    profile, active_power_watts=fig(power_watts, "assumed", "config power_watts")
                 )
             log.info("host profile: measuring again, the cached one is stale (%s)", reason)
         except (KeyError, TypeError, ValueError):
@@ -316,7 +173,7 @@ def get_device_profile(
     Raises:
         EdgeOptError: the name is not registered.
     """
-    if name in ("host", "cpu"):
+    if name in HOST_NAMES:
         return host_profile(threads, power_watts, refresh)
     profile = DEVICES.get(name)
     if profile is None:

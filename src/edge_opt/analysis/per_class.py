@@ -138,12 +138,12 @@ def per_class_for_run(
     The candidates' predictions are recomputed from the built models (``RuntimeModel.predict``,
     deterministic on the same loader) rather than carried through the sweep.
     """
-    from edge_opt.candidates.plan import candidate_id
+    from edge_opt.candidates.plan import REFERENCE_ID
     from edge_opt.measure.metrics import evaluate_predict
 
     labels = splits.val.tensors[1].numpy()
     names = splits.class_names or tuple(str(i) for i in range(splits.num_classes))
-    ref_id = candidate_id(0.0, "fp32", "eager")
+    ref_id = REFERENCE_ID
     if ref_id in built_models:
         reference = (ref_id, evaluate_predict(built_models[ref_id].predict, val_loader))
     else:

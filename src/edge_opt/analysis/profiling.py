@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from edge_opt.analysis.devices import HardwareProfile
+from edge_opt.analysis.device_profiles import HardwareProfile
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.artifacts import atomic_save_figure, atomic_write_csv, atomic_write_json
 from edge_opt.measure.process import torch_threads

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edge_opt.analysis.devices import HardwareProfile
+from edge_opt.analysis.device_profiles import HardwareProfile
 from edge_opt.candidates.columns import C
 
 # Fitted separately per runtime and precision: their fixed costs differ (eager int8 quantizes

@@ -11,8 +11,9 @@ import itertools
 from dataclasses import dataclass
 
 from edge_opt.decide.budgets import BUDGET_METRICS
-from edge_opt.infra.cache import content_key
+from edge_opt.infra.cache import content_key, package_versions
 from edge_opt.measure.harness import HarnessSettings
+from edge_opt.runtimes.registry import RUNTIMES
 
 DEFAULT_RUNTIME = "eager"
 
@@ -20,6 +21,11 @@ DEFAULT_RUNTIME = "eager"
 def candidate_id(pruning_level: float, precision: str, runtime: str = DEFAULT_RUNTIME) -> str:
     """Stable, filesystem-safe id: ``p25-int8-eager`` for 25% pruning, int8, eager."""
     return f"p{round(pruning_level * 100):02d}-{precision}-{runtime}"
+
+
+# The reference every candidate is compared with: unpruned, fp32, eager (the same total
+# training as every candidate); the anchor of the paired speedups.
+REFERENCE_ID = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -71,5 +77,7 @@ class SweepPlan:
                 "data": self.data_fingerprint,
                 "threads": self.harness.threads,
                 "latency_batch_size": self.latency_batch_size,
+                # The runtime's own libraries (its registry entry names them).
+                "runtime_versions": package_versions(RUNTIMES.get(runtime).packages),
             },
         )

@@ -32,7 +32,8 @@ from edge_opt.measure.metrics import AccuracyResult, evaluate_predict
 from edge_opt.measure.process import torch_threads
 from edge_opt.models.zoo import count_parameters
 from edge_opt.runtimes.base import RuntimeModel
-from edge_opt.runtimes.build import build_runtime, unsupported_reason
+from edge_opt.runtimes.build import build_runtime
+from edge_opt.runtimes.registry import unsupported_reason
 
 log = logging.getLogger(__name__)
 

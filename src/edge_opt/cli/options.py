@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    pass
-
+from edge_opt.runtimes.registry import FORMATS
 
 app = typer.Typer(
     add_completion=False,
@@ -19,12 +17,9 @@ app = typer.Typer(
 )
 
 
-class ExportFormat(StrEnum):
-    """What `export --format` accepts (anything else is a usage error, exit 2)."""
-
-    onnx = "onnx"
-    pte = "pte"
-    torchscript = "torchscript"
+# What `export --format` accepts (anything else is a usage error, exit 2): the registry's
+# deployable formats.
+ExportFormat = StrEnum("ExportFormat", {name: name for name in FORMATS.names()})  # type: ignore[misc]
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/default.yaml.")]

@@ -16,11 +16,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edge_opt.compress.precisions import BYTES_PER_ELEMENT, ENGINES, PRECISIONS
 from edge_opt.errors import QuantizationError
-from edge_opt.infra.registry import Registry
 
-QUANTIZATION_BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+QUANTIZATION_BACKENDS = tuple(ENGINES.names())
+__all__ = [
+    "BYTES_PER_ELEMENT",
+    "PRECISIONS",
+    "QUANTIZATION_BACKENDS",
+    "ConvertedModel",
+    "convert_precision",
+    "is_int8_quantized",
+    "quantize_static_int8",
+    "quantized_module_names",
+]
 
 
 @dataclass(frozen=True)
@@ -37,31 +46,25 @@ class ConvertedModel:
 
 
 Converter = Callable[[nn.Module, Sequence[torch.Tensor], str], ConvertedModel]
-PRECISIONS: Registry[Converter] = Registry("precision", QuantizationError)
-register_precision = PRECISIONS.register
 
 
 def _float_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.deepcopy(model).to(dtype=dtype).eval()
 
 
-@register_precision("fp32")
-def _to_fp32(model: nn.Module, _calib: Sequence[torch.Tensor], _backend: str) -> ConvertedModel:
+def to_fp32(model: nn.Module, _calib: Sequence[torch.Tensor], _backend: str) -> ConvertedModel:
     return ConvertedModel(_float_copy(model, torch.float32), "fp32", torch.float32)
 
 
-@register_precision("fp16")
-def _to_fp16(model: nn.Module, _calib: Sequence[torch.Tensor], _backend: str) -> ConvertedModel:
+def to_fp16(model: nn.Module, _calib: Sequence[torch.Tensor], _backend: str) -> ConvertedModel:
     return ConvertedModel(_float_copy(model, torch.float16), "fp16", torch.float16)
 
 
-@register_precision("bf16")
-def _to_bf16(model: nn.Module, _calib: Sequence[torch.Tensor], _backend: str) -> ConvertedModel:
+def to_bf16(model: nn.Module, _calib: Sequence[torch.Tensor], _backend: str) -> ConvertedModel:
     return ConvertedModel(_float_copy(model, torch.bfloat16), "bf16", torch.bfloat16)
 
 
-@register_precision("int8")
-def _to_int8(model: nn.Module, calib: Sequence[torch.Tensor], backend: str) -> ConvertedModel:
+def to_int8(model: nn.Module, calib: Sequence[torch.Tensor], backend: str) -> ConvertedModel:
     quantized = quantize_static_int8(model, calib, backend)
     return ConvertedModel(quantized, "int8", torch.float32, quantized_engine=backend)
 
@@ -165,4 +168,5 @@ def convert_precision(
         >>> converted = convert_precision(SmallCNN(), "bf16")  # doctest: +SKIP
         >>> converted.model(converted.prepare_input(x))  # doctest: +SKIP
     """
-    return PRECISIONS.get(precision)(model, calibration_inputs, backend)
+    converter: Converter = globals()[PRECISIONS.get(precision).converter]
+    return converter(model, calibration_inputs, backend)

@@ -1,8 +1,9 @@
 """Configuration: YAML in, one validated and frozen ``ExperimentConfig`` out.
 
 ``config.schema`` holds the keys, ``config.sections`` the nested ones (model, dataset,
-executor, search), ``config.loading`` reads YAML and ``--set`` overrides, ``config.reference``
-generates the reference docs, ``config.yaml_input`` reads YAML safely."""
+executor, search), ``config.types`` the strict scalars and the registered names,
+``config.loading`` reads YAML and ``--set`` overrides, ``config.reference`` generates the
+reference docs, ``config.yaml_input`` reads YAML safely."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from edge_opt.config.schema import (
     ExperimentConfig,
 )
 from edge_opt.config.sections import (
-    DATASET_FORMAT_NAMES,
     DATASET_SPEC_KEYS,
     EXECUTOR_KEYS,
     MODEL_SPEC_KEYS,
@@ -34,6 +34,7 @@ from edge_opt.config.sections import (
     ExecutorSpec,
     ModelSpec,
     SearchConfig,
+    path_formats,
 )
 from edge_opt.config.types import (
     MAX_BATCH,
@@ -42,23 +43,35 @@ from edge_opt.config.types import (
     MAX_IMAGES,
     MAX_LIST,
     MAX_SEED,
+    REGISTRIES,
+    DatasetFormatName,
+    DeviceName,
     Dim,
+    ExecutorName,
     Flag,
     Int,
     PrecisionName,
     QuantBackend,
     Real,
+    RuntimeName,
+    SamplerName,
     Seed,
     Stat,
+    allowed_text,
+    name_of,
+    registered,
+    registry,
 )
 
 __all__ = [
-    "DATASET_FORMAT_NAMES",
     "DATASET_NAMES",
     "DATASET_SPEC_KEYS",
+    "DatasetFormatName",
     "DatasetSpec",
+    "DeviceName",
     "Dim",
     "EXECUTOR_KEYS",
+    "ExecutorName",
     "ExecutorSpec",
     "ExperimentConfig",
     "Flag",
@@ -76,16 +89,24 @@ __all__ = [
     "QuantBackend",
     "RAY_BUILTIN_RESOURCES",
     "RAY_RESOURCE",
+    "REGISTRIES",
     "RENAMED_KEYS",
     "Real",
+    "RuntimeName",
     "SEARCH_KEYS",
+    "SamplerName",
     "SearchConfig",
     "Seed",
     "Stat",
+    "allowed_text",
     "build_config",
     "describe_fields",
     "dump_config",
     "field_names",
     "load_config",
+    "name_of",
     "parse_override",
+    "path_formats",
+    "registered",
+    "registry",
 ]

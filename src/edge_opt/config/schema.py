@@ -4,6 +4,7 @@ is ``config.loading``."""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -14,12 +15,13 @@ from pydantic import (
     model_validator,
 )
 
+from edge_opt.compress.precisions import default_engine
 from edge_opt.config.sections import (
-    DATASET_FORMAT_NAMES,
     DatasetSpec,
     ExecutorSpec,
     ModelSpec,
     SearchConfig,
+    path_formats,
 )
 from edge_opt.config.types import (
     MAX_BATCH,
@@ -28,12 +30,15 @@ from edge_opt.config.types import (
     MAX_IMAGES,
     MAX_LIST,
     MAX_SEED,
+    DeviceName,
     Flag,
     Int,
     PrecisionName,
     QuantBackend,
     Real,
+    RuntimeName,
     Seed,
+    registry,
 )
 
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "synthetic")
@@ -126,11 +131,11 @@ class ExperimentConfig(BaseModel):
     fine_tune_epochs: Int = Field(
         0, ge=0, le=MAX_EPOCHS, description="Epochs of fine-tuning after each pruning level > 0."
     )
-    device: Literal["host", "cpu", "raspberry-pi-4", "jetson-nano", "desktop-ddr4"] = Field(
+    device: DeviceName = Field(
         "host",
-        description="Target device profile for the roofline, bottleneck and latency projection: "
-        "`host` (this machine, measured; `cpu` is the same), `raspberry-pi-4`, `jetson-nano`, "
-        "`desktop-ddr4`. Everything is measured on this machine's CPU.",
+        description="Target device profile for the roofline, bottleneck and latency projection "
+        "(a registered device; `host` and `cpu`: this machine, measured). Everything is "
+        "measured on this machine's CPU.",
     )
     # --- the sweep --------------------------------------------------------------------------
     pruning_levels: tuple[Real, ...] = Field(
@@ -153,17 +158,18 @@ class ExperimentConfig(BaseModel):
     precisions: tuple[PrecisionName, ...] = Field(
         ("fp32", "fp16", "bf16", "int8"),
         min_length=1,
-        description="Any of `fp32`, `fp16`, `bf16`, `int8` (static PTQ).",
+        description="Registered precisions to convert each level to (int8: static PTQ).",
     )
-    runtimes: tuple[Literal["eager", "onnxruntime", "compiled", "executorch"], ...] = Field(
+    runtimes: tuple[RuntimeName, ...] = Field(
         ("eager",),
         min_length=1,
-        description="Where candidates run: `eager` PyTorch, `onnxruntime` (ONNX export), "
-        "`compiled` (torch.compile with freezing), `executorch` (a .pte lowered to XNNPACK; "
-        "fp32 and int8).",
+        description="Registered runtimes candidates run in (docs/runtimes.md); a runtime that "
+        "cannot run a precision gives a `skipped` row.",
     )
     quantization_backend: QuantBackend = Field(
-        "x86", description="int8 engine: `x86`, `fbgemm`, `onednn` or `qnnpack`."
+        "auto",
+        description="int8 engine; `auto` resolves to this CPU's (`x86` on x86-64, `qnnpack` on "
+        "Arm); an engine torch does not ship for this CPU is refused.",
     )
     calibration_batches: Int = Field(
         8, ge=1, le=10_000, description="Training batches used to calibrate int8 observers."
@@ -363,7 +369,7 @@ class ExperimentConfig(BaseModel):
         if isinstance(self.dataset, str) and self.dataset not in DATASET_NAMES:
             hint = (
                 f"; for your own data write a mapping: {{format: {self.dataset}, path: ...}}"
-                if self.dataset in DATASET_FORMAT_NAMES
+                if self.dataset in path_formats()
                 else ""
             )
             problems.append(
@@ -391,9 +397,14 @@ class ExperimentConfig(BaseModel):
                 f"active_memory_budget_mb: {self.active_memory_budget_mb!r} is not one of "
                 f"memory_budgets_mb {list(self.memory_budgets_mb)}; add it there or pick one"
             )
+        problems += self._engine_problems()
         if problems:
             # A ValueError inside a validator becomes one pydantic error; we split it again.
             raise ValueError("\n".join(problems))
+        if self.quantization_backend == "auto":
+            # Resolved here, once, for this CPU: the resolved config shows the engine used.
+            engine = default_engine(platform.machine())
+            object.__setattr__(self, "quantization_backend", engine)
         if self.dataloader_seed is None:
             # Resolved here, once, so every reader (and config_resolved.yaml) sees the value
             # used; object.__setattr__ because the model is frozen. The field is kept out of
@@ -402,6 +413,24 @@ class ExperimentConfig(BaseModel):
             object.__setattr__(self, "dataloader_seed", self.seed)
             self.__pydantic_fields_set__.discard("dataloader_seed")
         return self
+
+    def _engine_problems(self) -> list[str]:
+        """An int8 engine torch does not ship for this CPU is refused (it would fail every int8
+        candidate with ``unknown architecture``)."""
+        machine = platform.machine()
+        fits = default_engine(machine)
+        if self.quantization_backend == "auto":
+            if fits is None:
+                return [f"quantization_backend: auto finds no int8 engine for this CPU ({machine})"]
+            return []
+        engines = registry("engine")
+        if machine in engines.get(self.quantization_backend).machines:
+            return []
+        usable = [n for n in engines.names() if machine in engines.get(n).machines]
+        return [
+            f"quantization_backend: {self.quantization_backend!r} is not built for this CPU "
+            f"({machine}); use `auto` (here: {fits}) or one of {', '.join(usable) or 'none'}"
+        ]
 
     @property
     def latency_multiplier(self) -> float:

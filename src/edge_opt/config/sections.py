@@ -15,7 +15,19 @@ from pydantic import (
     model_validator,
 )
 
-from edge_opt.config.types import MAX_IMAGES, Dim, Flag, Int, Real, Seed, Stat
+from edge_opt.config.types import (
+    MAX_IMAGES,
+    DatasetFormatName,
+    Dim,
+    ExecutorName,
+    Flag,
+    Int,
+    Real,
+    SamplerName,
+    Seed,
+    Stat,
+    registry,
+)
 
 
 class ModelSpec(BaseModel):
@@ -58,7 +70,10 @@ class ModelSpec(BaseModel):
 MODEL_SPEC_KEYS = tuple(ModelSpec.model_fields)
 
 
-DATASET_FORMAT_NAMES: tuple[str, ...] = ("idx", "imagefolder", "npz")
+def path_formats() -> list[str]:
+    """The registered dataset formats that read a ``path`` (plugins' included)."""
+    formats = registry("dataset format")
+    return [n for n in formats.names() if formats.get(n).takes_path]
 
 
 class DatasetSpec(BaseModel):
@@ -66,8 +81,10 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format: Literal["idx", "imagefolder", "npz"] | None = Field(
-        None, description="`imagefolder` (class sub-folders), `npz` (arrays) or `idx` (4 files)."
+    format: DatasetFormatName | None = Field(
+        None,
+        description="A registered dataset format reading `path` (docs/data.md): `imagefolder` "
+        "(class sub-folders), `npz` (arrays), `idx` (4 files), or a plugin's.",
     )
     path: str | None = Field(None, min_length=1, description="Folder or file of the data.")
     factory: str | None = Field(
@@ -93,23 +110,36 @@ class DatasetSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
         problems = []
+        spec = None if self.format is None else registry("dataset format").get(self.format)
+        paths = ", ".join(path_formats())
         if (self.format is None) == (self.factory is None):
             problems.append(
-                "dataset: give exactly one of `format` (idx, imagefolder or npz, with `path`) "
+                f"dataset: give exactly one of `format` ({paths}, with `path`) "
                 "or `factory` ('package.module:function')"
+            )
+        if spec is not None and not spec.takes_path:
+            problems.append(
+                f"dataset.format: {self.format!r} reads no path; write `factory: "
+                "'package.module:function'` instead, or a format that reads one: " + paths
             )
         if self.format is not None and self.path is None:
             problems.append(f"dataset.path: missing; format {self.format} reads a path")
         if self.factory is not None and self.path is not None:
             problems.append("dataset.path: a factory builds its own data; remove `path`")
-        if self.kwargs and self.factory is None:
-            problems.append("dataset.kwargs: only a `factory` takes kwargs; remove them")
-        if self.skip_bad_images and self.format != "imagefolder":
-            problems.append("dataset.skip_bad_images: only `format: imagefolder` decodes images")
-        if self.class_names is not None and self.format == "imagefolder":
+        if self.kwargs and self.factory is None and not (spec is not None and spec.takes_kwargs):
             problems.append(
-                "dataset.class_names: an image folder's classes are its sub-folder names; "
-                "rename the folders instead"
+                "dataset.kwargs: only a `factory` (or a format that takes them) takes kwargs; "
+                "remove them"
+            )
+        if self.skip_bad_images and not (spec is not None and spec.decodes_images):
+            problems.append(
+                "dataset.skip_bad_images: only a format that decodes image files "
+                "(`format: imagefolder`) skips bad ones"
+            )
+        if self.class_names is not None and spec is not None and spec.names_classes:
+            problems.append(
+                f"dataset.class_names: format {self.format}'s classes are named by the data "
+                "(an image folder's sub-folder names); rename the folders instead"
             )
         if (self.mean is None) != (self.std is None):
             problems.append("dataset.mean, dataset.std: give both or neither")
@@ -155,7 +185,7 @@ class ExecutorSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["local", "ray"] = Field(
+    kind: ExecutorName = Field(
         "local", description="`local`: in this process (Ray is not imported); `ray`: tasks."
     )
     address: str = Field(
@@ -238,9 +268,7 @@ class SearchConfig(BaseModel):
         "a multi-objective search over per-layer-group pruning ratios, precision and runtime.",
     )
     trials: Int = Field(40, ge=1, le=10_000, description="Trials the search evaluates.")
-    sampler: Literal["nsga2", "tpe"] = Field(
-        "nsga2", description="Optuna sampler: `nsga2` (NSGA-II) or `tpe`."
-    )
+    sampler: SamplerName = Field("nsga2", description="Optuna sampler: `nsga2` (NSGA-II) or `tpe`.")
     seed: Seed | None = Field(None, description="Sampler seed; null = the run's `seed`.")
     population: Int = Field(
         8,

@@ -17,14 +17,12 @@ from typing import Any
 import pandas as pd
 
 from edge_opt.candidates.columns import C
-from edge_opt.candidates.plan import candidate_id
+from edge_opt.candidates.plan import REFERENCE_ID
 from edge_opt.candidates.record import CandidateResult, records_frame
 from edge_opt.decide.budgets import BUDGET_METRICS, apply_latency_budget
 from edge_opt.decide.explain import Decision, explain_decision
 from edge_opt.decide.frontier import pareto_frontier
 from edge_opt.decide.recommend import Recommendation, recommend_candidate, recommend_on_device
-
-REFERENCE_ID = candidate_id(0.0, "fp32", "eager")
 
 
 @dataclass(frozen=True)

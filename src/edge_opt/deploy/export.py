@@ -30,16 +30,9 @@ from edge_opt.infra.runstatus import require_finished_run
 from edge_opt.orchestrate.preflight import build_configured_model
 from edge_opt.orchestrate.result import RunResult
 from edge_opt.runtimes.build import build_runtime
+from edge_opt.runtimes.registry import FORMATS, RUNTIMES, builder_of_format
 
 log = logging.getLogger(__name__)
-FORMATS = ("onnx", "pte", "torchscript")
-# format -> (the runtime that builds it, the file suffix, its int8 quantizer when re-exported)
-_BUILDS = {
-    "onnx": ("onnxruntime", ".onnx", "ONNX Runtime's QDQ quantizer"),
-    "pte": ("executorch", ".pte", "ExecuTorch's XNNPACKQuantizer"),
-    "torchscript": ("eager", ".pt", "eager FX PTQ"),
-}
-_DEFAULT_FORMAT = {"onnxruntime": "onnx", "executorch": "pte"}
 
 
 @dataclass(frozen=True)
@@ -160,7 +153,7 @@ def export_candidate(
     """
     run_dir = Path(run_dir)
     if output is not None and Path(output).is_dir():
-        suffix = _BUILDS[fmt][1] if fmt in _BUILDS else ".pt"
+        suffix = FORMATS.get(fmt).suffix if fmt in FORMATS else ".pt"
         name = f"{candidate_id or 'candidate'}{suffix}"
         raise EdgeOptError(
             f"--output {output} is a directory; give a file path, e.g. {Path(output) / name}"
@@ -190,14 +183,18 @@ def _export(
             f"candidates to {run_dir / 'models'}"
         )
     runtime, precision, level = row["runtime"], row["precision"], float(row["pruning_level"])
-    fmt = fmt or _DEFAULT_FORMAT.get(runtime, "torchscript")
+    measured = RUNTIMES.get(runtime) if runtime in RUNTIMES else None
+    fmt = fmt or (measured.export_format if measured is not None else "torchscript")
     if fmt not in FORMATS:
-        raise EdgeOptError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
-    build_as, suffix, quantizer = _BUILDS[fmt]
+        raise EdgeOptError(f"--format: {fmt!r} is not one of {', '.join(FORMATS.names())}")
+    # The candidate's own runtime writes its own format; another format is another build.
+    builder = measured if measured is not None and measured.export_format == fmt else None
+    builder = builder or builder_of_format(fmt)
+    build_as, suffix = builder.name, FORMATS.get(fmt).suffix
     note = "the measured candidate"
     if build_as != runtime:
         note = f"measured as {runtime}; exported as {fmt}" + (
-            f" (int8 by {quantizer}, not the measured int8 model)"
+            f" (int8 by {builder.int8_method}, not the measured int8 model)"
             if precision == "int8" and fmt != "torchscript"
             else ""
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from edge_opt.infra.artifacts import atomic_write_text
 from edge_opt.infra.environment import sha256_file
+from edge_opt.runtimes.registry import FORMATS
 
 SIDECAR_VERSION = 1
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
@@ -40,6 +41,15 @@ def onnx_io_names(path: Path) -> tuple[str, str]:
     return graph.input[0].name, graph.output[0].name
 
 
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def build_sidecar(
     model_path: Path,
     candidate_id: str,
@@ -62,24 +72,15 @@ def build_sidecar(
         measured_as: the runtime the candidate was measured in.
     """
     channels, height, width = (int(d) for d in input_shape)
+    deployable = FORMATS.get(fmt)
     if fmt == "onnx":
-        import onnxruntime
-
         input_name, output_name = onnx_io_names(model_path)
-        runtime = {"name": "onnxruntime", "version": onnxruntime.__version__}
-        batch = "dynamic (any batch size)"
     elif fmt == "pte":
-        from importlib.metadata import version
-
         input_name, output_name = "input (positional, method `forward`)", "output"
-        runtime = {"name": "executorch (XNNPACK delegate)", "version": version("executorch")}
-        batch = "exported at batch 1"
     else:
-        import torch
-
         input_name, output_name = "input (positional)", "output"
-        runtime = {"name": "torchscript (torch.jit.load)", "version": torch.__version__}
-        batch = "traced at batch 1"
+    runtime = {"name": deployable.runner, "version": _version(deployable.runner_package)}
+    batch = deployable.batch
     normalisation = data.get("normalisation", {})
     pre = dict(data.get("preprocessing") or {})
     pre.setdefault("channels", channels)

@@ -34,23 +34,26 @@ META = "meta.json"
 
 
 @functools.cache
-def library_versions() -> dict[str, str]:
-    """Versions that change what a cached step produces (package metadata: importing torchao
-    or executorch would cost seconds and load native code)."""
-    versions = {"edge_opt": __version__, "torch": torch.__version__}
-    for module, dist in (
-        ("onnx", "onnx"),
-        ("onnxruntime", "onnxruntime"),
-        ("torchao", "torchao"),
-        ("torch_pruning", "torch-pruning"),
-        ("numpy", "numpy"),
-        ("executorch", "executorch"),
-    ):
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of distributions, from their metadata (importing one, e.g. torchao
+    or executorch, would cost seconds and load native code); ``absent`` when not installed."""
+    versions = {}
+    for dist in packages:
         try:
-            versions[module] = importlib.metadata.version(dist)
+            versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
-            versions[module] = "absent"
+            versions[dist] = "absent"
     return versions
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that change what every cached step produces; a step that depends on more (a
+    runtime's libraries) puts their versions in its own payload."""
+    return {
+        "edge_opt": __version__,
+        "torch": torch.__version__,
+        **package_versions(("torch-pruning", "numpy")),
+    }
 
 
 def content_key(kind: str, payload: dict[str, Any]) -> str:

@@ -44,8 +44,6 @@ PACKAGES = (
     "rich",
     "mlxtend",
     "torch-pruning",
-    "onnx",
-    "onnxruntime",
 )
 MALLOC_VARS = (
     "MALLOC_MMAP_THRESHOLD_",
@@ -113,9 +111,11 @@ def git_commit(path: Path | None = None) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Versions of edge-opt's dependencies and of ``extra`` ones (the runtimes' libraries);
+    None for one not installed."""
     versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in dict.fromkeys((*PACKAGES, *extra)):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -182,7 +182,10 @@ def kernel_dispatch(quantized_engine: str, train_threads: int | None = None) -> 
 
 
 def describe_environment(
-    benchmark_threads: int, quantized_engine: str, train_threads: int | None = None
+    benchmark_threads: int,
+    quantized_engine: str,
+    train_threads: int | None = None,
+    packages: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The environment record written to manifest.json."""
     return {
@@ -190,7 +193,7 @@ def describe_environment(
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": cpu_info(),
-        "packages": package_versions(),
+        "packages": package_versions(packages),
         "torch_threads_default": torch.get_num_threads(),
         "benchmark_threads": benchmark_threads,
         "quantized_engine": quantized_engine,

@@ -121,17 +121,17 @@ def status(key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
 
-def probe(path, input_path, threads):
+def probe(path, input_path, threads, fmt):
     torch.set_num_threads(threads)
     x = torch.load(input_path, weights_only=True)
-    if path.endswith(".onnx"):
+    if fmt == "onnx":
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         feed = {session.get_inputs()[0].name: x.float().numpy()}
         model = lambda _x: session.run(None, feed)
-    elif path.endswith(".pte"):  # ExecuTorch: its thread pool sized as in the sweep
+    elif fmt == "pte":  # ExecuTorch: its thread pool sized as in the sweep
         import executorch.extension.pybindings.portable_lib as lib
         from executorch.runtime import Runtime
         lib._unsafe_reset_threadpool(threads)
@@ -149,11 +149,11 @@ def probe(path, input_path, threads):
     return one_call(), one_call()
 
 for line in sys.stdin:
-    path, input_path, threads, result = line.rstrip("\n").split("\t")
+    path, input_path, threads, result, fmt = line.rstrip("\n").split("\t")
     pid = os.fork()
     if pid == 0:
         try:
-            cold, warm = probe(path, input_path, int(threads))
+            cold, warm = probe(path, input_path, int(threads), fmt)
             text = f"ok {cold} {warm}"
         except BaseException as exc:
             text = "error " + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -212,7 +212,7 @@ class RssProber:
             self._server = None
         self._tmp.cleanup()
 
-    def _ask(self, model_path: Path, input_path: Path, threads: int) -> str:
+    def _ask(self, model_path: Path, input_path: Path, threads: int, fmt: str) -> str:
         if self._server is None or self._server.poll() is not None:
             self._server = subprocess.Popen(
                 [sys.executable, "-c", _PROBE_SERVER],
@@ -226,7 +226,7 @@ class RssProber:
         stdin, stdout = self._server.stdin, self._server.stdout
         if stdin is None or stdout is None:
             raise RuntimeError("the probe server has no pipes")
-        stdin.write(f"{model_path}\t{input_path}\t{threads}\t{result}\n")
+        stdin.write(f"{model_path}\t{input_path}\t{threads}\t{result}\t{fmt}\n")
         stdin.flush()
         ready, _, _ = select.select([stdout], [], [], self.timeout_s)
         if not ready:
@@ -242,21 +242,24 @@ class RssProber:
         model: nn.Module,
         example: torch.Tensor,
         threads: int = 1,
-        onnx_path: Path | None = None,
+        artifact: Path | None = None,
+        fmt: str | None = None,
     ) -> RssProbe:
-        """Cold and warm peak-RSS growth (MiB) of ``model`` (or the exported file: ``.onnx`` in
-        ONNX Runtime, ``.pte`` in ExecuTorch) on ``example``."""
+        """Cold and warm peak-RSS growth (MiB) of ``model``, or of its exported ``artifact`` run
+        as its deployable format ``fmt`` says (``onnx`` in ONNX Runtime, ``pte`` in ExecuTorch;
+        by default the file's suffix), on ``example``."""
         if not Path("/proc/self/clear_refs").exists():
             return RssProbe(None, None, "unavailable: /proc/self/clear_refs is missing (not Linux)")
         folder = Path(tempfile.mkdtemp(dir=self._tmp.name))
         try:
-            model_path = onnx_path or _save_for_probe(model, example, folder)
+            model_path = artifact or _save_for_probe(model, example, folder)
         except Exception as exc:  # not traceable: say so rather than guess
             return RssProbe(None, None, f"unavailable: model cannot be saved for the probe ({exc})")
         input_path = folder / "input.pt"
         torch.save(example, input_path)
         try:
-            answer = self._ask(model_path, input_path, threads)
+            loader = fmt or (model_path.suffix[1:] if artifact else "torchscript")
+            answer = self._ask(model_path, input_path, threads, loader)
         except (OSError, RuntimeError) as exc:
             return RssProbe(None, None, f"probe failed: {exc}")
         if not answer.startswith("ok "):
@@ -266,7 +269,8 @@ class RssProber:
 
 
 def probe_many(
-    jobs: Sequence[tuple[nn.Module, torch.Tensor, Path | None]],
+    jobs: Sequence[tuple[nn.Module, torch.Tensor, Path | None]]
+    | Sequence[tuple[nn.Module, torch.Tensor, Path | None, str | None]],
     threads: int = 1,
     lanes: int = 2,
     on_done: Callable[[int], None] | None = None,
@@ -292,9 +296,11 @@ def probe_many(
                     index = pending.get_nowait()
                 except queue.Empty:
                     return
-                model, example, exported = jobs[index]
+                model, example, exported, *fmt = jobs[index]
                 try:
-                    results[index] = prober.probe(model, example, threads, onnx_path=exported)
+                    results[index] = prober.probe(
+                        model, example, threads, artifact=exported, fmt=fmt[0] if fmt else None
+                    )
                 except Exception as exc:  # e.g. a full disk while saving: a row says so
                     results[index] = RssProbe(None, None, f"probe failed: {exc}")
                 finally:
@@ -326,12 +332,12 @@ def measure_peak_rss_delta_mb(
     example: torch.Tensor,
     threads: int = 1,
     timeout_s: float = 120.0,
-    onnx_path: Path | None = None,
+    artifact: Path | None = None,
 ) -> RssProbe:
     """Run the model once cold and once warm in a fresh child process; measure peak-RSS growth.
 
-    With ``onnx_path`` the child runs that exported file instead of ``model`` (``.onnx`` in
+    With ``artifact`` the child runs that exported file instead of ``model`` (``.onnx`` in
     ONNX Runtime, ``.pte`` in ExecuTorch).
     """
     with RssProber(timeout_s) as prober:
-        return prober.probe(model, example, threads, onnx_path)
+        return prober.probe(model, example, threads, artifact)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from edge_opt.compress.precisions import PRECISIONS
 from edge_opt.errors import MeasurementError
 from edge_opt.measure.energy import RaplReader, energy_proxy_j
 from edge_opt.measure.evaluation import EvaluationTwin
@@ -28,11 +29,9 @@ from edge_opt.measure.process import torch_threads
 from edge_opt.measure.statistics import LatencyStats
 
 BYTES_PER_MB = 2**20  # "MB" in edge-opt means MiB: budgets, memory_mb and sizes use 2**20 bytes
+# The dtype of each precision's inputs (an int8 model quantizes its float input itself).
 INPUT_DTYPES = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "int8": torch.float32,  # a statically quantized model quantizes its float input itself
+    name: getattr(torch, PRECISIONS.get(name).input_dtype) for name in PRECISIONS.names()
 }
 
 

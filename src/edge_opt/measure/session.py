@@ -146,6 +146,7 @@ def probe_peak_rss(
             built[cid].eager.model,
             built[cid].eager.prepare_input(latency_input),
             built[cid].artifact,
+            built[cid].deployable_format if built[cid].artifact is not None else None,
         )
         for cid in probed
     ]

@@ -16,6 +16,7 @@ from edge_opt.infra.text import percent
 from edge_opt.measure.energy import PowerSource
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.measure.process import load_average
+from edge_opt.runtimes.registry import runtime_packages
 
 FP16_SLOW_RATIO = 3.0
 DRIFT_NOTE = 0.15  # a drift of the reference kernel beyond this is told to the reader
@@ -32,7 +33,10 @@ def environment_record(
     """The manifest's environment: machine, versions, kernels, allocator, power, load, timing
     protocol, and the rounds the noise guard redid."""
     environment = describe_environment(
-        cfg.benchmark_threads, torch.backends.quantized.engine, cfg.train_threads
+        cfg.benchmark_threads,
+        torch.backends.quantized.engine,
+        cfg.train_threads,
+        runtime_packages(),
     )
     environment["allocator"] = dict(allocator)
     environment["power"] = asdict(power)

@@ -20,19 +20,18 @@ from edge_opt.analysis.candidates import (
     profile_candidate,
     project_candidates,
 )
-from edge_opt.analysis.devices import HardwareProfile, get_device_profile, host_profile
+from edge_opt.analysis.device_profiles import HardwareProfile
+from edge_opt.analysis.devices import get_device_profile, host_profile
 from edge_opt.analysis.profiling import roofline_points
 from edge_opt.analysis.projection import cross_device_validation
 from edge_opt.candidates.columns import C
-from edge_opt.candidates.plan import candidate_id
+from edge_opt.candidates.plan import REFERENCE_ID
 from edge_opt.candidates.record import CandidateResult, records_frame
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.measure.metrics import collect_metrics
 from edge_opt.orchestrate.baseline import TORCH_DEVICE, Baseline, RunInputs
 from edge_opt.orchestrate.study import Study
-
-BASE_ID = candidate_id(0.0, "fp32", "eager")
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def _base_row(
     power_watts: float,
 ) -> dict[str, Any]:
     """``p00-fp32-eager``'s row, or the baseline measured now when that candidate has none."""
-    row = rows.get(BASE_ID)
+    row = rows.get(REFERENCE_ID)
     if row is not None and row[C.status] == "ok":
         return row
     metrics = collect_metrics(

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edge_opt.analysis.slowdowns import flag_slower_than_less_pruned
-from edge_opt.candidates.plan import DEFAULT_RUNTIME, SweepPlan, candidate_id
+from edge_opt.candidates.plan import DEFAULT_RUNTIME, REFERENCE_ID, SweepPlan
 from edge_opt.candidates.preparation import pending_row
 from edge_opt.candidates.record import CandidateResult, records_frame, rows_frame
 from edge_opt.candidates.results import candidate_record, contenders
@@ -124,7 +124,7 @@ def execute_sweep(
         session_settings(plan),
         inputs.latency_input,
         inputs.check_batch,
-        anchor=candidate_id(0.0, "fp32", DEFAULT_RUNTIME),
+        anchor=REFERENCE_ID,
         dominance=timing_dominance(contenders(prepared, plan), plan.latency_budget_ms),
         measure_energy=True,
         progress=hooks.progress,

@@ -14,14 +14,22 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.runtimes.registry import RUNTIMES
+
 PRECISION_COLOURS = {
     "fp32": "tab:blue",
     "fp16": "tab:orange",
     "bf16": "tab:green",
     "int8": "tab:red",
 }
-RUNTIME_MARKERS = {"eager": "o", "onnxruntime": "s", "compiled": "^"}
-OTHER_MARKER = "D"
+OTHER_MARKER = "D"  # a runtime no longer registered (a run made with a plugin since removed)
+
+
+def runtime_marker(runtime: str) -> str:
+    """The runtime's marker (its registry entry)."""
+    return RUNTIMES.get(runtime).marker if runtime in RUNTIMES else OTHER_MARKER
+
+
 # Offsets (points) tried in turn for a label, nearest first, then further out.
 _OFFSETS = [
     (dx * k, dy * k)
@@ -130,7 +138,7 @@ def scatter(
     handles: list[Any] = []
     for (precision, runtime), group in ok.groupby(["precision", "runtime"], sort=True):
         colour = PRECISION_COLOURS.get(str(precision), "tab:gray")
-        shape = RUNTIME_MARKERS.get(str(runtime), OTHER_MARKER)
+        shape = runtime_marker(str(runtime))
         accepted = group["accepted"].astype(bool)
         for subset, filled in ((group[accepted], True), (group[~accepted], False)):
             if not subset.empty:
@@ -199,7 +207,7 @@ def scatter(
             Line2D(
                 [],
                 [],
-                marker=RUNTIME_MARKERS.get(str(runtime), OTHER_MARKER),
+                marker=runtime_marker(str(runtime)),
                 linestyle="none",
                 color="dimgray",
                 label=str(runtime),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_opt.reports.page import esc
+from edge_opt.runtimes.registry import RUNTIMES
 
 PRECISION_COLOURS = {
     "fp32": "#1f77b4",
@@ -22,8 +23,14 @@ PRECISION_COLOURS = {
     "int8": "#d62728",
 }
 OTHER_COLOUR = "#7f7f7f"
-RUNTIME_SHAPES = {"eager": "circle", "onnxruntime": "square", "compiled": "triangle"}
-OTHER_SHAPE = "diamond"
+OTHER_SHAPE = "diamond"  # a runtime no longer registered
+
+
+def runtime_shape(runtime: str) -> str:
+    """The runtime's shape (its registry entry)."""
+    return RUNTIMES.get(runtime).svg_shape if runtime in RUNTIMES else OTHER_SHAPE
+
+
 WIDTH, HEIGHT = 760, 420
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 16, 52
 
@@ -111,7 +118,7 @@ def _point(p: Point, x: Scale, y: Scale) -> str:
         )
     if p.recommended:
         parts.append(f'<circle class="rec-ring" cx="{cx:.1f}" cy="{cy:.1f}" r="11"/>')
-    parts.append(marker(RUNTIME_SHAPES.get(p.runtime, OTHER_SHAPE), cx, cy))
+    parts.append(marker(runtime_shape(p.runtime), cx, cy))
     title = f"{p.candidate_id}: p50 {p.p50_ms:.4g} ms, accuracy {p.accuracy:.4f}, {p.verdict}"
     classes = f"pt {p.verdict}" + (" recommended" if p.recommended else "")
     return (
@@ -189,7 +196,7 @@ def legend_html(points: Sequence[Point]) -> str:
             f'fill="{colour}"/></svg>{esc(precision)}</span>'
         )
     for runtime in runtimes:
-        shape = marker(RUNTIME_SHAPES.get(runtime, OTHER_SHAPE), 7, 7, 5)
+        shape = marker(runtime_shape(runtime), 7, 7, 5)
         items.append(
             f'<span class="key"><svg width="14" height="14" class="shape">{shape}</svg>'
             f"{esc(runtime)}</span>"

@@ -29,7 +29,7 @@ from edge_opt.reports.summary import build_summary, frontier_frame
 
 
 def _write_profiles(result: RunResult, out: Path) -> list[Path]:
-    from edge_opt.analysis.devices import profile_from_dict
+    from edge_opt.analysis.device_profiles import profile_from_dict
     from edge_opt.analysis.profiling import (
         HardwareProfileTable,
         plot_roofline,

@@ -8,8 +8,9 @@
 - ``executorch`` (``runtimes/executorch.py``): a ``.pte`` program lowered to ExecuTorch's
   XNNPACK delegate; int8 through PT2E with ``XNNPACKQuantizer``.
 
-Importing this package imports no torch (a device node imports ``runtimes.ort_sessions``
-without it); the names below load ``runtimes.build`` on first use.
+Plugins add runtimes (``runtimes.registry``, ``docs/extending.md``). Importing this package
+imports no torch (a device node imports ``runtimes.ort_sessions`` without it); the names below
+load their module on first use.
 """
 
 from __future__ import annotations
@@ -17,27 +18,28 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = [
-    "FORMATS_BY_SUFFIX",
-    "RUNTIMES",
-    "RUNTIME_REGISTRY",
-    "BuildRequest",
-    "OrtOptions",
-    "RuntimeEntry",
-    "RuntimeModel",
-    "artifact_name",
-    "build_runtime",
-    "convert_precision",
-    "export_onnx",
-    "ort_session",
-    "pt2e_int8",
-    "quantize_onnx_int8",
-    "register_runtime",
-    "unsupported_reason",
-]
+# name -> the module that defines it
+_HOMES = {
+    "FORMATS": "edge_opt.runtimes.registry",
+    "RUNTIMES": "edge_opt.runtimes.registry",
+    "DeployableFormat": "edge_opt.runtimes.registry",
+    "RuntimeSpec": "edge_opt.runtimes.registry",
+    "unsupported_reason": "edge_opt.runtimes.registry",
+    "BuildRequest": "edge_opt.runtimes.base",
+    "RuntimeModel": "edge_opt.runtimes.base",
+    "artifact_name": "edge_opt.runtimes.build",
+    "build_runtime": "edge_opt.runtimes.build",
+    "OrtOptions": "edge_opt.runtimes.ort_sessions",
+    "ort_session": "edge_opt.runtimes.ort_sessions",
+    "export_onnx": "edge_opt.runtimes.onnxruntime",
+    "quantize_onnx_int8": "edge_opt.runtimes.onnxruntime",
+    "pt2e_int8": "edge_opt.runtimes.compiled",
+    "convert_precision": "edge_opt.compress.quantization",
+}
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("edge_opt.runtimes.build"), name)
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'edge_opt.runtimes' has no attribute {name!r}")

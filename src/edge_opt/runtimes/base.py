@@ -1,12 +1,12 @@
-"""What every runtime shares: the built candidate (``RuntimeModel``), the build request, and
-the registry a runtime module adds itself to with ``@register_runtime``."""
+"""What every runtime shares: the built candidate (``RuntimeModel``) and the build request a
+runtime's builder takes (the registry of runtimes is ``runtimes.registry``)."""
 
 from __future__ import annotations
 
 import copy
 import io
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,11 +14,6 @@ import torch
 from torch import nn
 
 from edge_opt.compress.quantization import ConvertedModel
-from edge_opt.errors import RuntimeBuildError
-from edge_opt.infra.registry import Registry
-
-# Deployable formats by the artifact's suffix; a runtime without an artifact exports TorchScript.
-FORMATS_BY_SUFFIX = {".onnx": "onnx", ".pte": "pte", ".pt": "torchscript"}
 
 
 @dataclass
@@ -45,13 +40,18 @@ class RuntimeModel:
         return None
 
     @property
-    def deployable_suffix(self) -> str:
-        """The suffix of the file ``save`` writes: the artifact's, or ``.pt`` (TorchScript)."""
-        return self.artifact.suffix if self.artifact is not None else ".pt"
+    def deployable_format(self) -> str:
+        """The format ``save`` writes: the runtime's (``runtimes.registry``)."""
+        from edge_opt.runtimes.registry import RUNTIMES
+
+        return RUNTIMES.get(self.runtime).export_format
 
     @property
-    def deployable_format(self) -> str:
-        return FORMATS_BY_SUFFIX.get(self.deployable_suffix, self.deployable_suffix[1:])
+    def deployable_suffix(self) -> str:
+        """The suffix of the file ``save`` writes (``.onnx``, ``.pte``, ``.pt``)."""
+        from edge_opt.runtimes.registry import FORMATS
+
+        return FORMATS.get(self.deployable_format).suffix
 
     def save(self, path: Path) -> Path:
         """Write the deployable artifact (ONNX file, .pte program, or TorchScript for eager)."""
@@ -93,50 +93,3 @@ class BuildRequest:
     @property
     def precision(self) -> str:
         return self.converted.precision
-
-
-Builder = Callable[[BuildRequest], RuntimeModel]
-
-
-@dataclass(frozen=True)
-class RuntimeEntry:
-    """A registered runtime: its builder, the precisions it refuses (with the reason) and the
-    suffix of the file it exports (None: nothing exported, the module itself runs)."""
-
-    name: str
-    build: Builder
-    unsupported: Mapping[str, str]
-    artifact_suffix: str | None = None
-    # Why the peak-RSS probe cannot load it in a child process (None: it can).
-    rss_refusal: str | None = None
-    # A device node without torch can time it (its artifact runs in ONNX Runtime).
-    device_node: bool = False
-
-    @property
-    def artifact_name(self) -> str | None:
-        """The artifact's file name in the candidate cache (``model.onnx``, ``model.pte``)."""
-        return f"model{self.artifact_suffix}" if self.artifact_suffix else None
-
-
-RUNTIME_REGISTRY: Registry[RuntimeEntry] = Registry("runtime", RuntimeBuildError)
-
-
-def register_runtime(
-    name: str,
-    *,
-    unsupported: Mapping[str, str] | None = None,
-    artifact_suffix: str | None = None,
-    rss_refusal: str | None = None,
-    device_node: bool = False,
-) -> Callable[[Builder], Builder]:
-    """Decorator registering a runtime's builder under ``name``; a second use of a name is an
-    error (``RuntimeBuildError``)."""
-
-    def decorator(build: Builder) -> Builder:
-        entry = RuntimeEntry(
-            name, build, dict(unsupported or {}), artifact_suffix, rss_refusal, device_node
-        )
-        RUNTIME_REGISTRY.register(name)(entry)
-        return build
-
-    return decorator

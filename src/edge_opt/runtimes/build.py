@@ -1,17 +1,9 @@
-"""Building a candidate for a runtime: the registry lookups and ``build_runtime``.
+"""Building a candidate for a runtime: the registry's facts and ``build_runtime``.
 
-- ``eager`` (``runtimes/eager.py``): the precision-converted PyTorch module as is.
-- ``onnxruntime`` (``runtimes/onnxruntime.py``): an ONNX export in an ONNX Runtime session;
-  int8 by ONNX Runtime's static quantization.
-- ``compiled`` (``runtimes/compiled.py``): ``torch.compile`` with inductor freezing; int8
-  through PT2E.
-- ``executorch`` (``runtimes/executorch.py``): a ``.pte`` program lowered to ExecuTorch's
-  XNNPACK delegate; int8 through PT2E with ``XNNPACKQuantizer``.
-
-A runtime registers its builder with ``@register_runtime`` (a second use of a name is an
-error). A runtime that cannot run a precision says why (``unsupported_reason``); the sweep
-records a ``skipped`` row with that reason instead of failing. Heavy libraries (ONNX Runtime,
-ExecuTorch) are imported only when a candidate of theirs is built.
+A runtime is an entry of ``runtimes.registry.RUNTIMES`` (edge-opt's own, or a plugin's); its
+builder is imported the first time one of its candidates is built, so heavy libraries (ONNX
+Runtime, ExecuTorch) load only when used. A runtime that cannot run a precision says why
+(``unsupported_reason``); the sweep records a ``skipped`` row with that reason.
 """
 
 from __future__ import annotations
@@ -25,61 +17,35 @@ from torch import nn
 
 from edge_opt.compress.quantization import convert_precision
 from edge_opt.errors import RuntimeBuildError
-from edge_opt.runtimes import compiled, eager, executorch, onnxruntime  # noqa: F401 (register)
-from edge_opt.runtimes.base import (
-    FORMATS_BY_SUFFIX,
-    RUNTIME_REGISTRY,
-    BuildRequest,
-    RuntimeEntry,
-    RuntimeModel,
-    register_runtime,
-)
-from edge_opt.runtimes.compiled import pt2e_int8
-from edge_opt.runtimes.onnxruntime import export_onnx, quantize_onnx_int8
-from edge_opt.runtimes.ort_sessions import OrtOptions, ort_session
-
-RUNTIMES = tuple(RUNTIME_REGISTRY.names())
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel
+from edge_opt.runtimes.registry import RUNTIMES, unsupported_reason
+from edge_opt.runtimes.registry import runtime as runtime_spec
 
 __all__ = [
-    "FORMATS_BY_SUFFIX",
     "RUNTIMES",
-    "RUNTIME_REGISTRY",
     "BuildRequest",
-    "OrtOptions",
-    "RuntimeEntry",
     "RuntimeModel",
     "artifact_name",
     "build_runtime",
-    "convert_precision",
-    "export_onnx",
-    "ort_session",
-    "pt2e_int8",
-    "quantize_onnx_int8",
-    "register_runtime",
+    "rss_probe_refusal",
+    "runs_on_device_nodes",
     "unsupported_reason",
 ]
 
 
-def unsupported_reason(runtime: str, precision: str) -> str | None:
-    """Why ``runtime`` cannot run ``precision``, or None when it can."""
-    if runtime not in RUNTIME_REGISTRY:
-        return f"runtime {runtime!r} is unknown; allowed: {', '.join(RUNTIME_REGISTRY.names())}"
-    return RUNTIME_REGISTRY.get(runtime).unsupported.get(precision)
-
-
 def artifact_name(runtime: str) -> str | None:
     """The file name a runtime's artifact has in the candidate cache (None: no artifact)."""
-    return RUNTIME_REGISTRY.get(runtime).artifact_name
+    return runtime_spec(runtime).artifact_name
 
 
 def rss_probe_refusal(runtime: str) -> str | None:
     """Why the peak-RSS probe cannot run a candidate of ``runtime`` (None: it can)."""
-    return RUNTIME_REGISTRY.get(runtime).rss_refusal
+    return runtime_spec(runtime).rss_refusal
 
 
 def runs_on_device_nodes(runtime: str) -> bool:
     """Whether a torch-free device node can time a candidate of ``runtime``."""
-    return RUNTIME_REGISTRY.get(runtime).device_node
+    return runtime_spec(runtime).device_node
 
 
 def build_runtime(
@@ -119,7 +85,7 @@ def build_runtime(
     reason = unsupported_reason(runtime, precision)
     if reason is not None:
         raise RuntimeBuildError(reason)
-    entry = RUNTIME_REGISTRY.get(runtime)
+    entry = runtime_spec(runtime)
     converted = convert_precision(float_model, precision, calibration, backend)
     folder = workdir
     if entry.artifact_suffix is not None:
@@ -134,4 +100,4 @@ def build_runtime(
         folder or Path(tempfile.gettempdir()),
         artifact,
     )
-    return entry.build(request)
+    return entry.load_builder()(request)  # type: ignore[no-any-return]

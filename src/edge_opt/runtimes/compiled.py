@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edge_opt.errors import QuantizationError
-from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel
 
 
 def pt2e_int8(
@@ -57,7 +57,6 @@ def quantize_pt2e(
         raise QuantizationError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
 
 
-@register_runtime("compiled", rss_refusal="not measured: compilation in the child would dominate")
 def build_compiled(request: BuildRequest) -> RuntimeModel:
     import torch._inductor.config as inductor_config
 

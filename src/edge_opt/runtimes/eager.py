@@ -8,7 +8,7 @@ import torch
 
 from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.measure.evaluation import EvaluationTwin
-from edge_opt.runtimes.base import BuildRequest, RuntimeModel, copied_eager, register_runtime
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel, copied_eager
 
 
 def eager_model(converted: ConvertedModel) -> RuntimeModel:
@@ -41,6 +41,5 @@ def eager_model(converted: ConvertedModel) -> RuntimeModel:
     )
 
 
-@register_runtime("eager")
 def build_eager(request: BuildRequest) -> RuntimeModel:
     return eager_model(request.converted)

@@ -36,7 +36,7 @@ from torch import nn
 
 from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.errors import QuantizationError, RuntimeBuildError
-from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel
 from edge_opt.runtimes.compiled import quantize_pt2e
 
 _NOT_BUILT = "edge-opt lowers only fp32 and int8 (PT2E) to ExecuTorch's XNNPACK delegate"
@@ -242,14 +242,6 @@ def pte_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
     )
 
 
-@register_runtime(
-    "executorch",
-    unsupported={
-        "fp16": f"{_NOT_BUILT}; fp16 is not built",
-        "bf16": f"{_NOT_BUILT}; bf16 is not built",
-    },
-    artifact_suffix=".pte",
-)
 def build_executorch(request: BuildRequest) -> RuntimeModel:
     if request.artifact is not None:  # built by an earlier run (the resume cache): load it
         return pte_model(request.artifact, request.threads, request.converted)

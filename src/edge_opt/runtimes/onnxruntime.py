@@ -27,7 +27,7 @@ from torch import nn
 
 from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.errors import QuantizationError, RuntimeBuildError
-from edge_opt.runtimes.base import BuildRequest, RuntimeModel, register_runtime
+from edge_opt.runtimes.base import BuildRequest, RuntimeModel
 from edge_opt.runtimes.ort_sessions import bound_call, ort_session
 
 # The fp32 export of each float model this process exported lately (content key -> file): the
@@ -190,15 +190,6 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
     )
 
 
-@register_runtime(
-    "onnxruntime",
-    unsupported={
-        "fp16": "ONNX Runtime's CPU execution provider has few fp16 kernels",
-        "bf16": "ONNX Runtime's CPU execution provider has no bf16 kernels",
-    },
-    artifact_suffix=".onnx",
-    device_node=True,
-)
 def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
     if request.artifact is not None:  # built by an earlier run (the resume cache): load it
         return ort_model(request.artifact, request.threads, request.converted)

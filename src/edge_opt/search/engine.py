@@ -27,10 +27,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from edge_opt.analysis.devices import HardwareProfile, host_profile
+from edge_opt.analysis.device_profiles import HardwareProfile
+from edge_opt.analysis.devices import host_profile
 from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.analysis.slowdowns import flag_slower_than_less_pruned
-from edge_opt.candidates.plan import SweepPlan, candidate_id
+from edge_opt.candidates.plan import REFERENCE_ID, SweepPlan
 from edge_opt.candidates.preparation import (
     PrepareContext,
     PreparedCandidate,
@@ -41,7 +42,7 @@ from edge_opt.candidates.preparation import (
 )
 from edge_opt.candidates.record import CandidateResult, records_frame
 from edge_opt.candidates.results import candidate_record
-from edge_opt.compress.quantization import BYTES_PER_ELEMENT
+from edge_opt.compress.precisions import BYTES_PER_ELEMENT
 from edge_opt.compress.training import train_model
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.config.sections import SearchConfig
@@ -55,7 +56,7 @@ from edge_opt.measure.session import (
     time_side_by_side,
 )
 from edge_opt.runtimes.base import RuntimeModel
-from edge_opt.runtimes.build import unsupported_reason
+from edge_opt.runtimes.registry import unsupported_reason
 from edge_opt.search.rows import in_trial_order, screened_record, search_info
 from edge_opt.search.samplers import build_sampler
 from edge_opt.search.screen import (
@@ -70,7 +71,6 @@ from edge_opt.search.screen import (
 from edge_opt.search.space import ChannelGroup, channel_groups, prune_groups, removed_fraction
 
 log = logging.getLogger(__name__)
-REFERENCE_ID = candidate_id(0.0, "fp32", "eager")
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edge_opt.errors import ConfigError
+from edge_opt.errors import EdgeOptError
 from edge_opt.infra.registry import Registry
 
-SAMPLERS: Registry[Callable[[int, int], Any]] = Registry("search.sampler", ConfigError)
+SAMPLERS: Registry[Callable[[int, int], Any]] = Registry("sampler", EdgeOptError)
 
 
 @SAMPLERS.register("nsga2")

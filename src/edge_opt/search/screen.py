@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from edge_opt.analysis.devices import HardwareProfile
+from edge_opt.analysis.device_profiles import HardwareProfile
 from edge_opt.analysis.projection import fit_projection, operator_count, roofline_time_ms
 from edge_opt.candidates.preparation import PreparedCandidate
 from edge_opt.candidates.record import BYTES_PER_MB

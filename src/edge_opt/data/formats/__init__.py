@@ -1,6 +1,7 @@
-"""Dataset formats, one module each behind a registry: ``idx`` (IDX files, the MNIST sample,
-synthetic), ``imagefolder``, ``npz`` and ``factory``. ``load_dataset`` turns the config's
-``dataset`` (a name or a mapping) into a checked ``RawDataset``.
+"""Dataset formats, one module each behind a registry (``data.formats.registry``): ``idx``
+(IDX files, the MNIST sample, synthetic), ``imagefolder``, ``npz`` and ``factory``; plugins add
+more. ``load_dataset`` turns the config's ``dataset`` (a name or a mapping) into a checked
+``RawDataset``.
 """
 
 from __future__ import annotations
@@ -8,13 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_opt.data.formats import factory, idx, imagefolder, npz  # noqa: F401 - they register
-from edge_opt.data.formats.base import DATASET_FORMATS, LoadRequest, RawDataset
+from edge_opt.data.formats.base import LoadRequest, RawDataset
+from edge_opt.data.formats.registry import DATASET_FORMATS, DatasetFormatSpec
 
 if TYPE_CHECKING:
     from edge_opt.config.sections import DatasetSpec
 
-__all__ = ["DATASET_FORMATS", "LoadRequest", "RawDataset", "dataset_format", "load_dataset"]
+__all__ = [
+    "DATASET_FORMATS",
+    "DatasetFormatSpec",
+    "LoadRequest",
+    "RawDataset",
+    "dataset_format",
+    "load_dataset",
+]
 
 
 def dataset_format(dataset: str | DatasetSpec) -> str:
@@ -40,5 +48,5 @@ def load_dataset(
     Raises:
         DataError: one line naming the file, folder or array at fault and the fix.
     """
-    loader = DATASET_FORMATS.get(dataset_format(dataset))
-    return loader(dataset, LoadRequest(tuple(input_shape), data_dir))  # type: ignore[arg-type]
+    loader = DATASET_FORMATS.get(dataset_format(dataset)).load_loader()
+    return loader(dataset, LoadRequest(tuple(input_shape), data_dir))  # type: ignore[no-any-return]

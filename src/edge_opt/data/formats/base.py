@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from edge_opt.errors import DataError
-from edge_opt.infra.registry import Registry
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -70,7 +69,6 @@ class LoadRequest:
 
 # A format turns its config entry (a DatasetSpec, or a name for idx) into a RawDataset.
 DatasetLoader = Callable[..., RawDataset]
-DATASET_FORMATS: Registry[DatasetLoader] = Registry("dataset format", DataError)
 
 
 def check_images(images: np.ndarray, path: Path | str, ndim: int = 3) -> None:

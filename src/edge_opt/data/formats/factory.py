@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_opt.data.formats.base import (
-    DATASET_FORMATS,
     LoadRequest,
     RawDataset,
     check_images,
@@ -84,7 +83,6 @@ def _to_arrays(dataset: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-@DATASET_FORMATS.register("factory")
 def load_factory_dataset(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
     """Call the factory and read its datasets into arrays.
 

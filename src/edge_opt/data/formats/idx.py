@@ -26,7 +26,6 @@ import numpy as np
 
 from edge_opt.config.schema import DATASET_NAMES
 from edge_opt.data.formats.base import (
-    DATASET_FORMATS,
     DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
     LoadRequest,
@@ -278,7 +277,6 @@ def _from_data_dir(name: str, root: Path) -> RawDataset:
     )
 
 
-@DATASET_FORMATS.register("idx")
 def load_idx(spec: DatasetSpec | str, request: LoadRequest) -> RawDataset:
     """A dataset name (the documented lookup), or ``{format: idx, path: DIR}``: the four IDX
     files in DIR, with ``class_names`` (default: the label numbers).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_opt.data.formats.base import DATASET_FORMATS, LoadRequest, RawDataset, given_stats
+from edge_opt.data.formats.base import LoadRequest, RawDataset, given_stats
 from edge_opt.data.imaging import (
     IMAGE_SUFFIXES,
     RESIZE_METHOD,
@@ -106,7 +106,6 @@ def _digest(files: list[tuple[Path, int]], root: Path) -> str:
     return digest.hexdigest()
 
 
-@DATASET_FORMATS.register("imagefolder")
 def load_imagefolder(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
     """Read a folder of class folders (or train/val/test trees of them).
 

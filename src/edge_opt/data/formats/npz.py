@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_opt.data.formats.base import (
-    DATASET_FORMATS,
     LoadRequest,
     RawDataset,
     check_images,
@@ -77,7 +76,6 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
-@DATASET_FORMATS.register("npz")
 def load_npz(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
     """Read the arrays; see the module docstring.
 

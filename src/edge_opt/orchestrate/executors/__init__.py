@@ -14,7 +14,6 @@ from edge_opt.orchestrate.executors.base import (
     NodeInfo,
     TaskFailure,
     make_executor,
-    register_executor,
     this_node,
 )
 
@@ -23,6 +22,5 @@ __all__ = [
     "NodeInfo",
     "TaskFailure",
     "make_executor",
-    "register_executor",
     "this_node",
 ]

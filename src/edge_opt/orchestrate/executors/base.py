@@ -134,27 +134,8 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-_EXECUTORS: dict[str, Callable[[ExecutorSpec], Executor]] = {}
-
-
-def register_executor(
-    kind: str,
-) -> Callable[[Callable[[ExecutorSpec], Executor]], Callable[[ExecutorSpec], Executor]]:
-    """Register a factory for ``executor: {kind: ...}``; a kind is registered once."""
-
-    def decorate(factory: Callable[[ExecutorSpec], Executor]) -> Callable[[ExecutorSpec], Executor]:
-        if kind in _EXECUTORS:
-            raise ValueError(f"executor kind {kind!r} is already registered")
-        _EXECUTORS[kind] = factory
-        return factory
-
-    return decorate
-
-
 def make_executor(spec: ExecutorSpec) -> Executor:
-    """The executor ``spec`` asks for (``ray`` imports Ray only here)."""
-    if spec.kind == "ray":
-        import edge_opt.orchestrate.executors.ray  # noqa: F401  (registers "ray")
-    else:
-        import edge_opt.orchestrate.executors.local  # noqa: F401  (registers "local")
-    return _EXECUTORS[spec.kind](spec)
+    """The executor ``spec`` asks for (its module imported only now: Ray only for ``ray``)."""
+    from edge_opt.orchestrate.executors.registry import EXECUTORS
+
+    return EXECUTORS.get(spec.kind).load_factory()(spec)  # type: ignore[no-any-return]

@@ -7,12 +7,17 @@ from typing import Any
 
 from edge_opt.config.sections import ExecutorSpec
 from edge_opt.errors import ConfigError
-from edge_opt.orchestrate.executors.base import NodeInfo, register_executor
+from edge_opt.orchestrate.executors.base import NodeInfo
 
 
 class LocalExecutor:
+    """Runs a task in this process when asked for its result: the driver gets live objects."""
+
     kind = "local"
     distributed = False
+
+    def __init__(self, spec: ExecutorSpec | None = None) -> None:
+        self.spec = spec
 
     def prepare(
         self, fn: Callable[..., Any], shared: Any, payloads: Sequence[Any]
@@ -32,8 +37,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         return None
-
-
-@register_executor("local")
-def _local(spec: ExecutorSpec) -> LocalExecutor:
-    return LocalExecutor()

@@ -26,7 +26,7 @@ import ray
 
 from edge_opt.config.sections import ExecutorSpec
 from edge_opt.errors import ExecutorError
-from edge_opt.orchestrate.executors.base import NodeInfo, TaskFailure, register_executor
+from edge_opt.orchestrate.executors.base import NodeInfo, TaskFailure
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,3 @@ def _describe() -> dict[str, Any]:
     from edge_opt.orchestrate.executors.base import this_node
 
     return this_node(ray.get_runtime_context().get_node_id()).to_dict()
-
-
-@register_executor("ray")
-def _ray(spec: ExecutorSpec) -> RayExecutor:
-    return RayExecutor(spec)
