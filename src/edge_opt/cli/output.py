@@ -240,3 +240,11 @@ def collector_after_imports() -> None:
     if _OWN_PROCESS:
         gc.collect()
         gc.freeze()
+
+
+def warn_plugin_problems() -> None:
+    """One line on stderr per installed plugin that was left out, and why."""
+    from edge_opt.config.types import plugin_problems
+
+    for problem in plugin_problems():
+        console.print(f"warning: {problem}", markup=False, highlight=False)

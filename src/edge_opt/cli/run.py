@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -22,11 +22,9 @@ from edge_opt.cli.output import (
     print_result,
     run_display,
     setup_logging,
+    warn_plugin_problems,
 )
 from edge_opt.errors import ConfigError, EdgeOptError
-
-if TYPE_CHECKING:
-    pass
 
 
 def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
@@ -41,7 +39,9 @@ def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False
         if problems:
             raise ConfigError(problems, str(config))
     except Exception as exc:
+        warn_plugin_problems()
         fail(exc, verbose)
+    warn_plugin_problems()
     out_console.print(dump_config(cfg), end="", markup=False, highlight=False)
 
 
@@ -131,6 +131,7 @@ def run(
         if output_dir is not None:
             check_output_path(output_dir)  # as typed: `-o ''` is refused as '', not as '.'
         cfg = load_config(config, overrides)
+        warn_plugin_problems()
         # Locked and marked `running` before torch is even imported.
         opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
         with run_display(opened.log, quiet) as progress:

@@ -87,3 +87,12 @@ SamplerName = name_of("sampler")
 # ``factory`` is written as ``dataset: {factory: ...}``: a format names a reader of ``path``.
 DatasetFormatName = name_of("dataset format", only=lambda spec: spec.takes_path)
 QuantBackend = name_of("engine", ("auto",))
+
+
+def plugin_problems() -> list[str]:
+    """One line per installed plugin that was left out (it failed to load, gave the wrong kind
+    of object, or took a name already registered), over every registry."""
+    problems: list[str] = []
+    for kind in REGISTRIES:
+        problems += [p for p in registry(kind).problems() if p not in problems]
+    return problems

@@ -28,7 +28,7 @@ from torch import nn
 from edge_opt.compress.quantization import ConvertedModel
 from edge_opt.errors import QuantizationError, RuntimeBuildError
 from edge_opt.runtimes.base import BuildRequest, RuntimeModel
-from edge_opt.runtimes.ort_sessions import bound_call, ort_session
+from edge_opt.runtimes.ort_sessions import OrtOptions, bound_call, ort_session
 
 # The fp32 export of each float model this process exported lately (content key -> file): the
 # int8 candidate of a pruning level quantizes the very file its fp32 sibling exported, instead
@@ -166,9 +166,17 @@ def quantize_onnx_int8(
     return int8_path
 
 
-def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeModel:
-    """Load ``path`` in a new session; its twin is another new session of the same file."""
-    session = ort_session(path, threads)
+def ort_model(
+    path: Path,
+    threads: int,
+    converted: ConvertedModel,
+    options: OrtOptions | None = None,
+    runtime: str = "onnxruntime",
+) -> RuntimeModel:
+    """Load ``path`` in a new session (``options``: edge-opt's defaults); its twin is another
+    new session of the same file. ``runtime`` names the runtime the model is measured as (a
+    plugin's ONNX Runtime variant passes its own name and options)."""
+    session = ort_session(path, threads, options)
     name = session.get_inputs()[0].name
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -178,21 +186,23 @@ def ort_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         return bound_call(session, np.ascontiguousarray(x.float().numpy()))
 
     return RuntimeModel(
-        "onnxruntime",
+        runtime,
         converted.precision,
         predict,
         timed_call,
         os.path.getsize(path),
         converted,
         artifact=path,
-        reload=lambda n: ort_model(path, n, converted),
+        reload=lambda n: ort_model(path, n, converted, options, runtime),
         concurrent_predict=True,  # InferenceSession.run is thread-safe
     )
 
 
-def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
-    if request.artifact is not None:  # built by an earlier run (the resume cache): load it
-        return ort_model(request.artifact, request.threads, request.converted)
+def onnx_artifact(request: BuildRequest) -> Path:
+    """The candidate's ONNX file: the cached one (``--resume``), or the float model exported
+    (once per level in this process) and, for int8, quantized by ONNX Runtime (static QDQ)."""
+    if request.artifact is not None:
+        return request.artifact
     path = export_onnx_once(
         request.float_model, request.example, request.workdir / "model_fp32.onnx"
     )
@@ -201,4 +211,9 @@ def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
         path = quantize_onnx_int8(
             path, request.workdir / "model_int8.onnx", name, request.calibration
         )
-    return ort_model(path, request.threads, request.converted)
+    return path
+
+
+def build_onnxruntime(request: BuildRequest) -> RuntimeModel:
+    """The ``onnxruntime`` runtime's builder (``runtimes.registry``)."""
+    return ort_model(onnx_artifact(request), request.threads, request.converted)

@@ -14,6 +14,7 @@ probe for memory and (``onnx``, ``torchscript``) run in ``edge-opt predict``.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,19 @@ class RuntimeSpec:
     svg_shape: str = "circle"
     packages: tuple[str, ...] = ()
     extra: str | None = None
+
+    def __post_init__(self) -> None:
+        # The name becomes part of candidate ids and file names: keep it plain.
+        if not re.fullmatch(r"[a-z][a-z0-9_]*(-[a-z0-9_]+)*", self.name) or len(self.name) > 40:
+            raise ValueError(
+                f"runtime name {self.name!r}: use lower-case letters, digits, '_' and single "
+                "'-' (at most 40 characters), starting with a letter"
+            )
+        if self.export_format not in FORMATS:
+            raise ValueError(
+                f"runtime {self.name!r}: export_format {self.export_format!r} is not one of "
+                f"{', '.join(FORMATS.names())}"
+            )
 
     @property
     def artifact_name(self) -> str | None:
