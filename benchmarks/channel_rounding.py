@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.compress.pruning import structured_channel_prune
 from edge_opt.measure.harness import HarnessSettings, measure_interleaved
+from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import create_model
 
 LEVELS = (0.3, 0.5, 0.7)

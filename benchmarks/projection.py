@@ -19,7 +19,7 @@ from _runs import run_or_reuse  # benchmarks/ is on sys.path when a script runs 
 
 from edge_opt.analysis.devices import host_profile
 from edge_opt.analysis.projection import operator_count, roofline_time_ms, validate_projection
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.reports.result import RunResult
 
 
 def frame_for(result: RunResult, threads: int) -> pd.DataFrame:

@@ -27,8 +27,8 @@ from _runs import run_or_reuse  # benchmarks/ is on sys.path when a script runs 
 from edge_opt.config.loading import build_config
 from edge_opt.deploy.export import export_candidate
 from edge_opt.measure.harness import HarnessSettings, measure_interleaved
-from edge_opt.orchestrate.preflight import build_configured_model
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.models.zoo import build_configured_model
+from edge_opt.reports.result import RunResult
 from edge_opt.runtimes.executorch import load_method
 from edge_opt.runtimes.ort_sessions import ort_session
 

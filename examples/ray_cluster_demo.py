@@ -6,7 +6,7 @@ which machine measured what.
 
     .venv/bin/python examples/ray_cluster_demo.py [--config configs/quick.yaml] [-o DIR]
 
-On real hardware, start the nodes with `ray start` instead (README: Distributed runs and
+On real hardware, start the nodes with `ray start` instead (docs/devices.md: Distributed runs and
 device nodes); everything else is the same.
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -45,8 +46,12 @@ def _install(source: Path, target: Path) -> None:
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory) -> Path:
+    # From a copy: pip builds in the source folder (build/, *.egg-info), never in the repo's.
+    source = tmp_path_factory.mktemp("plugin") / "plugin"
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO / "examples" / "plugin", source, ignore=ignore)
     target = tmp_path_factory.mktemp("site")
-    _install(REPO / "examples" / "plugin", target)
+    _install(source, target)
     return target
 
 

@@ -1,5 +1,5 @@
 """The seed's import path for measuring one model (a facade): the code lives in
-``edge_opt.measure.metrics``."""
+``edge_opt.measure.metrics`` (the deployed size: ``edge_opt.runtimes.base``)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,24 @@ from edge_opt.measure.metrics import (
     THROUGHPUT_ROUNDS,
     AccuracyResult,
     CandidateMetrics,
+    MetricsOptions,
     assemble_metrics,
     collect_metrics,
     evaluate_accuracy,
     evaluate_predict,
     first_inputs,
     require_batches,
-    serialized_size_bytes,
     throughput_settings,
     wilson_interval,
 )
+from edge_opt.runtimes.base import serialized_size_bytes
 
 __all__ = [
     "AccuracyResult",
     "BYTES_PER_MB",
     "CandidateMetrics",
     "INPUT_DTYPES",
+    "MetricsOptions",
     "THROUGHPUT_ROUNDS",
     "assemble_metrics",
     "collect_metrics",

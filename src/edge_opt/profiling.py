@@ -1,5 +1,6 @@
 """The seed's import path for hardware profiles (a facade): the code lives in
-``edge_opt.analysis.profiling`` and ``edge_opt.analysis.device_profiles``."""
+``edge_opt.analysis.profiling`` and ``edge_opt.analysis.device_profiles`` (the files:
+``edge_opt.reports.hardware_files``)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from edge_opt.analysis.profiling import (
     cnn_feature_count,
     compute_utilization,
     estimate_batch_memory_mb,
-    plot_roofline,
     profile_operators,
     roofline_points,
+)
+from edge_opt.reports.hardware_files import (
+    plot_roofline,
     write_hardware_profile_artifacts,
 )
 

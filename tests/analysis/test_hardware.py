@@ -6,15 +6,11 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from edge_opt.analysis.hardware import (
-    LAYER_COLUMNS,
-    estimate_layerwise_stats,
-    precision_tradeoff_table,
-    save_hardware_artifacts,
-    summarize_hardware,
-)
+from edge_opt.analysis.hardware import precision_tradeoff_table, summarize_hardware
 from edge_opt.compress.pruning import structured_channel_prune
+from edge_opt.models.layers import LAYER_COLUMNS, estimate_layerwise_stats
 from edge_opt.models.zoo import SmallCNN
+from edge_opt.reports.hardware_files import save_hardware_artifacts
 
 # Hand-computed for SmallCNN on 1x28x28, batch 1:
 #   conv1: 16 out x 28 x 28 x (1 in x 3 x 3) = 112,896 MACs; params 16*1*9 + 16 = 160

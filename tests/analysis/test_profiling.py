@@ -9,7 +9,6 @@ import torch
 
 from edge_opt.analysis.device_profiles import DEVICES, SOURCES, Figure
 from edge_opt.analysis.devices import get_device_profile, measure_host_profile
-from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.analysis.profiling import (
     auto_adjust_batch_size,
     build_hardware_profile_table,
@@ -17,12 +16,13 @@ from edge_opt.analysis.profiling import (
     compute_utilization,
     estimate_batch_memory_mb,
     roofline_points,
-    write_hardware_profile_artifacts,
 )
 from edge_opt.analysis.projection import fit_projection, validate_projection
 from edge_opt.errors import EdgeOptError
 from edge_opt.measure.memory import peak_activation_bytes
+from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import SmallCNN
+from edge_opt.reports.hardware_files import write_hardware_profile_artifacts
 
 PI = get_device_profile("raspberry-pi-4")
 

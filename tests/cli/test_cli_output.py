@@ -99,8 +99,8 @@ def test_table_fits_80_columns_and_names_the_full_table(piped_run) -> None:
         "verdict",
         "accuracy",
         "p50 ms",
-        "KiB",
-        "p50 CI",
+        "size KiB",
+        "p50 +-",
     ]
     assert f"full table: {out}/sweep_results.csv" in proc.stdout
     assert "not shown at width 80: speedup, p95 ms" in proc.stdout

@@ -10,8 +10,8 @@ from edge_opt.compress.quantization import (
     quantized_module_names,
 )
 from edge_opt.errors import QuantizationError
-from edge_opt.measure.metrics import serialized_size_bytes
 from edge_opt.models.zoo import SmallCNN
+from edge_opt.runtimes.base import serialized_size_bytes
 
 
 def test_int8_is_really_quantized_and_about_4x_smaller(trained_cnn, calibration) -> None:

@@ -7,7 +7,6 @@ import yaml
 from pydantic import ValidationError
 
 from edge_opt.config.loading import build_config, load_config
-from edge_opt.config.reference import describe_fields
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.errors import ConfigError
 
@@ -135,17 +134,6 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
 
 def test_latency_multiplier_from_cpu_frequency_scale() -> None:
     assert build_config({"cpu_frequency_scale": 0.5}).latency_multiplier == 2.0
-
-
-def test_readme_documents_every_key() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for key, _default, _description in describe_fields():
-        assert f"| `{key}` |" in readme, f"README.md lacks a row for config key {key!r}"
-    lines = ["| key | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{k}` | `{d}` | {t} |" for k, d, t in describe_fields()]
-    assert "\n".join(lines) in readme, (
-        "README's key table is stale: scripts/config_table.py --write"
-    )
 
 
 @pytest.mark.parametrize(

@@ -275,7 +275,7 @@ def test_only_an_as_accurate_candidate_within_the_memory_budget_may_stop_another
     import torch
 
     from edge_opt.candidates.plan import SweepPlan
-    from edge_opt.candidates.results import contenders
+    from edge_opt.decide.acceptance import contenders
     from edge_opt.decide.dominance import timing_dominance
     from edge_opt.measure.harness import HarnessSettings
     from edge_opt.measure.metrics import AccuracyResult

@@ -194,10 +194,10 @@ def test_export_in_another_format_gets_its_own_sidecar(run_dir: Path) -> None:
     assert [d.stdout.split("\t")[1] for d in both] == ["red", "red"]
 
 
-def test_readme_snippet_prints_what_predict_prints(run_dir: Path, tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("import json, sys\nimport numpy as np, onnxruntime as ort")
-    snippet = readme[start : readme.index("```", start)]
+def test_docs_snippet_prints_what_predict_prints(run_dir: Path, tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "deploying.md").read_text()
+    start = page.index("import json, sys\nimport numpy as np, onnxruntime as ort")
+    snippet = page[start : page.index("```", start)]
     (tmp_path / "run.py").write_text(snippet)
     summary = json.loads((run_dir / "summary.json").read_text())
     model = run_dir / next(m for m in summary["exported_models"] if m["format"] == "onnx")["path"]

@@ -4,7 +4,7 @@ import pytest
 
 from edge_opt.errors import MeasurementError
 from edge_opt.measure.energy import energy_proxy_j
-from edge_opt.measure.metrics import collect_metrics, first_inputs, wilson_interval
+from edge_opt.measure.metrics import MetricsOptions, collect_metrics, first_inputs, wilson_interval
 
 
 def test_energy_proxy_formula() -> None:
@@ -25,9 +25,7 @@ def test_collect_metrics_fields(trained_cnn, loaders) -> None:
         power_watts=4.0,
         precision="fp32",
         benchmark_repeats=20,
-        benchmark_warmup=2,
-        benchmark_trials=2,
-        throughput_repeats=3,
+        options=MetricsOptions(warmup=2, trials=2, throughput_repeats=3),
     )
     assert m.latency_samples == m.latency_rounds * 20
     assert m.latency_rounds >= 2
@@ -50,9 +48,7 @@ def test_latency_multiplier_adds_columns_and_keeps_measured(trained_cnn, loaders
         "fp32",
         latency_multiplier=2.0,
         benchmark_repeats=10,
-        benchmark_warmup=1,
-        benchmark_trials=1,
-        throughput_repeats=2,
+        options=MetricsOptions(warmup=1, trials=1, throughput_repeats=2),
     )
     row = m.to_dict()
     assert row["latency_ms_scaled"] == pytest.approx(2.0 * row["latency_ms"])

@@ -12,8 +12,8 @@ from edge_opt.config.loading import build_config
 from edge_opt.data.formats.idx import load_raw_dataset
 from edge_opt.data.splits import split_dataset
 from edge_opt.errors import ConfigError, ModelError
-from edge_opt.models.zoo import SmallCNN, build_model, load_factory
-from edge_opt.orchestrate.preflight import build_configured_model, check_data_fits_model, preflight
+from edge_opt.models.zoo import SmallCNN, build_configured_model, build_model, load_factory
+from edge_opt.orchestrate.preflight import check_data_fits_model, preflight
 
 USER_FILE = textwrap.dedent(
     """

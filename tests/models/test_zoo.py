@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.compress.pruning import structured_channel_prune
 from edge_opt.compress.quantization import is_int8_quantized, quantize_static_int8
 from edge_opt.compress.training import train_model
 from edge_opt.data.formats.idx import make_synthetic
 from edge_opt.data.splits import make_loaders, split_dataset
+from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import SmallCNN, TinyMobileNet, TinyResNet, build_model
 
 MODELS = {

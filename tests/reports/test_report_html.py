@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from edge_opt.analysis.hardware import precision_tradeoff_table
-from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.html import render_html
 from edge_opt.reports.page import json_script
 from edge_opt.reports.plots import scatter, untimed_note
+from edge_opt.reports.result import RunResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = [

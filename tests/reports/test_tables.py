@@ -62,8 +62,8 @@ def test_width_80_keeps_the_important_columns_and_cuts_no_cell() -> None:
         "verdict",
         "accuracy",
         "p50 ms",
-        "KiB",
-        "p50 CI",
+        "size KiB",
+        "p50 +-",
     ]
     assert dropped == ["speedup", "p95 ms"]
     assert table_width(fitted.widths()) <= 80
@@ -86,8 +86,8 @@ def test_wide_terminal_shows_every_column_with_fixed_precision() -> None:
         "verdict": "rejected",
         "accuracy": "0.5912",
         "p50 ms": "0.0221",
-        "KiB": "89.2",
-        "p50 CI": "±1.2%",
+        "size KiB": "89.2",
+        "p50 +-": "±1.2%",
         "speedup": "5.27x",
         "p95 ms": "0.1235",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def test_fp32_program_matches_eager_and_its_size_is_the_file(
     assert outputs.shape == (200, 10)
     assert top1_agreement(outputs, reference) >= 0.99
     assert float((outputs - reference).abs().max()) < 1e-4
+
+
+def test_the_sidecar_gives_the_programs_static_batch(fp32_pte, tmp_path) -> None:
+    from edge_opt.deploy.deployables import describe_deployable
+
+    assert fp32_pte.static_batch == 3
+    path = fp32_pte.save(tmp_path / "p00-fp32-executorch.pte")
+    data = {"input_shape": [1, 28, 28], "num_classes": 10}
+    sidecar = describe_deployable(path, "p00-fp32-executorch", "pte", fp32_pte, data)
+    batch = json.loads(sidecar.read_text())["input"]["batch"]
+    assert batch.startswith("static: 3 (feed exactly 3 rows")
 
 
 def test_the_thread_pool_has_the_harness_thread_count(fp32_pte) -> None:

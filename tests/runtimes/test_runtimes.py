@@ -236,8 +236,8 @@ def test_eager_evaluation_through_the_pooling_view_is_bit_identical(
 ) -> None:
     # Evaluation pools channels-last (3-5x faster on CPU); the logits must be the model's own.
     from edge_opt.compress.quantization import convert_precision
-    from edge_opt.measure.evaluation import ChannelsLastMaxPool, pooling_view
     from edge_opt.runtimes.eager import eager_model
+    from edge_opt.runtimes.evaluation import ChannelsLastMaxPool, pooling_view
 
     converted = convert_precision(trained_cnn, precision)
     view = pooling_view(converted.model)
@@ -259,7 +259,7 @@ def test_eager_evaluation_through_the_pooling_view_is_bit_identical(
 def test_an_evaluation_view_that_differs_is_dropped_for_the_model_itself() -> None:
     from torch import nn
 
-    from edge_opt.measure.evaluation import EvaluationTwin
+    from edge_opt.runtimes.evaluation import EvaluationTwin
 
     model = nn.Sequential(nn.MaxPool2d(2)).eval()
     twin = EvaluationTwin(model)

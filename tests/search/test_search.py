@@ -22,6 +22,7 @@ from edge_opt.models.zoo import TinyResNet
 from edge_opt.search import engine as search_engine
 from edge_opt.search.frontier import dominates, hypervolume_2d, non_dominated
 from edge_opt.search.space import channel_groups, prune_groups, removed_fraction
+from edge_opt.search.state import SearchInputs
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = HarnessSettings(
@@ -99,9 +100,7 @@ def test_one_ratio_for_every_group_is_the_uniform_prune() -> None:
 
 
 # --------------------------------------------------------------------------------- search
-def _inputs(
-    trained_cnn, loaders, calibration, tmp_path: Path, budget_mb: float
-) -> search_engine.SearchInputs:
+def _inputs(trained_cnn, loaders, calibration, tmp_path: Path, budget_mb: float) -> SearchInputs:
     plan = SweepPlan(
         pruning_levels=(0.0,),
         precisions=("fp32", "int8"),
@@ -112,7 +111,7 @@ def _inputs(
         measure_rss=False,
     )
     preds = torch.cat([trained_cnn(x).argmax(1) for x, _ in loaders.val])
-    return search_engine.SearchInputs(
+    return SearchInputs(
         plan=plan,
         baseline=trained_cnn,
         val_loader=loaders.val,

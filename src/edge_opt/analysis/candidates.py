@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from edge_opt.analysis.device_profiles import HardwareProfile
-from edge_opt.analysis.hardware import LAYER_COLUMNS, estimate_layerwise_stats, summarize_hardware
+from edge_opt.analysis.hardware import summarize_hardware
 from edge_opt.analysis.profiling import build_hardware_profile_table
 from edge_opt.analysis.projection import (
     operator_count,
@@ -24,6 +24,7 @@ from edge_opt.candidates.columns import C
 from edge_opt.candidates.record import CandidateResult, Projection, records_frame
 from edge_opt.compress.precisions import BYTES_PER_ELEMENT
 from edge_opt.config.schema import ExperimentConfig
+from edge_opt.models.layers import LAYER_COLUMNS, estimate_layerwise_stats
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,20 @@ def analyse_candidate(
         model,
         cfg.latency_batch_size,
         input_shape,
-        bytes_per_element=BYTES_PER_ELEMENT[row["precision"]],
+        bytes_per_element=BYTES_PER_ELEMENT[row[C.precision]],
     )
-    summary = summarize_hardware(layers, row["latency_ms"], bandwidth_gbps, cfg.peak_compute_gmacs)
-    knee = target.knee_macs_per_byte(row["precision"])
+    summary = summarize_hardware(layers, row[C.latency_ms], bandwidth_gbps, cfg.peak_compute_gmacs)
+    knee = target.knee_macs_per_byte(row[C.precision])
     summary["target_device"] = target.name
     summary["target_knee_macs_per_byte"] = knee
     summary["target_bound_regime"] = (
         "memory-bound" if summary["arithmetic_intensity_macs_per_byte"] < knee else "compute-bound"
     )
     return HardwareAnalysis(
-        row["candidate_id"],
-        row["precision"],
+        row[C.candidate_id],
+        row[C.precision],
         cfg.latency_batch_size,
-        float(row["latency_ms"]),
+        float(row[C.latency_ms]),
         layers.to_dict("records"),
         summary,
     )
@@ -89,7 +90,7 @@ def profile_candidate(
         prepare(example) if prepare else example,
         target,
         hw.layerwise_frame(),
-        int(row.get("peak_activation_bytes") or 0),
+        int(row.get(C.peak_activation_bytes) or 0),
         precision,
         cfg.stream_interval_ms,
         cfg.profile_repeats,
@@ -122,7 +123,7 @@ def project_candidates(
     measured = frame[frame[C.candidate_id].isin(layers)].copy()
     if measured.empty:
         return list(records), {"column": column, "validation": None}
-    measured["roofline_ms_host"] = [
+    measured[C.roofline_ms_host] = [
         roofline_time_ms(layers[c], host, p)
         for c, p in zip(measured[C.candidate_id], measured[C.precision], strict=True)
     ]

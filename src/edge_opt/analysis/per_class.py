@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_opt.candidates.columns import C
+
 
 @dataclass(frozen=True)
 class ClassAccuracy:
@@ -89,7 +91,7 @@ def per_class_markdown(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     ref_id = rows[0]["reference_id"]
-    cand_id = rows[0].get("candidate_id")
+    cand_id = rows[0].get(C.candidate_id)
     lines = [
         "## Per-class accuracy (validation split)",
         "",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -28,7 +27,6 @@ from torch import nn
 
 from edge_opt.analysis.device_profiles import HardwareProfile
 from edge_opt.errors import EdgeOptError
-from edge_opt.infra.artifacts import atomic_save_figure, atomic_write_csv, atomic_write_json
 from edge_opt.measure.process import torch_threads
 
 OPERATOR_COLUMNS = ["operator", "latency_ms", "memory_kb", "calls"]
@@ -240,18 +238,6 @@ def build_hardware_profile_table(
     )
 
 
-def write_hardware_profile_artifacts(
-    profile: HardwareProfileTable, output_dir: str | Path
-) -> list[Path]:
-    """Write operator_profile.csv, hardware_totals.csv and hardware_profile.json."""
-    out = Path(output_dir)
-    return [
-        atomic_write_csv(out / "operator_profile.csv", profile.operator_frame()),
-        atomic_write_csv(out / "hardware_totals.csv", pd.DataFrame([profile.totals])),
-        atomic_write_json(out / "hardware_profile.json", profile.to_dict()),
-    ]
-
-
 # -------------------------------------------------------------------------------- roofline
 def roofline_points(layerwise: pd.DataFrame, device: HardwareProfile, dtype: str) -> pd.DataFrame:
     """Per conv/linear layer: arithmetic intensity, attainable GMAC/s on the device, regime."""
@@ -276,86 +262,3 @@ def roofline_points(layerwise: pd.DataFrame, device: HardwareProfile, dtype: str
             "regime",
         ]
     ].reset_index(drop=True)
-
-
-def plot_roofline(
-    device: HardwareProfile,
-    layers: pd.DataFrame,
-    candidates: pd.DataFrame,
-    path: str | Path,
-    host: HardwareProfile | None = None,
-) -> Path:
-    """Roofline of ``device`` per dtype with the baseline's layers (dots, at their attainable
-    rate there); whole candidates (crosses) at the rate they achieved on this host, read
-    against the host's roofs (grey) when ``host`` is given."""
-    import numpy as np
-    from matplotlib.figure import Figure as MplFigure
-
-    fig = MplFigure(figsize=(8.5, 5.5))
-    ax = fig.subplots()
-    x = np.logspace(-1, 3, 200)
-    styles = (("fp32", "tab:blue", "-"), ("bf16", "tab:green", "--"), ("int8", "tab:red", ":"))
-    for dtype, color, style in styles:
-        roof = np.minimum(device.peak(dtype), x * device.memory_bandwidth_gbps.value)
-        ax.plot(
-            x,
-            roof,
-            color=color,
-            linestyle=style,
-            linewidth=1.8,
-            label=f"{device.name} {dtype} roof",
-        )
-    if host is not None and host.name != device.name:
-        for dtype, _, style in styles:
-            roof = np.minimum(host.peak(dtype), x * host.memory_bandwidth_gbps.value)
-            ax.plot(
-                x,
-                roof,
-                color="gray",
-                linestyle=style,
-                linewidth=1.0,
-                alpha=0.7,
-                label=f"this host {dtype} roof (measured)",
-            )
-    if not layers.empty:
-        ax.scatter(
-            layers["intensity_macs_per_byte"],
-            layers["attainable_gmacs"],
-            color="black",
-            s=18,
-            label="baseline layers (attainable)",
-        )
-        for _, row in layers.iterrows():
-            ax.annotate(
-                row["layer"],
-                (row["intensity_macs_per_byte"], row["attainable_gmacs"]),
-                fontsize=6,
-                xytext=(3, -8),
-                textcoords="offset points",
-            )
-    if not candidates.empty:
-        ax.scatter(
-            candidates["intensity_macs_per_byte"],
-            candidates["achieved_gmacs"],
-            marker="x",
-            color="tab:purple",
-            s=30,
-            label="candidates (achieved on this host)",
-        )
-        for _, row in candidates.iterrows():
-            ax.annotate(
-                row["candidate_id"],
-                (row["intensity_macs_per_byte"], row["achieved_gmacs"]),
-                fontsize=5,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (MAC / byte, modelled traffic)")
-    ax.set_ylabel("GMAC/s")
-    ax.set_title(f"Roofline: {device.name}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    return atomic_save_figure(path, fig, dpi=180)

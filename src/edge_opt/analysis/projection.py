@@ -131,18 +131,18 @@ def validate_projection(frame: pd.DataFrame) -> ProjectionValidation:
         for index in group.index:
             train = group.drop(index)
             model = fit_projection(
-                train["roofline_ms_host"].to_numpy(),
+                train[C.roofline_ms_host].to_numpy(),
                 train["operators"].to_numpy(),
-                train["latency_p50_ms"].to_numpy(),
+                train[C.latency_p50_ms].to_numpy(),
             )
             row = group.loc[index]
-            predicted = model.predict(row["roofline_ms_host"], int(row["operators"]))
-            error = (predicted - row["latency_p50_ms"]) / row["latency_p50_ms"] * 100.0
+            predicted = model.predict(row[C.roofline_ms_host], int(row["operators"]))
+            error = (predicted - row[C.latency_p50_ms]) / row[C.latency_p50_ms] * 100.0
             results.append(
                 {
-                    "candidate_id": row["candidate_id"],
+                    C.candidate_id: row[C.candidate_id],
                     "runtime": runtime,
-                    "measured_ms": float(row["latency_p50_ms"]),
+                    "measured_ms": float(row[C.latency_p50_ms]),
                     "predicted_ms": float(predicted),
                     "error_pct": float(error),
                 }
@@ -174,13 +174,13 @@ def project_latencies(
         if len(group) < 2 or not target.known(str(precision)):
             continue  # an unknown peak is not guessed: the column stays empty
         model = fit_projection(
-            group["roofline_ms_host"].to_numpy(),
+            group[C.roofline_ms_host].to_numpy(),
             group["operators"].to_numpy(),
-            group["latency_p50_ms"].to_numpy(),
+            group[C.latency_p50_ms].to_numpy(),
         )
         for index, row in group.iterrows():
-            layers = layers_by_candidate[row["candidate_id"]]
-            roof = roofline_time_ms(layers, target, row["precision"])
+            layers = layers_by_candidate[row[C.candidate_id]]
+            roof = roofline_time_ms(layers, target, row[C.precision])
             projected[index] = model.predict(roof, int(row["operators"]), overhead_scale)
     return projected
 
@@ -204,7 +204,7 @@ def cross_device_validation(sweep: pd.DataFrame, tolerance: float = 0.10) -> dic
         "median_projected_over_measured": float(ratio.median()),
         "rows": [
             {
-                "candidate_id": cid,
+                C.candidate_id: cid,
                 "projected_ms": float(p),
                 "measured_ms": float(m),
                 "projected_over_measured": float(p / m),

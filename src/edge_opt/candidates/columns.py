@@ -15,51 +15,10 @@ a search. Its members sit where the family is listed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-
-class Kind(StrEnum):
-    """What a column is."""
-
-    IDENTITY = "identity"  # names the candidate
-    OUTCOME = "outcome"  # what became of it (status, error)
-    SETTING = "setting"  # a configured value repeated on the row
-    MEASURED = "measured"  # measured on a machine
-    MODELLED = "modelled"  # computed by a model (projection, proxy, liveness walk)
-    DERIVED = "derived"  # computed from measured figures (a ratio, a flag over CIs)
-    VERDICT = "verdict"  # a decision (accepted, budget checks)
-    PROVENANCE = "provenance"  # how or where a figure was obtained
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column: ``name`` may hold a ``{placeholder}`` (a family)."""
-
-    name: str
-    unit: str
-    kind: Kind
-    fmt: str  # format spec for tables ("" = str())
-    label: str  # short header for tables
-    meaning: str
-
-    @property
-    def family(self) -> str | None:
-        match = re.search(r"\{(\w+)\}", self.name)
-        return match.group(1) if match else None
-
-    def member(self, value: str) -> str:
-        """The column of one family member (``violates_{budget}mb`` -> ``violates_1mb``)."""
-        return re.sub(r"\{\w+\}", value, self.name)
-
-    def matches(self, name: str) -> bool:
-        if self.family is None:
-            return name == self.name
-        pattern = re.escape(self.name).replace(re.escape("{" + self.family + "}"), r"(.+)")
-        return re.fullmatch(pattern, name) is not None
-
+from edge_opt.candidates.column_types import Column, Kind
 
 M, D, V = Kind.MEASURED, Kind.DERIVED, Kind.VERDICT
 _LATENCY = "per call at latency_batch_size, measured"
@@ -205,7 +164,7 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "model_size_bytes", "bytes", M, "d", "size B", "serialized deployable (state dict, file)"
     ),
-    Column("memory_mb", "MiB", M, ".4g", "size MB", "model_size_bytes / 2^20"),
+    Column("memory_mb", "MiB", M, ".4g", "size KiB", "model_size_bytes / 2^20", table_scale=1024.0),
     Column(
         "energy_proxy_j",
         "J",
@@ -263,8 +222,9 @@ COLUMNS: tuple[Column, ...] = (
         "MiB",
         Kind.MODELLED,
         ".4g",
-        "runtime MB",
+        "runtime KiB",
         "model size + peak live activations",
+        table_scale=1024.0,
     ),
     Column(
         "measured_peak_rss_mb",
@@ -397,6 +357,15 @@ COLUMNS: tuple[Column, ...] = (
         "search: the roofline lower bound on this host",
     ),
     Column("ratio.{group}", "fraction", Kind.IDENTITY, ".2f", "{group}", "search: a group's ratio"),
+    Column(
+        "verdict",
+        "",
+        V,
+        "",
+        "verdict",
+        "tables only: recommended, frontier, dominated (accepted), rejected, failed or skipped",
+        in_csv=False,
+    ),
 )
 
 _BY_NAME = {c.name: c for c in COLUMNS}
@@ -452,22 +421,47 @@ def label(name: str) -> str:
 
 
 def formatted(name: str, value: Any) -> str:
-    """A value as tables print it: the column's format, empty for a missing value."""
+    """A value as tables print it: scaled and in the column's format; empty when missing."""
     if value is None or (isinstance(value, float) and value != value):
         return ""
-    fmt = column(name).fmt
-    if not fmt or isinstance(value, bool) or isinstance(value, str):
+    col = column(name)
+    if not col.fmt or isinstance(value, bool) or isinstance(value, str):
         return str(value)
     try:
-        return format(int(value) if fmt == "d" else value, fmt)
+        number = value * col.table_scale if col.table_scale != 1.0 else value
+        return format(int(number) if col.fmt == "d" else number, col.fmt)
     except (TypeError, ValueError):
         return str(value)
 
 
-def reference_table(columns: Sequence[Column] = COLUMNS) -> str:
-    """The Markdown table of every column (the docs' reference; a test keeps it current)."""
+def schema_table(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    """A Markdown table of ``rows`` over the schema columns ``names`` (headers: their labels;
+    cells: ``formatted``); the columns no row has are left out."""
+    present = [n for n in names if any(n in row for row in rows)]
+    if not rows or not present:
+        return "_(none)_\n"
+    lines = ["| " + " | ".join(label(n) for n in present) + " |", "|" + "---|" * len(present)]
+    for row in rows:
+        cells = (_cell(formatted(n, row.get(n))) for n in present)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A Markdown cell: a pipe or a line break in a value (an error, a name) cannot split
+    the row."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def csv_columns() -> list[Column]:
+    """The columns ``sweep_results.csv`` may have, in order."""
+    return [c for c in COLUMNS if c.in_csv]
+
+
+def reference_table(columns: Sequence[Column] | None = None) -> str:
+    """The Markdown table of every CSV column (``docs/outputs.md``; a test keeps it current)."""
     lines = ["| column | unit | kind | meaning |", "|---|---|---|---|"]
-    for c in columns:
+    for c in csv_columns() if columns is None else columns:
         name = c.name.replace("{", "<").replace("}", ">")
         lines.append(f"| `{name}` | {c.unit} | {c.kind.value} | {c.meaning} |")
     return "\n".join(lines)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from edge_opt.decide.budgets import BUDGET_METRICS
 from edge_opt.infra.cache import content_key, package_versions
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.runtimes.registry import RUNTIMES
 
 DEFAULT_RUNTIME = "eager"
+# What ``memory_budget_metric`` may say: the serialized model, or model + peak activations.
+BUDGET_METRIC_NAMES = ("model", "runtime")
 
 
 def candidate_id(pruning_level: float, precision: str, runtime: str = DEFAULT_RUNTIME) -> str:
@@ -57,7 +58,7 @@ class SweepPlan:
     # may stop a slower one's timing (Dominance)
 
     def __post_init__(self) -> None:
-        if self.memory_budget_metric not in BUDGET_METRICS:
+        if self.memory_budget_metric not in BUDGET_METRIC_NAMES:
             raise ValueError(
                 f"memory_budget_metric: {self.memory_budget_metric!r} is not model or runtime"
             )

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.candidates.columns import C
 from edge_opt.candidates.plan import SweepPlan, candidate_id
 from edge_opt.candidates.record import BYTES_PER_MB
@@ -30,6 +29,7 @@ from edge_opt.infra.cache import sha256_bytes, state_dict_bytes
 from edge_opt.measure.memory import peak_activation_bytes
 from edge_opt.measure.metrics import AccuracyResult, evaluate_predict
 from edge_opt.measure.process import torch_threads
+from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import count_parameters
 from edge_opt.runtimes.base import RuntimeModel
 from edge_opt.runtimes.build import build_runtime
@@ -76,16 +76,16 @@ class PreparedCandidate:
         if self.accuracy is None:
             raise ValueError("only an evaluated candidate can be cached")
         return {
-            "candidate_id": self.cid,
+            C.candidate_id: self.cid,
             "model_sha256": model_sha256,
             "correct": self.accuracy.correct,
             "total": self.accuracy.total,
             "predictions": self.accuracy.predictions.tolist(),
-            "test_accuracy": self.test_accuracy,
+            C.test_accuracy: self.test_accuracy,
             "size_bytes": self.size_bytes,
             "peak_bytes": self.peak_bytes,
             "ref_agreement": self.ref_agreement,
-            "ref_max_abs_error": self.ref_max_abs_error,
+            C.ref_max_abs_error: self.ref_max_abs_error,
             "seconds": self.seconds,
         }
 
@@ -95,11 +95,11 @@ class PreparedCandidate:
             int(meta["total"]),
             torch.tensor(meta["predictions"], dtype=torch.int64),
         )
-        self.test_accuracy = meta["test_accuracy"]
+        self.test_accuracy = meta[C.test_accuracy]
         self.size_bytes = int(meta["size_bytes"])
         self.peak_bytes = meta["peak_bytes"]
         self.ref_agreement = meta["ref_agreement"]
-        self.ref_max_abs_error = meta["ref_max_abs_error"]
+        self.ref_max_abs_error = meta[C.ref_max_abs_error]
         self.from_cache = True
 
 

@@ -38,3 +38,28 @@ QuietOpt = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="Print only the final result and errors (no progress)."),
 ]
+OutputDirOpt = Annotated[
+    str | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue an interrupted run: reuse its finished training, pruning, "
+        "conversion and accuracy; time every candidate again.",
+    ),
+]
+RefreshHostOpt = Annotated[
+    bool,
+    typer.Option(
+        "--refresh-host-profile",
+        help="Measure this machine's roofs again (config key refresh_host_profile).",
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace the finished run in the output directory (kept until the new run completes).",
+    ),
+]

@@ -9,13 +9,14 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from edge_opt.candidates.columns import C
 from edge_opt.errors import ConfigError, EdgeOptError
 from edge_opt.reports.tables import TextTable, fit_to_width, terminal_width
 
@@ -179,7 +180,7 @@ def print_multi_seed(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     from edge_opt.reports.tables import multi_seed_table
 
     print_table(multi_seed_table(result.summary, result.seeds), f"{out}/multi_seed_summary.csv")
-    front = ", ".join(result.frontier["candidate_id"]) if not result.frontier.empty else "(empty)"
+    front = ", ".join(result.frontier[C.candidate_id]) if not result.frontier.empty else "(empty)"
     say(f"frontier over seed means: {front}")
     say(f"per-seed runs in {out}/seed_*/, summaries in {out}/multi_seed_summary.*")
 
@@ -190,12 +191,12 @@ def print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     sweep = result.sweep_frame()
     rec = result.recommendation
     print_table(
-        candidate_table(sweep, rec["candidate_id"]),
+        candidate_table(sweep, rec[C.candidate_id]),
         f"{out}/sweep_results.csv ({len(sweep.columns)} columns), report.md",
     )
     reasons: dict[str, list[str]] = {}
-    for _, row in sweep[sweep["status"] != "ok"].iterrows():
-        reasons.setdefault(f"{row['status']}: {row['error']}", []).append(row["candidate_id"])
+    for _, row in sweep[sweep[C.status] != "ok"].iterrows():
+        reasons.setdefault(f"{row['status']}: {row['error']}", []).append(row[C.candidate_id])
     for reason, ids in reasons.items():
         say(f"{reason} ({', '.join(ids)})")
     say(f"recommended: {rec['candidate_id']} - {rec['reason']}")
@@ -248,3 +249,27 @@ def warn_plugin_problems() -> None:
 
     for problem in plugin_problems():
         console.print(f"warning: {problem}", markup=False, highlight=False)
+
+
+def log_candidate(result: Any, index: int, total: int) -> None:
+    """One log line per finished candidate (the run's ``on_candidate``)."""
+    log = logging.getLogger("edge_opt")
+    if result.status == "skipped":  # a runtime that cannot run the precision: not a failure
+        log.info("[%d/%d] %s skipped: %s", index, total, result.candidate_id, result.error)
+        return
+    if result.metrics is None:
+        log.warning("[%d/%d] %s FAILED: %s", index, total, result.candidate_id, result.error)
+        return
+    m = result.metrics
+    log.info(
+        "[%d/%d] %-20s acc %.4f  p50 %.4f ms  p95 %.4f ms  %.1f KiB  %s (%.1f s)",
+        index,
+        total,
+        result.candidate_id,
+        m.accuracy,
+        m.latency_p50_ms,
+        m.latency_p95_ms,
+        m.model_size_bytes / 1024,
+        "accepted" if result.accepted else "rejected",
+        result.measure_seconds,
+    )

@@ -140,8 +140,11 @@ def profile(
             console.file = terminal
             try:
                 from edge_opt.orchestrate.preflight import profile_model
+                from edge_opt.reports.hardware_files import write_hardware_profile_artifacts
 
-                table, folder = profile_model(cfg)
+                table = profile_model(cfg)
+                folder = Path(cfg.output_dir) / "profile"
+                write_hardware_profile_artifacts(table, folder)
             finally:
                 console_to_stderr()
     except OSError as exc:

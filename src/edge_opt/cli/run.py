@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from edge_opt.cli.options import ConfigArg, QuietOpt, SetOpt, VerboseOpt
+from edge_opt.cli.options import (
+    ConfigArg,
+    OutputDirOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RefreshHostOpt,
+    ResumeOpt,
+    SetOpt,
+    VerboseOpt,
+)
 from edge_opt.cli.output import (
     collector_after_imports,
     fail,
+    log_candidate,
     os_error_line,
     out_console,
     print_interrupted,
@@ -48,32 +56,10 @@ def validate(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False
 def run(
     config: ConfigArg,
     set_: SetOpt = None,
-    output_dir: Annotated[
-        str | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Continue an interrupted run: reuse its finished training, pruning, "
-            "conversion and accuracy; time every candidate again.",
-        ),
-    ] = False,
-    refresh_host_profile: Annotated[
-        bool,
-        typer.Option(
-            "--refresh-host-profile",
-            help="Measure this machine's roofs again (config key refresh_host_profile).",
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Replace the finished run in the output directory (kept until the new run "
-            "completes).",
-        ),
-    ] = False,
+    output_dir: OutputDirOpt = None,
+    resume: ResumeOpt = False,
+    refresh_host_profile: RefreshHostOpt = False,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -94,38 +80,7 @@ def run(
     from edge_opt.infra.rundir import open_run_dir
     from edge_opt.infra.runstatus import check_output_path
 
-    log = logging.getLogger("edge_opt")
-
-    def on_candidate(result, index: int, total: int) -> None:  # type: ignore[no-untyped-def]
-        if result.status == "skipped":  # a runtime that cannot run the precision: not a failure
-            log.info("[%d/%d] %s skipped: %s", index, total, result.candidate_id, result.error)
-            return
-        if result.metrics is None:
-            log.warning("[%d/%d] %s FAILED: %s", index, total, result.candidate_id, result.error)
-            return
-        m = result.metrics
-        log.info(
-            "[%d/%d] %-20s acc %.4f  p50 %.4f ms  p95 %.4f ms  %.1f KiB  %s (%.1f s)",
-            index,
-            total,
-            result.candidate_id,
-            m.accuracy,
-            m.latency_p50_ms,
-            m.latency_p95_ms,
-            m.model_size_bytes / 1024,
-            "accepted" if result.accepted else "rejected",
-            result.measure_seconds,
-        )
-
-    overrides = list(set_ or [])
-    if output_dir is not None:
-        overrides.append(f"output_dir={output_dir}")
-    if refresh_host_profile:
-        overrides.append("refresh_host_profile=true")
-    # Absolute paths: the resume command printed on an interrupt works from any directory.
-    command = ["edge-opt", "run", str(config.absolute()), *(f"--set={o}" for o in set_ or [])]
-    if output_dir is not None:
-        command += ["-o", os.path.abspath(output_dir) if output_dir.strip() else output_dir]
+    overrides, command = _overrides_and_command(config, set_, output_dir, refresh_host_profile)
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         if output_dir is not None:
@@ -141,7 +96,7 @@ def run(
             collector_after_imports()
 
             result = run_experiment(
-                cfg, on_candidate=on_candidate, opened=opened, progress=progress
+                cfg, on_candidate=log_candidate, opened=opened, progress=progress
             )
     except OSError as exc:  # a full disk, a file-size limit, a vanished directory
         fail(
@@ -161,6 +116,22 @@ def run(
         print_multi_seed(result, Path(cfg.output_dir))
     else:
         print_result(result, Path(cfg.output_dir))
+
+
+def _overrides_and_command(
+    config: Path, set_: list[str] | None, output_dir: str | None, refresh_host_profile: bool
+) -> tuple[list[str], list[str]]:
+    """The config overrides the options mean, and the command that resumes this run (absolute
+    paths: the resume command printed on an interrupt works from any directory)."""
+    overrides = list(set_ or [])
+    if output_dir is not None:
+        overrides.append(f"output_dir={output_dir}")
+    if refresh_host_profile:
+        overrides.append("refresh_host_profile=true")
+    command = ["edge-opt", "run", str(config.absolute()), *(f"--set={o}" for o in set_ or [])]
+    if output_dir is not None:
+        command += ["-o", os.path.abspath(output_dir) if output_dir.strip() else output_dir]
+    return overrides, command
 
 
 def _terminate_as_interrupt(_signum: int, _frame: object) -> None:

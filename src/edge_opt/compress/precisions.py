@@ -61,12 +61,3 @@ for _engine in (
     QuantEngine("qnnpack", _ARM + _X86, "QNNPACK (Arm CPUs; also built for x86-64)"),
 ):
     ENGINES.add(_engine)
-
-
-def default_engine(machine: str) -> str | None:
-    """The int8 engine ``quantization_backend: auto`` means on a CPU (``platform.machine()``):
-    ``x86`` on x86-64, ``qnnpack`` on Arm; None when torch ships none for it."""
-    for name in ("x86", "qnnpack", *ENGINES.names()):
-        if machine in ENGINES.get(name).machines:
-            return name
-    return None

@@ -126,21 +126,10 @@ def structured_channel_prune(
 
     head = classifier_layer(pruned)
     try:
-        if scope == "uniform":
-            # Plain per-filter L1 of the group's first layer: what the hand-written oracle does.
-            importance = tp.importance.MagnitudeImportance(
-                p=1, group_reduction="first", normalizer=None
-            )
-        else:
-            # Across layers raw L1 is not comparable (fan-in differs): mean-normalise per
-            # group, torch-pruning's default for global ranking.
-            importance = tp.importance.MagnitudeImportance(
-                p=1, group_reduction="mean", normalizer="mean"
-            )
         pruner = tp.pruner.BasePruner(
             pruned,
             example_inputs,
-            importance=importance,
+            importance=_importance(scope),
             pruning_ratio=pruning_level,
             global_pruning=scope == "global",
             ignored_layers=[head] if head is not None else [],
@@ -154,6 +143,18 @@ def structured_channel_prune(
             f"cannot prune {type(model).__name__} at {pruning_level}: {type(exc).__name__}: {exc}"
         ) from exc
     return pruned.train(was_training)
+
+
+def _importance(scope: PruningScope) -> object:
+    """torch-pruning's L1 channel importance for ``scope``."""
+    import torch_pruning as tp
+
+    if scope == "uniform":
+        # Plain per-filter L1 of the group's first layer: what the hand-written oracle does.
+        return tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None)
+    # Across layers raw L1 is not comparable (fan-in differs): mean-normalise per group,
+    # torch-pruning's default for global ranking.
+    return tp.importance.MagnitudeImportance(p=1, group_reduction="mean", normalizer="mean")
 
 
 def _inferred_example(model: nn.Module, name: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ def field_names() -> list[str]:
 
 
 def describe_fields() -> list[tuple[str, str, str]]:
-    """(key, default, description) for every key: the README's table is generated from this."""
+    """(key, default, description) for every key (docs/configuration.md's table)."""
     rows = []
     for name, info in ExperimentConfig.model_fields.items():
         default = info.get_default(call_default_factory=True)

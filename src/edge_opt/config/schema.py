@@ -15,7 +15,6 @@ from pydantic import (
     model_validator,
 )
 
-from edge_opt.compress.precisions import default_engine
 from edge_opt.config.sections import (
     DatasetSpec,
     ExecutorSpec,
@@ -38,6 +37,7 @@ from edge_opt.config.types import (
     Real,
     RuntimeName,
     Seed,
+    default_engine,
     registry,
 )
 
@@ -129,7 +129,11 @@ class ExperimentConfig(BaseModel):
         "the same weights in every process (recorded; part of the cache key).",
     )
     fine_tune_epochs: Int = Field(
-        0, ge=0, le=MAX_EPOCHS, description="Epochs of fine-tuning after each pruning level > 0."
+        0,
+        ge=0,
+        le=MAX_EPOCHS,
+        description="Epochs of fine-tuning of every pruning level, 0 included, so every "
+        "candidate had the same training budget.",
     )
     device: DeviceName = Field(
         "host",
@@ -335,7 +339,7 @@ class ExperimentConfig(BaseModel):
         description="`local` (default), or `{kind: ray, address, cpus_per_task, "
         "device_resource, device_wait_s, max_retries}`: prepare tasks fan out over a Ray "
         "cluster and, with `device_resource`, ONNX Runtime candidates are also timed on the "
-        "target device's node (README: Distributed runs and device nodes).",
+        "target device's node (docs/devices.md, Distributed runs and device nodes).",
     )
     # --- output -----------------------------------------------------------------------------
     output_dir: str = Field("outputs/default", min_length=1, description="Run directory.")

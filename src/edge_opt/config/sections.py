@@ -77,7 +77,7 @@ def path_formats() -> list[str]:
 
 
 class DatasetSpec(BaseModel):
-    """A dataset the user has: a ``format`` with a ``path``, or a ``factory`` (see README, Data)."""
+    """A dataset the user has: a ``format`` with a ``path``, or a ``factory`` (docs/data.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -47,6 +47,16 @@ def registry(kind: str) -> Registry[Any]:
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
+def default_engine(machine: str) -> str | None:
+    """The int8 engine ``quantization_backend: auto`` means on a CPU (``platform.machine()``):
+    ``x86`` on x86-64, ``qnnpack`` on Arm; None when torch ships none for it."""
+    engines = registry("engine")
+    for name in ("x86", "qnnpack", *engines.names()):
+        if machine in engines.get(name).machines:
+            return name
+    return None
+
+
 def allowed_text(names: list[str]) -> str:
     """``'a', 'b' or 'c'``: how pydantic lists a Literal's values."""
     quoted = [repr(n) for n in names]

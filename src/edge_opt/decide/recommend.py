@@ -32,7 +32,7 @@ def recommend_candidate(
     df: pd.DataFrame,
     baseline_accuracy: float,
     max_accuracy_drop: float,
-    cost_col: str = "latency_p50_ms",
+    cost_col: str = C.latency_p50_ms,
 ) -> Recommendation:
     """Among accepted candidates within ``max_accuracy_drop`` of the baseline's validation
     accuracy, the one with the lowest ``cost_col``; or none, with the reason."""
@@ -40,13 +40,13 @@ def recommend_candidate(
     def rec(cid: str | None, reason: str) -> Recommendation:
         return Recommendation(cid, reason, baseline_accuracy, max_accuracy_drop, cost_col)
 
-    ok = df[df["status"] == "ok"] if "status" in df.columns else df
-    accepted = ok[ok["accepted"].astype(bool)] if not ok.empty else ok
+    ok = df[df[C.status] == "ok"] if C.status in df.columns else df
+    accepted = ok[ok[C.accepted].astype(bool)] if not ok.empty else ok
     if accepted.empty:
-        budget = df["active_budget_mb"].iloc[0] if not df.empty else float("nan")
+        budget = df[C.active_budget_mb].iloc[0] if not df.empty else float("nan")
         slow = 0
-        if "violates_latency_budget" in ok.columns:
-            slow = int(ok["violates_latency_budget"].fillna(False).astype(bool).sum())
+        if C.violates_latency_budget in ok.columns:
+            slow = int(ok[C.violates_latency_budget].fillna(False).astype(bool).sum())
         if slow:
             return rec(
                 None,
@@ -60,7 +60,7 @@ def recommend_candidate(
             f"fits the active memory budget of {budget:g} MB",
         )
     floor = baseline_accuracy - max_accuracy_drop
-    eligible = accepted[accepted["accuracy"] >= floor - 1e-12]
+    eligible = accepted[accepted[C.accuracy] >= floor - 1e-12]
     if eligible.empty:
         best = accepted.sort_values("accuracy", ascending=False).iloc[0]
         return rec(
@@ -72,7 +72,7 @@ def recommend_candidate(
         )
     best = eligible.sort_values([cost_col, "accuracy"], ascending=[True, False]).iloc[0]
     return rec(
-        str(best["candidate_id"]),
+        str(best[C.candidate_id]),
         f"lowest {cost_col} ({best[cost_col]:.4g}) among {len(eligible)} accepted candidate(s) "
         f"within {max_accuracy_drop:g} of the baseline's validation accuracy "
         f"({baseline_accuracy:.4f}); its accuracy is {best['accuracy']:.4f} and its size "
@@ -129,7 +129,7 @@ def recommend_across_seeds(
     baseline = float(sum(reference_accuracies) / n) if n else float("nan")
     frame = pd.DataFrame(
         {
-            C.candidate_id: summary.get("candidate_id", pd.Series(dtype=str)),
+            C.candidate_id: summary.get(C.candidate_id, pd.Series(dtype=str)),
             C.status: [
                 "ok" if ok == n_seeds else "failed"
                 for ok, n_seeds in zip(
@@ -149,7 +149,7 @@ def recommend_across_seeds(
     if rec.candidate_id is not None:
         reason += f"; {agreeing} of {n} seed(s) picked it on their own"
     return {
-        "candidate_id": rec.candidate_id,
+        C.candidate_id: rec.candidate_id,
         "reason": reason,
         "baseline_accuracy_mean": baseline,
         "per_seed": list(per_seed_picks),

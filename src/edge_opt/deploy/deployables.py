@@ -89,6 +89,14 @@ def describe_deployable(
     if fmt == "torchscript":
         dtype = str(model.eager.prepare_input(torch.zeros(1, *shape)).dtype).removeprefix("torch.")
     content = build_sidecar(
-        path, cid, fmt, model.precision, shape, dtype, data, measured_as or model.runtime
+        path,
+        cid,
+        fmt,
+        model.precision,
+        shape,
+        dtype,
+        data,
+        measured_as or model.runtime,
+        model.static_batch,
     )
     return write_sidecar(path, content)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from edge_opt.candidates.columns import C
 from edge_opt.compress.pruning import structured_channel_prune
 from edge_opt.config.loading import build_config
 from edge_opt.data.formats import load_dataset
@@ -27,8 +28,8 @@ from edge_opt.infra.cache import load_state_dict_bytes, sha256_bytes
 from edge_opt.infra.environment import sha256_file
 from edge_opt.infra.rundir import locked_run_dir
 from edge_opt.infra.runstatus import require_finished_run
-from edge_opt.orchestrate.preflight import build_configured_model
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.models.zoo import build_configured_model
+from edge_opt.reports.result import RunResult
 from edge_opt.runtimes.build import build_runtime
 from edge_opt.runtimes.registry import FORMATS, RUNTIMES, builder_of_format
 
@@ -51,14 +52,14 @@ class ExportResult:
 
 def _row(result: RunResult, candidate_id: str) -> dict[str, Any]:
     for row in result.sweep:
-        if row["candidate_id"] == candidate_id:
-            if row["status"] != "ok":
+        if row[C.candidate_id] == candidate_id:
+            if row[C.status] != "ok":
                 raise EdgeOptError(
                     f"candidate {candidate_id!r} was {row['status']} in this run "
                     f"({row.get('error')}); pick a measured one"
                 )
             return row
-    known = ", ".join(r["candidate_id"] for r in result.sweep)
+    known = ", ".join(r[C.candidate_id] for r in result.sweep)
     raise EdgeOptError(f"candidate {candidate_id!r} is not in this run; candidates: {known}")
 
 
@@ -172,7 +173,7 @@ def _export(
     run_dir: Path, candidate_id: str | None, fmt: str | None, output: str | Path | None
 ) -> ExportResult:
     result = RunResult.load(run_dir)
-    cid = candidate_id or result.recommendation.get("candidate_id")
+    cid = candidate_id or result.recommendation.get(C.candidate_id)
     if cid is None:
         raise EdgeOptError("this run recommended no candidate; pass --candidate ID")
     row = _row(result, cid)
@@ -182,7 +183,7 @@ def _export(
             f"grid candidates only; the run already wrote its recommended and frontier "
             f"candidates to {run_dir / 'models'}"
         )
-    runtime, precision, level = row["runtime"], row["precision"], float(row["pruning_level"])
+    runtime, precision, level = row[C.runtime], row[C.precision], float(row[C.pruning_level])
     measured = RUNTIMES.get(runtime) if runtime in RUNTIMES else None
     fmt = fmt or (measured.export_format if measured is not None else "torchscript")
     if fmt not in FORMATS:

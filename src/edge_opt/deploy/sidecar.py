@@ -2,7 +2,7 @@
 the file and read its answer (input name, shape, dtype, layout, the exact preprocessing, class
 names, output meaning, runtime and version, the model file's sha256).
 
-``edge-opt predict`` reads it; so can any script on the device (README, *Deploying the result*).
+``edge-opt predict`` reads it; so can any script on the device (docs/deploying.md).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def build_sidecar(
     input_dtype: str,
     data: dict[str, Any],
     measured_as: str,
+    static_batch: int | None = None,
 ) -> dict[str, Any]:
     """The sidecar's content (JSON-ready).
 
@@ -70,6 +71,7 @@ def build_sidecar(
         data: the run's data description (``DataSplits.describe()`` plus ``num_classes`` and
             ``normalisation``, as in ``run_result.json``).
         measured_as: the runtime the candidate was measured in.
+        static_batch: the only batch size the file takes (an ExecuTorch program), if any.
     """
     channels, height, width = (int(d) for d in input_shape)
     deployable = FORMATS.get(fmt)
@@ -81,6 +83,10 @@ def build_sidecar(
         input_name, output_name = "input (positional)", "output"
     runtime = {"name": deployable.runner, "version": _version(deployable.runner_package)}
     batch = deployable.batch
+    if static_batch is not None:
+        batch = (
+            f"static: {static_batch} (feed exactly {static_batch} rows; zero-pad a shorter batch)"
+        )
     normalisation = data.get("normalisation", {})
     pre = dict(data.get("preprocessing") or {})
     pre.setdefault("channels", channels)

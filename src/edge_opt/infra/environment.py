@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 import edge_opt
-from edge_opt.measure.energy import rapl_status
 
 # ISA features that decide which precisions are fast on x86 (see HOST_NOTES.md).
 ISA_FLAGS = (
@@ -186,8 +185,10 @@ def describe_environment(
     quantized_engine: str,
     train_threads: int | None = None,
     packages: tuple[str, ...] = (),
+    energy_counters: str | None = None,
 ) -> dict[str, Any]:
-    """The environment record written to manifest.json."""
+    """The environment record written to manifest.json; ``energy_counters``: whether RAPL
+    counters can be read (``measure.energy.rapl_status``)."""
     return {
         "edge_opt_version": edge_opt.__version__,
         "python": sys.version.split()[0],
@@ -199,7 +200,7 @@ def describe_environment(
         "quantized_engine": quantized_engine,
         "kernels": kernel_dispatch(quantized_engine, train_threads),
         "cpu_governor": cpu_governor(),
-        "energy_counters": rapl_status(),
+        "energy_counters": energy_counters,
         "env": {name: os.environ.get(name) for name in MALLOC_VARS},
         "git": git_commit(),
         "command": sys.argv,

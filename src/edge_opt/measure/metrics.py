@@ -8,7 +8,6 @@ Batch-1 latency and batch-N throughput are separate figures. A modelled figure
 
 from __future__ import annotations
 
-import io
 import math
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +22,11 @@ from torch.utils.data import DataLoader
 from edge_opt.compress.precisions import PRECISIONS
 from edge_opt.errors import MeasurementError
 from edge_opt.measure.energy import RaplReader, energy_proxy_j
-from edge_opt.measure.evaluation import EvaluationTwin
 from edge_opt.measure.harness import HarnessSettings, measure_interleaved
 from edge_opt.measure.process import torch_threads
 from edge_opt.measure.statistics import LatencyStats
+from edge_opt.runtimes.base import serialized_size_bytes
+from edge_opt.runtimes.evaluation import EvaluationTwin
 
 BYTES_PER_MB = 2**20  # "MB" in edge-opt means MiB: budgets, memory_mb and sizes use 2**20 bytes
 # The dtype of each precision's inputs (an int8 model quantizes its float input itself).
@@ -52,7 +52,7 @@ def evaluate_accuracy(
     """Top-1 accuracy over a loader, keeping the predictions (for agreement checks).
 
     Batches run side by side on every torch thread, a float model through its pooling view:
-    the predictions are the model's own, bit for bit (``edge_opt.measure.evaluation``)."""
+    the predictions are the model's own, bit for bit (``edge_opt.runtimes.evaluation``)."""
     model.eval()
     twin = EvaluationTwin(model)
     return evaluate_predict(
@@ -141,13 +141,6 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return (low, high)
-
-
-def serialized_size_bytes(model: nn.Module) -> int:
-    """Bytes of ``torch.save(model.state_dict())``: what would be deployed (int8 packed)."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
 
 
 def first_inputs(loader: DataLoader, count: int) -> torch.Tensor:
@@ -313,6 +306,24 @@ def throughput_settings(settings: HarnessSettings, throughput_repeats: int) -> H
     )
 
 
+@dataclass(frozen=True)
+class MetricsOptions:
+    """How ``collect_metrics`` times, beyond its documented arguments (config keys of the same
+    names); ``harness`` overrides ``warmup``, ``trials`` and ``threads``."""
+
+    warmup: int = 10
+    trials: int = 3
+    latency_batch_size: int = 1
+    throughput_repeats: int = 10
+    threads: int = 1
+    harness: HarnessSettings | None = None
+
+    def settings(self, repeats: int) -> HarnessSettings:
+        if self.harness is not None:
+            return self.harness
+        return HarnessSettings.from_counts(self.threads, self.warmup, repeats, self.trials)
+
+
 def collect_metrics(
     model: nn.Module,
     val_loader: DataLoader,
@@ -322,15 +333,11 @@ def collect_metrics(
     latency_multiplier: float = 1.0,
     benchmark_repeats: int = 100,
     *,
-    benchmark_warmup: int = 10,
-    benchmark_trials: int = 3,
-    latency_batch_size: int = 1,
-    throughput_repeats: int = 10,
-    threads: int = 1,
+    options: MetricsOptions | None = None,
     reference_predictions: torch.Tensor | None = None,
-    settings: HarnessSettings | None = None,
 ) -> CandidateMetrics:
-    """Measure one model on ``val_loader``.
+    """Measure one model on ``val_loader``: accuracy, latency distribution at the latency
+    batch, throughput at the loader's batch, size, energy proxy.
 
     Args:
         model: the model, already in ``precision``.
@@ -340,20 +347,17 @@ def collect_metrics(
         precision: ``fp32``, ``fp16``, ``bf16`` or ``int8``; sets the input dtype.
         latency_multiplier: modelled slow-down of the target; != 1 adds ``*_scaled`` fields.
         benchmark_repeats: timed calls per round.
-        benchmark_warmup: warm-up block size (warm-up runs until the median settles).
-        benchmark_trials: minimum number of rounds.
-        latency_batch_size: batch of the latency calls (1 = streaming).
-        throughput_repeats: timed calls per round at the loader's batch size.
-        threads: torch intra-op threads during timing.
+        options: warm-up, rounds, batches, threads, or the whole harness protocol.
         reference_predictions: baseline predictions on the same loader, for top-1 agreement.
-        settings: full harness settings; overrides the four ``benchmark_*``/``threads`` args.
-
-    Returns:
-        A ``CandidateMetrics``.
 
     Raises:
         MeasurementError: ``val_loader`` has no batches, unknown precision, unsupported
             device. It is a ``ValueError`` too.
+
+    Example:
+        >>> m = collect_metrics(model, val_loader, "cpu", 5.0, "fp32")  # doctest: +SKIP
+        >>> m.latency_p50_ms <= m.latency_p95_ms  # doctest: +SKIP
+        True
     """
     require_batches(val_loader, "val_loader")
     if torch.device(device).type != "cpu":
@@ -364,35 +368,26 @@ def collect_metrics(
         )
     if latency_multiplier <= 0:
         raise MeasurementError(f"latency_multiplier: {latency_multiplier!r} must be > 0")
-    if settings is None:
-        settings = HarnessSettings.from_counts(
-            threads, benchmark_warmup, benchmark_repeats, benchmark_trials
-        )
+    options = options or MetricsOptions()
+    settings = options.settings(benchmark_repeats)
     dtype = INPUT_DTYPES[precision]
     model.eval()
     acc = evaluate_accuracy(model, val_loader, dtype)
-    latency_input = first_inputs(val_loader, latency_batch_size).to(dtype)
+    latency_input = first_inputs(val_loader, options.latency_batch_size).to(dtype)
     batch_input = next(iter(val_loader))[0].to(dtype)
     rapl = RaplReader()
-    reader = rapl if rapl.available else None
     lat = measure_interleaved(
         {"m": lambda: model(latency_input)},
         settings,
-        {"m": latency_batch_size},
-        energy_reader=reader,
+        {"m": options.latency_batch_size},
+        energy_reader=rapl if rapl.available else None,
     )["m"]
     batch = measure_interleaved(
         {"m": lambda: model(batch_input)},
-        throughput_settings(settings, throughput_repeats),
+        throughput_settings(settings, options.throughput_repeats),
         {"m": int(batch_input.shape[0])},
     )["m"]
+    size = serialized_size_bytes(model)
     return assemble_metrics(
-        precision,
-        acc,
-        lat,
-        batch,
-        serialized_size_bytes(model),
-        power_watts,
-        latency_multiplier,
-        reference_predictions,
+        precision, acc, lat, batch, size, power_watts, latency_multiplier, reference_predictions
     )

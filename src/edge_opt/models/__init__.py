@@ -1,1 +1,1 @@
-"""Models: the zoo, user factories, checkpoints."""
+"""Models: the zoo, user factories, checkpoints, and per-layer accounting (MACs and bytes)."""

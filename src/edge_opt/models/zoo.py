@@ -11,19 +11,20 @@ The zoo nets pool globally, so they take 1x28x28 and 3x32x32 inputs alike.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from edge_opt.errors import ModelError
 from edge_opt.infra.registry import Registry
+from edge_opt.infra.usercode import exception_line, load_callable
+
+if TYPE_CHECKING:
+    from edge_opt.config.schema import ExperimentConfig
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -71,56 +72,17 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     except TypeError as exc:
         raise ModelError(f"model {name!r}: bad arguments {kwargs} ({exc})") from None
     except (Exception, SystemExit) as exc:
-        raise ModelError(f"model {name!r}: building it failed: {_describe(exc)}") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for an exception raised by user code (SystemExit included)."""
-    if isinstance(exc, SystemExit):
-        return f"it called sys.exit({exc.code!r}); a factory must return a model, not exit"
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 300 else text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise ModelError(f"model {name!r}: building it failed: {exception_line(exc)}") from exc
 
 
 def load_factory(reference: str, field: str = "model.factory") -> ModelFactory:
     """Resolve ``"package.module:function"`` or ``"path/to/file.py:function"``; ``field`` names
-    the config key in errors (``dataset.factory`` for a dataset factory).
+    the config key in errors.
 
     Raises:
-        ModelError: naming what could not be found.
+        ModelError: naming what could not be found (``infra.usercode.load_callable``).
     """
-    module_ref, sep, attr = reference.rpartition(":")
-    if not sep or not module_ref or not attr:
-        raise ModelError(
-            f"{field}: {reference!r} must look like 'package.module:function' or "
-            "'path/to/file.py:function'"
-        )
-    if module_ref.endswith(".py"):
-        path = Path(module_ref).expanduser().resolve()
-        if not path.is_file():
-            raise ModelError(f"{field}: file {path} does not exist")
-        spec = importlib.util.spec_from_file_location(f"edge_opt_user_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise ModelError(f"{field}: cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # lets pickling and torch.fx find the classes
-        try:
-            spec.loader.exec_module(module)
-        except (Exception, SystemExit) as exc:
-            sys.modules.pop(spec.name, None)
-            raise ModelError(f"{field}: importing {path} failed: {_describe(exc)}") from exc
-    else:
-        try:
-            module = importlib.import_module(module_ref)
-        except ImportError as exc:
-            raise ModelError(f"{field}: cannot import {module_ref!r} ({exc})") from None
-        except (Exception, SystemExit) as exc:
-            raise ModelError(f"{field}: importing {module_ref!r} failed: {_describe(exc)}") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ModelError(f"{field}: {module_ref!r} has no callable {attr!r}")
-    return factory
+    return load_callable(reference, field, ModelError)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
@@ -208,7 +170,7 @@ def build_model(
             raise ModelError(f"model.factory {factory!r}: bad arguments {args} ({exc})") from None
         except (Exception, SystemExit) as exc:
             # User code: whatever it raises (even sys.exit) becomes one error naming it.
-            raise ModelError(f"model.factory {factory!r} failed: {_describe(exc)}") from exc
+            raise ModelError(f"model.factory {factory!r} failed: {exception_line(exc)}") from exc
         default_shape, label = None, factory
     else:
         raise ModelError("model: give a registered `name` or a `factory`")
@@ -231,8 +193,9 @@ def build_model(
             model.eval()(torch.zeros(1, *shape))
     except (Exception, SystemExit) as exc:
         raise ModelError(
-            f"model {label!r} does not run on inputs of shape {list(shape)}: {_describe(exc)}; set "
-            "model.input_shape (and the model's kwargs) to what it expects"
+            f"model {label!r} does not run on inputs of shape {list(shape)}: "
+            f"{exception_line(exc)}; set model.input_shape (and the model's kwargs) to what it "
+            "expects"
         ) from None
     return BuiltModel(model.train(), shape, label, path)
 
@@ -370,3 +333,11 @@ class TinyMobileNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
+def build_configured_model(cfg: ExperimentConfig) -> BuiltModel:
+    """The model the config describes (registered or a user factory, checkpoint loaded)."""
+    spec = cfg.model
+    return build_model(
+        spec.name, spec.factory, spec.kwargs, spec.checkpoint, spec.input_shape, spec.num_classes
+    )

@@ -34,8 +34,8 @@ from edge_opt.infra.cache import (
 from edge_opt.infra.environment import sha256_file
 from edge_opt.infra.progress import Progress
 from edge_opt.measure.metrics import AccuracyResult, evaluate_accuracy
-from edge_opt.models.zoo import BuiltModel
-from edge_opt.orchestrate.preflight import build_configured_model, check_data_fits_model
+from edge_opt.models.zoo import BuiltModel, build_configured_model
+from edge_opt.orchestrate.preflight import check_data_fits_model
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from edge_opt.candidates.columns import C
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.infra.environment import describe_environment, has_native_fp16
 from edge_opt.infra.text import percent
-from edge_opt.measure.energy import PowerSource
+from edge_opt.measure.energy import PowerSource, rapl_status
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.measure.process import load_average
 from edge_opt.runtimes.registry import runtime_packages
@@ -37,6 +37,7 @@ def environment_record(
         torch.backends.quantized.engine,
         cfg.train_threads,
         runtime_packages(),
+        rapl_status(),
     )
     environment["allocator"] = dict(allocator)
     environment["power"] = asdict(power)
@@ -48,7 +49,7 @@ def environment_record(
         environment["noisy_rounds_retried"] = int(ok_rows[C.noisy_retries].max())
         noisy = ok_rows[C.noisy].astype(bool)
         environment["noisy_candidates"] = ok_rows.loc[noisy, C.candidate_id].tolist()
-        environment["host_reference_ms"] = float(ok_rows[C.host_reference_ms].min())
+        environment[C.host_reference_ms] = float(ok_rows[C.host_reference_ms].min())
     return environment
 
 

@@ -23,7 +23,7 @@ from edge_opt.orchestrate.context import RunContext
 from edge_opt.orchestrate.multiseed import MultiSeedResult, run_multi_seed
 from edge_opt.orchestrate.pipeline import run_pipeline
 from edge_opt.orchestrate.protect import protected_run, warn_config_change
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.reports.result import RunResult
 from edge_opt.reports.writer import write_reports
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from edge_opt.candidates.plan import REFERENCE_ID
 from edge_opt.candidates.record import CandidateResult, records_frame
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.measure.harness import HarnessSettings
-from edge_opt.measure.metrics import collect_metrics
+from edge_opt.measure.metrics import MetricsOptions, collect_metrics
 from edge_opt.orchestrate.baseline import TORCH_DEVICE, Baseline, RunInputs
 from edge_opt.orchestrate.study import Study
 
@@ -60,6 +60,13 @@ def _base_row(
     row = rows.get(REFERENCE_ID)
     if row is not None and row[C.status] == "ok":
         return row
+    options = MetricsOptions(
+        cfg.benchmark_warmup,
+        cfg.benchmark_trials,
+        cfg.latency_batch_size,
+        cfg.throughput_repeats,
+        harness=harness,
+    )
     metrics = collect_metrics(
         baseline.model,
         inputs.loaders.val,
@@ -68,11 +75,7 @@ def _base_row(
         "fp32",
         cfg.latency_multiplier,
         cfg.benchmark_repeats,
-        benchmark_warmup=cfg.benchmark_warmup,
-        benchmark_trials=cfg.benchmark_trials,
-        latency_batch_size=cfg.latency_batch_size,
-        throughput_repeats=cfg.throughput_repeats,
-        settings=harness,
+        options=options,
     )
     return {C.candidate_id: "baseline-fp32", C.precision: "fp32", **metrics.to_dict()}
 
@@ -156,7 +159,7 @@ def profile_run(
         )
     points = [
         {
-            "candidate_id": h.candidate_id,
+            C.candidate_id: h.candidate_id,
             "precision": h.precision,
             "intensity_macs_per_byte": h.summary["arithmetic_intensity_macs_per_byte"],
             "achieved_gmacs": h.summary["achieved_gmacs"],

@@ -19,21 +19,20 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.candidates.columns import C
 from edge_opt.candidates.record import CandidateResult
 from edge_opt.compress.training import EpochStats
-from edge_opt.config.loading import dump_config
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.decide.frontier import pareto_frontier
 from edge_opt.decide.recommend import recommend_across_seeds
-from edge_opt.infra.artifacts import atomic_write_csv, atomic_write_json, atomic_write_text
 from edge_opt.infra.cache import ArtifactCache
 from edge_opt.infra.progress import NullProgress, Progress
 from edge_opt.infra.rundir import RunDir
-from edge_opt.orchestrate.context import RunContext
+from edge_opt.orchestrate.context import RunContext, RunSink
 from edge_opt.orchestrate.pipeline import run_pipeline
 from edge_opt.orchestrate.protect import protected_run, warn_config_change
-from edge_opt.orchestrate.result import RunResult
-from edge_opt.reports.multiseed import render_html, render_markdown
+from edge_opt.reports.multiseed import write_multi_seed_reports
+from edge_opt.reports.result import RunResult
 from edge_opt.reports.writer import write_reports
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ _T95 = [
     2.045,
     2.042,
 ]
-SUMMARY_METRICS = ("accuracy", "test_accuracy", "latency_p50_ms", "energy_proxy_j", "memory_mb")
+SUMMARY_METRICS = ("accuracy", C.test_accuracy, C.latency_p50_ms, C.energy_proxy_j, C.memory_mb)
 
 
 def t_critical_95(dof: int) -> float:
@@ -97,24 +96,24 @@ def mean_ci95(values: pd.Series) -> tuple[float, float, float, float]:
 def _clamp(metric: str, low: float, high: float) -> tuple[float, float]:
     # Every summarised metric is >= 0, and accuracies are proportions: a t-interval over a
     # handful of seeds can overshoot both ends.
-    upper = 1.0 if "accuracy" in metric else math.inf
+    upper = 1.0 if C.accuracy in metric else math.inf
     return (max(0.0, low) if low == low else low, min(upper, high) if high == high else high)
 
 
 def summarize_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """One row per candidate over the seeds' sweep rows (a ``seed`` column identifies them)."""
     rows = []
-    ok = per_seed[per_seed["status"] == "ok"]
-    for cid, group in per_seed.groupby("candidate_id", sort=False):
-        good = ok[ok["candidate_id"] == cid]
+    ok = per_seed[per_seed[C.status] == "ok"]
+    for cid, group in per_seed.groupby(C.candidate_id, sort=False):
+        good = ok[ok[C.candidate_id] == cid]
         row: dict[str, Any] = {
-            "candidate_id": cid,
-            "pruning_level": group["pruning_level"].iloc[0],
-            "precision": group["precision"].iloc[0],
-            "runtime": group["runtime"].iloc[0],
+            C.candidate_id: cid,
+            C.pruning_level: group[C.pruning_level].iloc[0],
+            "precision": group[C.precision].iloc[0],
+            "runtime": group[C.runtime].iloc[0],
             "seeds": len(group),
             "seeds_ok": len(good),
-            "accepted_share": float(good["accepted"].astype(bool).sum()) / len(group),
+            "accepted_share": float(good[C.accepted].astype(bool).sum()) / len(group),
         }
         row["accepted_all"] = row["accepted_share"] == 1.0
         for metric in SUMMARY_METRICS:
@@ -142,7 +141,7 @@ def multi_seed_frontier(summary: pd.DataFrame, use_ci: bool = False) -> pd.DataF
     frame = summary.assign(
         accepted=summary["accepted_all"],
         accuracy=summary["accuracy_mean"],
-        accuracy_ci95_low=summary["accuracy_ci95_low"],
+        accuracy_ci95_low=summary[C.accuracy_ci95_low],
         status="ok",
     )
     front = pareto_frontier(frame, "latency_p50_ms_mean", use_ci=use_ci)
@@ -192,7 +191,7 @@ def run_multi_seed(
         warn_config_change(run_dir, cfg)
         out = run_dir.staging
         cache = ArtifactCache(run_dir.cache_root)
-        atomic_write_text(out / "config_resolved.yaml", dump_config(cfg))
+        RunSink(out).config(cfg)
         runs, frames = [], []
         for index, seed in enumerate(cfg.seeds, start=1):
             log.info("seed %d (%d of %d)", seed, index, len(cfg.seeds))
@@ -216,29 +215,12 @@ def _write_summaries(
     per_seed = pd.concat(frames, ignore_index=True)
     summary = summarize_seeds(per_seed)
     frontier = multi_seed_frontier(summary, cfg.pareto_use_ci)
-    front_ids = frontier["candidate_id"].tolist() if not frontier.empty else []
     rec = recommend_across_seeds(
         summary,
         [r.baseline.get("reference_val_accuracy", r.baseline["val_accuracy"]) for r in runs],
-        [r.recommendation.get("candidate_id") for r in runs],
+        [r.recommendation.get(C.candidate_id) for r in runs],
         cfg.max_accuracy_drop,
         cfg.active_memory_budget_mb,
     )
-    atomic_write_csv(out / "multi_seed_summary.csv", summary)
-    atomic_write_csv(out / "multi_seed_frontier_latency.csv", frontier)
-    atomic_write_json(
-        out / "multi_seed_summary.json",
-        {
-            "seeds": list(cfg.seeds),
-            "runs": [f"seed_{s}" for s in cfg.seeds],
-            "baseline_val_accuracy": [r.baseline["val_accuracy"] for r in runs],
-            "recommended_per_seed": [r.recommendation["candidate_id"] for r in runs],
-            "frontier_latency": frontier["candidate_id"].tolist() if not frontier.empty else [],
-            "ci_method": "Student-t 95% interval over seeds (NaN with one seed)",
-            "recommended": rec["candidate_id"],
-            "recommended_reason": rec["reason"],
-        },
-    )
-    atomic_write_text(out / "report.md", render_markdown(cfg.seeds, summary, front_ids, rec))
-    atomic_write_text(out / "report.html", render_html(cfg.seeds, summary, front_ids, rec))
-    return MultiSeedResult(list(cfg.seeds), runs, summary, frontier)
+    write_multi_seed_reports(out, list(cfg.seeds or ()), runs, summary, frontier, rec)
+    return MultiSeedResult(list(cfg.seeds or ()), runs, summary, frontier)

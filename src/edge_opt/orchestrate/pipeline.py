@@ -44,8 +44,8 @@ from edge_opt.orchestrate.device import Cluster, open_cluster
 from edge_opt.orchestrate.hardware import HardwareReport, Profiles, analyse_hardware, profile_run
 from edge_opt.orchestrate.hardware import project as project_onto_target
 from edge_opt.orchestrate.preflight import seed_everything
-from edge_opt.orchestrate.result import RunResult
 from edge_opt.orchestrate.study import Study, run_study, sweep_plan
+from edge_opt.reports.result import RunResult
 
 __all__ = ["RunContext", "decision_settings", "deployable_ids", "run_pipeline"]
 

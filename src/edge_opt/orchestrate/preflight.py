@@ -4,28 +4,19 @@ and profiling a model on its own (``edge-opt profile``)."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from edge_opt.analysis.devices import get_device_profile
-from edge_opt.analysis.hardware import estimate_layerwise_stats
 from edge_opt.analysis.profiling import HardwareProfileTable, build_hardware_profile_table
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.data.formats import load_dataset
 from edge_opt.data.splits import DataSplits
 from edge_opt.errors import EdgeOptError, ModelError
 from edge_opt.measure.harness import HarnessSettings
-from edge_opt.models.zoo import BuiltModel, build_model
-
-
-def build_configured_model(cfg: ExperimentConfig) -> BuiltModel:
-    """The model the config describes (registered or a user factory, checkpoint loaded)."""
-    spec = cfg.model
-    return build_model(
-        spec.name, spec.factory, spec.kwargs, spec.checkpoint, spec.input_shape, spec.num_classes
-    )
+from edge_opt.models.layers import estimate_layerwise_stats
+from edge_opt.models.zoo import BuiltModel, build_configured_model
 
 
 def check_data_fits_model(splits: DataSplits, built: BuiltModel) -> None:
@@ -98,11 +89,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def profile_model(cfg: ExperimentConfig) -> tuple[HardwareProfileTable, Path]:
-    """What ``edge-opt profile`` does: profile the configured model (as built: trained only if
-    it has a checkpoint) on the target device's terms, and write the profile artifacts into
-    ``<output_dir>/profile``."""
-    from edge_opt.analysis.profiling import write_hardware_profile_artifacts
+def profile_model(cfg: ExperimentConfig) -> HardwareProfileTable:
+    """What ``edge-opt profile`` computes: the configured model (as built: trained only if it
+    has a checkpoint) profiled operator by operator on the target device's terms (the CLI
+    writes it with ``reports.hardware_files.write_hardware_profile_artifacts``)."""
     from edge_opt.measure.memory import peak_activation_bytes
 
     built = build_configured_model(cfg)
@@ -127,6 +117,4 @@ def profile_model(cfg: ExperimentConfig) -> tuple[HardwareProfileTable, Path]:
         cfg.benchmark_threads,
         subject=built.label,
     )
-    folder = Path(cfg.output_dir) / "profile"
-    write_hardware_profile_artifacts(table, folder)
-    return table, folder
+    return table

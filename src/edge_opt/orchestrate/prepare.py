@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -158,98 +158,117 @@ def prepare_candidates(
 ) -> list[PreparedCandidate]:
     """Every candidate of ``plan`` built and evaluated, in plan order; ``on_prepared`` sees the
     list each time a candidate is added (the progress CSV)."""
-    progress = progress or NullProgress()
-    macs = {lv: level_macs(m, inputs.input_shape) for lv, m in variants.items()}
-    shas = {
-        lv: sha256_bytes(state_dict_bytes(m)) if cache.enabled else "" for lv, m in variants.items()
-    }
-    ctx = PrepareContext(
-        plan,
-        inputs.val_loader,
-        inputs.test_loader,
-        list(inputs.calibration),
-        inputs.latency_input,
-        inputs.input_shape,
-        inputs.workdir,
-    )
-    order = [
-        new_candidate(variants[lv], lv, pr, rt, plan, macs[lv]) for lv, pr, rt in plan.candidates()
-    ]
-    done: dict[str, PreparedCandidate] = {}
-    progress.start("preparing", len(order), "candidates")
-
-    def finish(p: PreparedCandidate) -> None:
-        done[p.cid] = p
-        progress.advance(1, p.cid)
-        _log_prepared(p)
-        if on_prepared is not None:
-            on_prepared([done[q.cid] for q in order if q.cid in done])
-
+    run = _Preparation(plan, variants, inputs, cache, progress or NullProgress(), on_prepared)
+    run.progress.start("preparing", len(run.order), "candidates")
     missing = []
-    for p in order:
-        if p.skipped is not None:
-            finish(p)
-            continue
-        restored = _from_cache(variants[p.pruning_level], p, ctx, cache, shas[p.pruning_level])
+    for p in run.order:
+        restored = p if p.skipped is not None else run.from_cache(p)
         if restored is not None:
-            finish(restored)
+            run.finish(restored)
         else:
             missing.append(p)
-    items = [(p.pruning_level, p.precision, p.runtime) for p in missing]
-    # On a cluster, one task per level and runtime (the int8 ONNX Runtime candidate quantizes
-    # its fp32 sibling's export); here one candidate at a time, in plan order (this process
-    # keeps its exports, so the sibling's is reused all the same).
-    groups = _groups(items) if executor.distributed else [(lv, rt, (pr,)) for lv, pr, rt in items]
-    shared = CandidateShared(
-        plan,
-        dict(variants),
-        macs,
-        inputs.val_loader.dataset,
-        None if inputs.test_loader is None else inputs.test_loader.dataset,
-        loader_batch_size(inputs.val_loader),
-        list(inputs.calibration),
-        inputs.latency_input,
-        inputs.check_batch,
-        inputs.input_shape,
-        inputs.workdir,
-        keep_live=not executor.distributed,
-    )
-    if groups and executor.distributed:
-        log.info(
-            "preparing %d candidate(s) as %d %s tasks (one per level and runtime)",
-            len(missing),
-            len(groups),
-            executor.kind,
+    run.dispatch(missing, executor)
+    run.progress.finish()
+    return [run.done[p.cid] for p in run.order]
+
+
+@dataclass
+class _Preparation:
+    """One sweep's candidates being prepared: what is done, in plan order."""
+
+    plan: SweepPlan
+    variants: Mapping[float, nn.Module]
+    inputs: CandidateInputs
+    cache: ArtifactCache
+    progress: Progress
+    on_prepared: Callable[[list[PreparedCandidate]], None] | None
+    done: dict[str, PreparedCandidate] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        inputs = self.inputs
+        self.macs = {lv: level_macs(m, inputs.input_shape) for lv, m in self.variants.items()}
+        self.shas = {
+            lv: sha256_bytes(state_dict_bytes(m)) if self.cache.enabled else ""
+            for lv, m in self.variants.items()
+        }
+        self.ctx = PrepareContext(
+            self.plan,
+            inputs.val_loader,
+            inputs.test_loader,
+            list(inputs.calibration),
+            inputs.latency_input,
+            inputs.input_shape,
+            inputs.workdir,
         )
-    by_id = {p.cid: p for p in missing}
-    for index, outcome in executor.prepare(candidate_task, shared, groups):
-        level, runtime, precisions = groups[index]
-        ids = [candidate_id(level, precision, runtime) for precision in precisions]
-        if isinstance(outcome, TaskFailure):
-            for cid in ids:
-                by_id[cid].error = outcome.describe()
-                finish(by_id[cid])
-            continue
-        for result in outcome:
-            key = plan.candidate_key(shas[level], by_id[result.candidate_id].precision, runtime)
-            finish(_received(variants[level], by_id[result.candidate_id], result, ctx, cache, key))
-    progress.finish()
-    return [done[p.cid] for p in order]
+        self.order = [
+            new_candidate(self.variants[lv], lv, pr, rt, self.plan, self.macs[lv])
+            for lv, pr, rt in self.plan.candidates()
+        ]
 
+    def finish(self, p: PreparedCandidate) -> None:
+        self.done[p.cid] = p
+        self.progress.advance(1, p.cid)
+        _log_prepared(p)
+        if self.on_prepared is not None:
+            self.on_prepared([self.done[q.cid] for q in self.order if q.cid in self.done])
 
-def _from_cache(
-    float_model: nn.Module,
-    p: PreparedCandidate,
-    ctx: PrepareContext,
-    cache: ArtifactCache,
-    variant_sha: str,
-) -> PreparedCandidate | None:
-    entry = cache.get("candidate", ctx.plan.candidate_key(variant_sha, p.precision, p.runtime))
-    if entry is None:
-        return None
-    name = artifact_name(p.runtime)  # model.onnx, model.pte
-    artifact = entry.path(name) if name is not None and name in entry.meta["files"] else None
-    return restore_candidate(float_model, p, ctx, entry.meta, artifact)
+    def from_cache(self, p: PreparedCandidate) -> PreparedCandidate | None:
+        key = self.plan.candidate_key(self.shas[p.pruning_level], p.precision, p.runtime)
+        entry = self.cache.get("candidate", key)
+        if entry is None:
+            return None
+        name = artifact_name(p.runtime)  # model.onnx, model.pte
+        artifact = entry.path(name) if name is not None and name in entry.meta["files"] else None
+        model = self.variants[p.pruning_level]
+        return restore_candidate(model, p, self.ctx, entry.meta, artifact)
+
+    def dispatch(self, missing: Sequence[PreparedCandidate], executor: Executor) -> None:
+        """The missing candidates as tasks. On a cluster, one task per level and runtime (the
+        int8 ONNX Runtime candidate quantizes its fp32 sibling's export); here one candidate
+        at a time, in plan order (this process keeps its exports, so the sibling's is reused
+        all the same)."""
+        items = [(p.pruning_level, p.precision, p.runtime) for p in missing]
+        local = [(lv, rt, (pr,)) for lv, pr, rt in items]
+        groups = _groups(items) if executor.distributed else local
+        if groups and executor.distributed:
+            log.info(
+                "preparing %d candidate(s) as %d %s tasks (one per level and runtime)",
+                len(missing),
+                len(groups),
+                executor.kind,
+            )
+        by_id = {p.cid: p for p in missing}
+        shared = self.shared(keep_live=not executor.distributed)
+        for index, outcome in executor.prepare(candidate_task, shared, groups):
+            level, runtime, precisions = groups[index]
+            if isinstance(outcome, TaskFailure):
+                for precision in precisions:
+                    p = by_id[candidate_id(level, precision, runtime)]
+                    p.error = outcome.describe()
+                    self.finish(p)
+                continue
+            for result in outcome:
+                p = by_id[result.candidate_id]
+                key = self.plan.candidate_key(self.shas[level], p.precision, runtime)
+                model = self.variants[level]
+                self.finish(_received(model, p, result, self.ctx, self.cache, key))
+
+    def shared(self, keep_live: bool) -> CandidateShared:
+        inputs = self.inputs
+        return CandidateShared(
+            self.plan,
+            dict(self.variants),
+            self.macs,
+            inputs.val_loader.dataset,
+            None if inputs.test_loader is None else inputs.test_loader.dataset,
+            loader_batch_size(inputs.val_loader),
+            list(inputs.calibration),
+            inputs.latency_input,
+            inputs.check_batch,
+            inputs.input_shape,
+            inputs.workdir,
+            keep_live=keep_live,
+        )
 
 
 def _received(

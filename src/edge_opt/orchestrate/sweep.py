@@ -19,6 +19,7 @@ Each candidate then becomes its typed record, with the memory budgets' verdict
 from __future__ import annotations
 
 import copy
+import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +33,17 @@ from edge_opt.analysis.slowdowns import flag_slower_than_less_pruned
 from edge_opt.candidates.plan import DEFAULT_RUNTIME, REFERENCE_ID, SweepPlan
 from edge_opt.candidates.preparation import pending_row
 from edge_opt.candidates.record import CandidateResult, records_frame, rows_frame
-from edge_opt.candidates.results import candidate_record, contenders
 from edge_opt.compress.variants import VariantSettings
+from edge_opt.config.types import default_engine
+from edge_opt.decide.acceptance import candidate_record, contenders
 from edge_opt.decide.dominance import timing_dominance
-from edge_opt.infra.artifacts import atomic_write_csv
 from edge_opt.infra.cache import ArtifactCache
 from edge_opt.infra.progress import NullProgress, Progress
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.measure.memory import RssProbe
 from edge_opt.measure.metrics import evaluate_accuracy, first_inputs
 from edge_opt.measure.session import SessionSettings, probe_peak_rss, time_side_by_side
+from edge_opt.orchestrate.context import RunSink
 from edge_opt.orchestrate.executors.base import Executor
 from edge_opt.orchestrate.executors.local import LocalExecutor
 from edge_opt.orchestrate.prepare import CandidateInputs, prepare_candidates, prepare_variants
@@ -169,6 +171,26 @@ def _first_batches(source: DataLoader | Iterable[torch.Tensor], count: int) -> l
     return batches
 
 
+def _local_inputs(
+    plan: SweepPlan,
+    val_loader: DataLoader,
+    test_loader: DataLoader | None,
+    calibration_loader: DataLoader | Iterable[torch.Tensor],
+    input_shape: tuple[int, int, int],
+    workdir: str | Path | None,
+) -> CandidateInputs:
+    """What every candidate of ``plan`` is built and measured with, from the caller's loaders."""
+    return CandidateInputs(
+        val_loader,
+        test_loader,
+        _first_batches(calibration_loader, plan.calibration_batches),
+        first_inputs(val_loader, plan.latency_batch_size),
+        next(iter(val_loader))[0],
+        input_shape,
+        Path(workdir) if workdir is not None else None,
+    )
+
+
 def run_sweep(
     base_model: nn.Module,
     val_loader: DataLoader,
@@ -188,7 +210,7 @@ def run_sweep(
     benchmark_warmup: int = 10,
     fine_tune_epochs: int = 0,
     learning_rate: float = 1e-3,
-    quantization_backend: str = "x86",
+    quantization_backend: str | None = None,
     output_dir: str | Path | None = None,
     test_loader: DataLoader | None = None,
     latency_batch_size: int = 1,
@@ -207,54 +229,33 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Measure every pruning level x precision and decide acceptance against the budgets.
 
-    The seed's call works as documented: the twelve leading arguments suffice (no training
-    loader: with ``fine_tune_epochs=0`` nothing is trained). A candidate is rejected when its
-    size (``memory_budget_metric``) exceeds ``active_memory_budget_mb``, which need not be one
-    of ``memory_budgets_mb``; each listed budget gets its own ``violates_<b>mb`` column.
-    Candidates are selected on ``val_loader``; ``test_loader`` only adds ``test_accuracy``.
-    A thin wrapper: it builds a ``SweepPlan`` and calls ``execute_sweep`` in this process.
-
-    Args:
-        base_model: the trained fp32 baseline (not modified).
-        train_loader: needed only when ``fine_tune_epochs > 0``.
-        output_dir: if given, ``sweep_results.csv`` there is rewritten as rows complete.
-        harness: full timing protocol; by default built from ``benchmark_*`` and ``threads``.
-        memory_budget_metric: ``model`` (serialized size) or ``runtime`` (size + peak
-            activations) is what the budgets constrain.
-        measure_rss: probe each candidate's peak RSS in a fresh child process.
-        runtimes: registered runtimes; a precision a runtime cannot run gives a ``skipped``
-            row with the reason.
-        pruned_models: pre-built float model per level (skips pruning/fine-tuning here).
-        keep_models: filled with every built candidate (id -> ``RuntimeModel``).
-        on_result: called with (record, index, total) for each finished candidate.
-        Other arguments: as the config keys of the same names.
+    The seed's call, as documented: the twelve leading arguments suffice (with
+    ``fine_tune_epochs=0`` nothing is trained). A thin wrapper: it builds a ``SweepPlan`` and
+    calls ``execute_sweep`` in this process. ``harness`` overrides the ``benchmark_*`` and
+    ``threads`` arguments; ``pruned_models`` skips pruning; ``keep_models`` is filled with every
+    built candidate; ``output_dir`` gets ``sweep_results.csv`` as rows complete;
+    ``quantization_backend`` None: this CPU's int8 engine (as the config's ``auto``). The other
+    arguments are the config keys of the same names (docs/configuration.md).
 
     Returns:
-        One row per candidate (the columns: ``docs/outputs.md``); failed candidates included.
+        One row per candidate, failed and skipped ones included (columns: docs/outputs.md).
 
     Example:
         >>> df = run_sweep(model, val_loader, calib_loader, "cpu", [0.0, 0.5], ["fp32", "int8"],
         ...                5.0, 4, [0.5, 1.0], 1.0, 1.0, 50)
     """
+    counts = (threads, benchmark_warmup, benchmark_repeats, benchmark_trials, seed)
+    quantization_backend = quantization_backend or default_engine(platform.machine()) or "x86"
+    # The plan's fields, in its order (candidates.plan.SweepPlan).
     plan = SweepPlan(
-        pruning_levels=tuple(pruning_levels),
-        precisions=tuple(precisions),
-        harness=harness
-        or HarnessSettings.from_counts(
-            threads, benchmark_warmup, benchmark_repeats, benchmark_trials, seed
+        *(
+            tuple(pruning_levels),
+            tuple(precisions),
+            harness or HarnessSettings.from_counts(*counts),
         ),
-        runtimes=tuple(runtimes),
-        power_watts=power_watts,
-        calibration_batches=calibration_batches,
-        memory_budgets_mb=tuple(memory_budgets_mb),
-        active_memory_budget_mb=active_memory_budget_mb,
-        memory_budget_metric=memory_budget_metric,
-        latency_multiplier=latency_multiplier,
-        fine_tune_epochs=fine_tune_epochs,
-        quantization_backend=quantization_backend,
-        latency_batch_size=latency_batch_size,
-        throughput_repeats=throughput_repeats,
-        measure_rss=measure_rss,
+        *(tuple(runtimes), power_watts, calibration_batches, tuple(memory_budgets_mb)),
+        *(active_memory_budget_mb, memory_budget_metric, latency_multiplier, fine_tune_epochs),
+        *(quantization_backend, latency_batch_size, throughput_repeats, measure_rss),
     )
     if pruned_models is None:
         settings = VariantSettings(fine_tune_epochs, learning_rate, seed, input_shape)
@@ -262,20 +263,10 @@ def run_sweep(
             base_model, pruning_levels, train_loader, settings, LocalExecutor(), ArtifactCache(None)
         )
     reference = evaluate_accuracy(copy.deepcopy(base_model).float().eval(), val_loader)
-    inputs = CandidateInputs(
-        val_loader,
-        test_loader,
-        _first_batches(calibration_loader, calibration_batches),
-        first_inputs(val_loader, latency_batch_size),
-        next(iter(val_loader))[0],
-        input_shape,
-        Path(workdir) if workdir is not None else None,
-    )
-    csv = Path(output_dir) / "sweep_results.csv" if output_dir is not None else None
-    hooks = SweepHooks(
-        on_rows=(lambda frame: atomic_write_csv(csv, frame)) if csv is not None else None,
-        on_result=on_result,
-    )
+    loaders = (val_loader, test_loader, calibration_loader)
+    inputs = _local_inputs(plan, *loaders, input_shape, workdir)
+    sink = RunSink(Path(output_dir)).rows if output_dir is not None else None
+    hooks = SweepHooks(on_rows=sink, on_result=on_result)
     outcome = execute_sweep(plan, pruned_models, inputs, reference.predictions, hooks=hooks)
     if keep_models is not None:
         keep_models.update(outcome.built)

@@ -1,2 +1,4 @@
-"""Report renderers beyond the run's CSV/JSON: the one-file HTML report, run comparison,
-the multi-seed report and the plots. Each reads plain data (a ``RunResult`` or its JSON)."""
+"""Reports: the typed result of a run (``RunResult``) and everything written from it: the
+CSV/JSON files, the Markdown and one-file HTML reports, plots, run comparison, the multi-seed
+report, and the manual's generated sections. Each reads plain data (a ``RunResult`` or its
+JSON)."""

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_opt.candidates.columns import C
 from edge_opt.errors import EdgeOptError
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.reports.result import RunResult
 
 OUTPUT_FILES = ("comparison.md", "comparison.html")
 # Config keys that never change what a run measures.
@@ -152,12 +153,12 @@ def _delta(cid: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> Delta:
     acc = [
         _num(r.get(k))
         for r in (a, b)
-        for k in ("accuracy", "accuracy_ci95_low", "accuracy_ci95_high")
+        for k in ("accuracy", C.accuracy_ci95_low, C.accuracy_ci95_high)
     ]
     p50 = [
         _num(r.get(k))
         for r in (a, b)
-        for k in ("latency_p50_ms", "latency_p50_ci95_low_ms", "latency_p50_ci95_high_ms")
+        for k in (C.latency_p50_ms, C.latency_p50_ci95_low_ms, C.latency_p50_ci95_high_ms)
     ]
     acc_delta = acc_ci = p50_delta = p50_ci = ratio = ratio_ci = None
     if acc[0] is not None and acc[3] is not None:
@@ -185,10 +186,10 @@ def _delta(cid: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> Delta:
         p50_delta_ci95_ms=p50_ci,
         p50_ratio=ratio,
         p50_ratio_ci95=ratio_ci,
-        status_a=str(a.get("status")),
-        status_b=str(b.get("status")),
-        accepted_a=bool(a.get("accepted")),
-        accepted_b=bool(b.get("accepted")),
+        status_a=str(a.get(C.status)),
+        status_b=str(b.get(C.status)),
+        accepted_a=bool(a.get(C.accepted)),
+        accepted_b=bool(b.get(C.accepted)),
     )
 
 
@@ -219,7 +220,7 @@ def _why(
     config_changes: dict[str, Any],
 ) -> list[str]:
     """Sentences on why the recommendation changed (or why it held)."""
-    rec_a, rec_b = a.recommendation.get("candidate_id"), b.recommendation.get("candidate_id")
+    rec_a, rec_b = a.recommendation.get(C.candidate_id), b.recommendation.get(C.candidate_id)
     reasons = []
     if rec_a == rec_b:
         reasons.append(f"both runs recommend {rec_a}" if rec_a else "neither run recommends")
@@ -228,15 +229,15 @@ def _why(
         row = rows_b.get(rec_a)
         if row is None:
             reasons.append(f"{rec_a} (first run's pick) is not a candidate of the second run")
-        elif row.get("status") != "ok":
+        elif row.get(C.status) != "ok":
             reasons.append(f"{rec_a} {row.get('status')} in the second run: {row.get('error')}")
-        elif not bool(row.get("accepted")):
+        elif not bool(row.get(C.accepted)):
             reasons.append(f"{rec_a} is rejected in the second run (over the memory budget)")
         else:
             floor_b = b.recommendation.get("baseline_accuracy", float("nan")) - (
                 b.recommendation.get("max_accuracy_drop", 0.0)
             )
-            acc = _num(row.get("accuracy"))
+            acc = _num(row.get(C.accuracy))
             if acc is not None and acc < floor_b - 1e-12:
                 reasons.append(
                     f"{rec_a}'s accuracy {acc:.4f} is below the second run's floor "
@@ -246,7 +247,7 @@ def _why(
         reasons.append(f"{rec_b} (second run's pick) is not a candidate of the first run")
     if rec_a is not None and rec_b is not None and rec_a in rows_b and rec_b in rows_b:
         row_a, row_b = rows_b[rec_a], rows_b[rec_b]
-        p_a, p_b = _num(row_a.get("latency_p50_ms")), _num(row_b.get("latency_p50_ms"))
+        p_a, p_b = _num(row_a.get(C.latency_p50_ms)), _num(row_b.get(C.latency_p50_ms))
         if p_a is not None and p_b is not None:
             noise = (
                 "their 95% CIs overlap: within timing noise"
@@ -258,8 +259,8 @@ def _why(
             )
         if rec_b in rows_a:
             first = (
-                _num(rows_a[rec_b].get("latency_p50_ms")),
-                _num(rows_a[rec_a].get("latency_p50_ms")),
+                _num(rows_a[rec_b].get(C.latency_p50_ms)),
+                _num(rows_a[rec_a].get(C.latency_p50_ms)),
             )
             if None not in first:
                 reasons.append(
@@ -274,8 +275,8 @@ def _why(
 
 
 def _cis_overlap(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
-    lows = [_num(r.get("latency_p50_ci95_low_ms")) for r in (x, y)]
-    highs = [_num(r.get("latency_p50_ci95_high_ms")) for r in (x, y)]
+    lows = [_num(r.get(C.latency_p50_ci95_low_ms)) for r in (x, y)]
+    highs = [_num(r.get(C.latency_p50_ci95_high_ms)) for r in (x, y)]
     if None in lows or None in highs:
         return False
     return lows[0] <= highs[1] and lows[1] <= highs[0]  # type: ignore[operator]
@@ -283,8 +284,8 @@ def _cis_overlap(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
 
 def compare_pair(a: RunResult, b: RunResult, name_a: str, name_b: str) -> PairComparison:
     """Run ``b`` against the reference ``a``."""
-    rows_a = {str(r["candidate_id"]): r for r in a.sweep}
-    rows_b = {str(r["candidate_id"]): r for r in b.sweep}
+    rows_a = {str(r[C.candidate_id]): r for r in a.sweep}
+    rows_b = {str(r[C.candidate_id]): r for r in b.sweep}
     common = [cid for cid in rows_a if cid in rows_b]
     deltas = {cid: _delta(cid, rows_a[cid], rows_b[cid]) for cid in common}
     timed = [d for d in deltas.values() if d.p50_a_ms is not None and d.p50_b_ms is not None]
@@ -295,7 +296,7 @@ def compare_pair(a: RunResult, b: RunResult, name_a: str, name_b: str) -> PairCo
         [d.accuracy_b for d in both_acc],  # type: ignore[misc]
     )
     config_changes = _changes(a.config, b.config, _IGNORED_KEYS)
-    rec_a, rec_b = a.recommendation.get("candidate_id"), b.recommendation.get("candidate_id")
+    rec_a, rec_b = a.recommendation.get(C.candidate_id), b.recommendation.get(C.candidate_id)
     return PairComparison(
         run_a=name_a,
         run_b=name_b,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge_opt.candidates.columns import C
 from edge_opt.infra.artifacts import atomic_write_text
 from edge_opt.reports.compare import Comparison, Delta, PairComparison, check_comparison_output
 from edge_opt.reports.page import Column, bullet_list, esc, key_values, page, table
@@ -41,7 +42,7 @@ def delta_rows(pair: PairComparison) -> list[dict[str, Any]]:
     for d in pair.deltas:
         rows.append(
             {
-                "candidate_id": d.candidate_id,
+                C.candidate_id: d.candidate_id,
                 "status": d.status_a
                 if d.status_a == d.status_b
                 else f"{d.status_a} -> {d.status_b}",
@@ -138,7 +139,7 @@ def render_markdown(comparison: Comparison) -> str:
 
 
 COLUMNS = [
-    Column("candidate_id", "candidate"),
+    Column(C.candidate_id, "candidate"),
     Column("status", "status"),
     Column("verdict", "verdict"),
     Column("accuracy_a", "acc first", ".4f"),
@@ -167,7 +168,7 @@ def _pair_html(index: int, pair: PairComparison) -> str:
     config = [(k, f"{a!r} -> {b!r}") for k, (a, b) in pair.config_changes.items()]
     env = [(k, f"{a} -> {b}") for k, (a, b) in pair.environment_changes.items()]
     rows = delta_rows(pair)
-    attrs = [{"data-id": str(r["candidate_id"])} for r in rows]
+    attrs = [{"data-id": str(r[C.candidate_id])} for r in rows]
     return (
         f'<section><h2><span class="mono">{esc(pair.run_b)}</span> vs '
         f'<span class="mono">{esc(pair.run_a)}</span></h2>'

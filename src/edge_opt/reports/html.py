@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_opt.analysis.candidates import HardwareAnalysis
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.candidates.columns import C, column, label
 from edge_opt.reports.page import (
     Column,
     bullet_list,
@@ -24,43 +24,52 @@ from edge_opt.reports.page import (
     peak_text,
     table,
 )
+from edge_opt.reports.result import RunResult
 from edge_opt.reports.svg import Point, frontier_svg, legend_html
 
-CANDIDATE_COLUMNS = [
-    Column("candidate_id", "candidate"),
-    Column(
-        "verdict",
-        "verdict",
-        help="recommended, frontier, dominated (accepted), rejected, failed or skipped",
-    ),
-    Column("accuracy", "accuracy", ".4f", "validation top-1"),
-    Column("accuracy_ci95_low", "acc CI low", ".4f", "Wilson 95% interval"),
-    Column("accuracy_ci95_high", "acc CI high", ".4f", "Wilson 95% interval"),
-    Column("latency_p50_ms", "p50 ms", ".4g", "median per-call latency, measured"),
-    Column("latency_p50_ci95_low_ms", "p50 CI low", ".4g", "95% CI of the p50"),
-    Column("latency_p50_ci95_high_ms", "p50 CI high", ".4g", "95% CI of the p50"),
-    Column("latency_p95_ms", "p95 ms", ".4g"),
-    Column("speedup_vs_baseline", "speedup", ".3g", "paired-round speedup over p00-fp32-eager"),
-    Column("size_kib", "size KiB", ".4g", "serialized model (KiB = 1024 B)"),
-    Column("runtime_memory_kib", "runtime KiB", ".4g", "size + peak live activations"),
-    Column("throughput_sps", "throughput/s", ".4g", "images per second at batch_size"),
-    Column("energy_proxy_j", "energy J", ".3g", "mean latency x power_watts (modelled)"),
-    Column("test_accuracy", "test acc", ".4f", "reported only, never used to choose"),
-    Column("noisy", "noisy"),
-    Column("error", "reason", help="why a row failed or was skipped"),
-]
+# The candidate table of report.html: schema columns (headers, formats, tooltips from the
+# schema).
+CANDIDATE_TABLE = (
+    C.candidate_id,
+    C.verdict,
+    C.accuracy,
+    C.accuracy_ci95_low,
+    C.accuracy_ci95_high,
+    C.latency_p50_ms,
+    C.latency_p50_ci95_low_ms,
+    C.latency_p50_ci95_high_ms,
+    C.latency_p95_ms,
+    C.speedup_vs_baseline,
+    C.memory_mb,
+    C.runtime_memory_mb,
+    C.throughput_sps,
+    C.energy_proxy_j,
+    C.test_accuracy,
+    C.noisy,
+    C.error,
+)
+
+
+def schema_column(name: str) -> Column:
+    """The HTML column of a schema column."""
+    spec = column(name)
+    fmt = spec.fmt if spec.fmt and spec.fmt != "d" else (".0f" if spec.fmt == "d" else None)
+    return Column(name, label(name), fmt, spec.meaning, spec.table_scale)
+
+
+CANDIDATE_COLUMNS = [schema_column(name) for name in CANDIDATE_TABLE]
 VERDICT_FILTERS = ("accepted", "frontier", "dominated", "rejected", "failed", "skipped")
 
 
 def candidate_verdict(row: Mapping[str, Any], frontier: set[str], recommended: str | None) -> str:
     """One word for a row: its status when not measured, else where it stands."""
-    if row.get("status") != "ok":
-        return str(row.get("status"))
-    if row["candidate_id"] == recommended:
+    if row.get(C.status) != "ok":
+        return str(row.get(C.status))
+    if row[C.candidate_id] == recommended:
         return "recommended"
-    if not bool(row.get("accepted")):
+    if not bool(row.get(C.accepted)):
         return "rejected"
-    return "frontier" if row["candidate_id"] in frontier else "dominated"
+    return "frontier" if row[C.candidate_id] in frontier else "dominated"
 
 
 def _number(value: Any) -> float | None:
@@ -76,18 +85,16 @@ def _number(value: Any) -> float | None:
 def candidate_records(result: RunResult) -> list[dict[str, Any]]:
     """Every sweep row with its verdict, size in KiB and frontier/recommended flags."""
     frontier = set(result.latency_frontier)
-    recommended = result.recommendation.get("candidate_id")
+    recommended = result.recommendation.get(C.candidate_id)
     records = []
     for row in result.sweep:
-        size = _number(row.get("model_size_bytes"))
-        runtime_mb = _number(row.get("runtime_memory_mb"))
+        size = _number(row.get(C.model_size_bytes))
         record = dict(row)
         record.update(
+            size_kib=None if size is None else size / 1024,  # the plot's hover text
             verdict=candidate_verdict(row, frontier, recommended),
-            recommended=row["candidate_id"] == recommended,
-            on_frontier=row["candidate_id"] in frontier,
-            size_kib=None if size is None else size / 1024,
-            runtime_memory_kib=None if runtime_mb is None else runtime_mb * 1024,
+            recommended=row[C.candidate_id] == recommended,
+            on_frontier=row[C.candidate_id] in frontier,
         )
         records.append(record)
     return records
@@ -97,20 +104,20 @@ def frontier_points(records: list[dict[str, Any]]) -> list[Point]:
     """One point per timed candidate (status ok with a p50 and an accuracy)."""
     points = []
     for r in records:
-        p50, acc = _number(r.get("latency_p50_ms")), _number(r.get("accuracy"))
-        if r.get("status") != "ok" or p50 is None or acc is None:
+        p50, acc = _number(r.get(C.latency_p50_ms)), _number(r.get(C.accuracy))
+        if r.get(C.status) != "ok" or p50 is None or acc is None:
             continue
         verdict = "frontier" if r["on_frontier"] else "dominated"
-        if not bool(r.get("accepted")):
+        if not bool(r.get(C.accepted)):
             verdict = "rejected"
         points.append(
             Point(
-                candidate_id=str(r["candidate_id"]),
-                precision=str(r.get("precision")),
-                runtime=str(r.get("runtime", "eager")),
+                candidate_id=str(r[C.candidate_id]),
+                precision=str(r.get(C.precision)),
+                runtime=str(r.get(C.runtime, "eager")),
                 p50_ms=p50,
-                p50_low_ms=_number(r.get("latency_p50_ci95_low_ms")),
-                p50_high_ms=_number(r.get("latency_p50_ci95_high_ms")),
+                p50_low_ms=_number(r.get(C.latency_p50_ci95_low_ms)),
+                p50_high_ms=_number(r.get(C.latency_p50_ci95_high_ms)),
                 accuracy=acc,
                 verdict=verdict,
                 recommended=bool(r["recommended"]),
@@ -136,7 +143,7 @@ def _verdict(result: RunResult, summary: Mapping[str, Any]) -> str:
     rec = summary.get("recommended")
     cfg = result.config
     pick = f'Recommended: <span class="mono">{esc(rec)}</span>' if rec else "No recommendation"
-    files = [m["path"] for m in result.exported_models if m.get("candidate_id") == rec]
+    files = [m["path"] for m in result.exported_models if m.get(C.candidate_id) == rec]
     deploy = f' Deployable file: <span class="mono">{esc(files[0])}</span>.' if files else ""
     return (
         f'<section id="verdict" class="verdict{"" if rec else " none"}">'
@@ -182,10 +189,10 @@ def _frontier(result: RunResult, points: list[Point]) -> str:
 def _candidates(records: list[dict[str, Any]]) -> str:
     attrs = [
         {
-            "data-id": str(r["candidate_id"]),
+            "data-id": str(r[C.candidate_id]),
             "class": " ".join(
-                [str(r.get("status")), str(r["verdict"])]
-                + (["accepted"] if r["verdict"] in ("recommended", "frontier", "dominated") else [])
+                [str(r.get(C.status)), str(r["verdict"])]
+                + ([C.accepted] if r["verdict"] in ("recommended", "frontier", "dominated") else [])
                 + (["frontier"] if r["on_frontier"] and r["verdict"] == "recommended" else [])
             ),
         }
@@ -315,7 +322,7 @@ def _hardware(result: RunResult, images: Mapping[str, bytes]) -> str:
         )
     if result.roofline_candidates:
         columns = [
-            Column("candidate_id", "candidate"),
+            Column(C.candidate_id, "candidate"),
             Column("precision", "precision"),
             Column("intensity_macs_per_byte", "MAC/byte", ".3g"),
             Column("achieved_gmacs", "GMAC/s", ".3g"),
@@ -387,7 +394,7 @@ def render_html(
             _environment(result),
             _warnings(result),
             '<p class="note">Every file of the run directory is described in edge-opt\'s '
-            "README (section <em>Output files</em>).</p>",
+            "docs/outputs.md (<em>Output files</em>).</p>",
         ]
     )
     data = {

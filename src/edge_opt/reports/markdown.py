@@ -7,9 +7,10 @@ from typing import Any
 import pandas as pd
 
 from edge_opt.analysis.per_class import per_class_markdown
+from edge_opt.candidates.columns import C, schema_table
 from edge_opt.infra.text import percent
-from edge_opt.orchestrate.result import RunResult
 from edge_opt.reports.page import peak_text
+from edge_opt.reports.result import RunResult
 from edge_opt.reports.summary import projection_summary
 
 
@@ -76,9 +77,9 @@ def markdown_table(frame: pd.DataFrame, float_fmt: str = ".4g") -> str:
 
 def _dominated_sentence(sweep: pd.DataFrame) -> str:
     """How many candidates stopped early because a candidate at least as good beat them."""
-    if "latency_stop_reason" not in sweep:
+    if C.latency_stop_reason not in sweep:
         return ""
-    count = int((sweep["latency_stop_reason"] == "dominated").sum())
+    count = int((sweep[C.latency_stop_reason] == "dominated").sum())
     if not count:
         return ""
     return (
@@ -140,34 +141,30 @@ def _energy_plot_sentence(sweep: pd.DataFrame) -> str:
     )
 
 
+# The candidate table of report.md: schema columns (headers and formats from the schema).
+CANDIDATE_TABLE = (
+    C.candidate_id,
+    C.status,
+    C.accepted,
+    C.accuracy,
+    C.test_accuracy,
+    C.top1_agreement,
+    C.latency_p50_ms,
+    C.latency_p95_ms,
+    C.speedup_vs_baseline,
+    C.throughput_sps,
+    C.memory_mb,
+    C.runtime_memory_mb,
+    C.measured_peak_rss_mb,
+    C.energy_proxy_j,
+    C.noisy,
+)
+
+
 def render_report(result: RunResult, summary: dict[str, Any]) -> str:
     """A human-readable Markdown report of the run."""
     sweep = result.sweep_frame()
-    cols = [
-        "candidate_id",
-        "status",
-        "accepted",
-        "accuracy",
-        "test_accuracy",
-        "top1_agreement",
-        "latency_p50_ms",
-        "latency_p95_ms",
-        "speedup_vs_baseline",
-        "throughput_sps",
-        "memory_mb",
-        "runtime_memory_mb",
-        "measured_peak_rss_mb",
-        "energy_proxy_j",
-        "noisy",
-    ]
-    table = sweep[[c for c in cols if c in sweep.columns]].copy()
-    for col in ("memory_mb", "runtime_memory_mb"):
-        if col in table:
-            table[col.replace("_mb", "_kib")] = table.pop(col) * 1024
-    cfg = result.config
     env = result.environment
-    isa = ", ".join(k for k, v in env["cpu"]["isa"].items() if v)
-    rec = summary["recommended"]
     lines = [
         "# edge-opt report",
         "",
@@ -175,6 +172,28 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"edge-opt {env['edge_opt_version']}, torch {env['packages'].get('torch')}, "
         f"commit {env['git']['commit'] or 'unknown'}.",
         "",
+        *_verdict_section(result, summary),
+        *_setup_section(result, sweep),
+        *_candidates_section(result, sweep),
+        *per_class_markdown(result.per_class_accuracy),
+        *_hardware_section(result),
+        *_profile_section(result),
+        "## Precision trade-offs",
+        "",
+        markdown_table(pd.DataFrame(result.precision_tradeoffs)),
+        "## Warnings",
+        "",
+        *([f"- {w}" for w in result.warnings] or ["- none"]),
+        "",
+        "Every file in this directory is described in edge-opt's manual (docs/outputs.md).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _verdict_section(result: RunResult, summary: dict[str, Any]) -> list[str]:
+    cfg, rec = result.config, summary["recommended"]
+    return [
         "## Verdict",
         "",
         f"**Recommended: `{rec}`**" if rec else "**No recommendation.**",
@@ -188,15 +207,19 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"{cfg['active_memory_budget_mb']:g} MB on {summary['budget_constrains']} "
         "(MB = 2^20 bytes).",
         "",
+    ]
+
+
+def _setup_section(result: RunResult, sweep: pd.DataFrame) -> list[str]:
+    cfg, env, data = result.config, result.environment, result.data
+    isa = ", ".join(k for k, v in env["cpu"]["isa"].items() if v)
+    skipped = data.get("skipped_images")
+    return [
         "## Setup",
         "",
-        f"- Data: {result.data['source']} ({result.data['name']}); sizes "
-        f"{result.data['sizes']} (selection on val, test reported only)"
-        + (
-            f"; {result.data['skipped_images']} unreadable image(s) skipped (skip_bad_images)."
-            if result.data.get("skipped_images")
-            else "."
-        ),
+        f"- Data: {data['source']} ({data['name']}); sizes {data['sizes']} (selection on val, "
+        "test reported only)"
+        + (f"; {skipped} unreadable image(s) skipped (skip_bad_images)." if skipped else "."),
         f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters, "
         f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
         f"{result.baseline['test_accuracy']:.4f}.",
@@ -211,21 +234,27 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         f"allocator: {env.get('allocator', {}).get('method', 'unknown')}; throughput at batch "
         f"{cfg['batch_size']}. `speedup_vs_baseline` is the median over paired rounds of "
         "baseline p50 / candidate p50." + _dominated_sentence(sweep),
-        f"- Memory: `memory_kib` is the serialized model; `runtime_memory_kib` adds the peak of "
-        "live activations (liveness walk); `measured_peak_rss_mb` is the peak-RSS growth of the "
+        "- Memory: `size KiB` is the serialized model; `runtime KiB` adds the peak of "
+        "live activations (liveness walk); `RSS MB` is the peak-RSS growth of the "
         f"first inference in a fresh process. Budgets constrain `{cfg['memory_budget_metric']}`.",
         f"- Host: {env['cpu']['model']}; ISA: {isa}; quantized engine "
         f"{env['quantized_engine']}; load average before/after "
         f"{env.get('load_average_before')} / {env.get('load_average_after')}; energy counters: "
         f"{env.get('energy_counters', 'unknown')}.",
         "",
+    ]
+
+
+def _candidates_section(result: RunResult, sweep: pd.DataFrame) -> list[str]:
+    exported = [f"`{m['path']}`" for m in result.exported_models if m.get("path")]
+    return [
         "## Candidates",
         "",
         "Accuracy is on the validation split; `test_accuracy` on the held-out test split. "
         "Latencies in ms, size in KiB, energy proxy in J per call (latency x "
-        f"{cfg['power_watts']:g} W, modelled).",
+        f"{result.config['power_watts']:g} W, modelled).",
         "",
-        markdown_table(table),
+        schema_table(sweep.to_dict("records"), CANDIDATE_TABLE),
         "## Pareto frontiers (accepted candidates only)",
         "",
         f"- accuracy vs p50 latency: {', '.join(result.latency_frontier) or '(empty)'}",
@@ -234,17 +263,16 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         _energy_plot_sentence(sweep),
         "",
         "Deployable files of the recommended candidate and every frontier point: "
-        + (", ".join(f"`{m['path']}`" for m in result.exported_models if m.get("path")) or "(none)")
+        + (", ".join(exported) or "(none)")
         + " (sha256 in `manifest.json`; each has a sidecar `models/<id>.json` with its input, "
         "preprocessing and class names: `edge-opt predict MODEL IMAGE...` runs it).",
         "",
     ]
-    lines += per_class_markdown(result.per_class_accuracy)
-    lines += [
-        "## Hardware (modelled traffic over measured latency)",
-        "",
-    ]
-    for label, hw in (
+
+
+def _hardware_section(result: RunResult) -> list[str]:
+    lines = ["## Hardware (modelled traffic over measured latency)", ""]
+    for name, hw in (
         ("Baseline", result.hardware_baseline),
         ("Recommended", result.hardware_recommended),
     ):
@@ -252,7 +280,7 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
             continue
         s = hw.summary
         lines += [
-            f"**{label} `{hw.candidate_id}`** at batch {hw.batch_size}, {hw.latency_ms:.4g} ms: "
+            f"**{name} `{hw.candidate_id}`** at batch {hw.batch_size}, {hw.latency_ms:.4g} ms: "
             f"{s['estimated_total_macs']:.4g} MACs, {s['estimated_total_bytes']:.4g} bytes, "
             f"achieved {s['achieved_gmacs']:.3g} GMAC/s and {s['achieved_bandwidth_gbps']:.3g} "
             f"GB/s = {s['bandwidth_utilization']:.2%} of the configured "
@@ -260,18 +288,4 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
             "",
             markdown_table(hw.layerwise_frame()),
         ]
-    lines += _profile_section(result)
-    lines += [
-        "## Precision trade-offs",
-        "",
-        markdown_table(pd.DataFrame(result.precision_tradeoffs)),
-        "## Warnings",
-        "",
-    ]
-    lines += [f"- {w}" for w in result.warnings] or ["- none"]
-    lines += [
-        "",
-        "Every file in this directory is described in edge-opt's README (section *Output files*).",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines

@@ -5,11 +5,15 @@ candidate's mean with its 95% CI."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from edge_opt.candidates.columns import C
+from edge_opt.infra.artifacts import atomic_write_csv, atomic_write_json, atomic_write_text
 from edge_opt.reports.page import Column, bullet_list, esc, page, table
+from edge_opt.reports.result import RunResult
 
 
 def _ci(row: Mapping[str, Any], metric: str, fmt: str) -> str:
@@ -34,7 +38,7 @@ def render_markdown(
         "## Verdict",
         "",
         f"**Recommended: `{rec['candidate_id']}`**"
-        if rec["candidate_id"]
+        if rec[C.candidate_id]
         else "**No recommendation.**",
         "",
         rec["reason"],
@@ -71,10 +75,10 @@ def render_html(
     records = summary.to_dict("records")
     for row in records:
         row["accuracy_ci"] = _ci(row, "accuracy", ".4f")
-        row["p50_ci"] = _ci(row, "latency_p50_ms", ".4g")
-        row["on_frontier"] = row["candidate_id"] in frontier
+        row["p50_ci"] = _ci(row, C.latency_p50_ms, ".4g")
+        row["on_frontier"] = row[C.candidate_id] in frontier
     columns = [
-        Column("candidate_id", "candidate"),
+        Column(C.candidate_id, "candidate"),
         Column("accuracy_mean", "accuracy mean", ".4f"),
         Column("accuracy_ci", "accuracy [95% CI]"),
         Column("latency_p50_ms_mean", "p50 ms mean", ".4g"),
@@ -85,12 +89,12 @@ def render_html(
     ]
     attrs = [
         {
-            "data-id": str(r["candidate_id"]),
-            "class": "recommended" if r["candidate_id"] == rec["candidate_id"] else "",
+            "data-id": str(r[C.candidate_id]),
+            "class": "recommended" if r[C.candidate_id] == rec[C.candidate_id] else "",
         }
         for r in records
     ]
-    pick = rec["candidate_id"]
+    pick = rec[C.candidate_id]
     per_seed = [f"seed {s}: {p}" for s, p in zip(seeds, rec["per_seed"], strict=True)]
     body = (
         "<header><h1>edge-opt multi-seed report</h1>"
@@ -111,3 +115,33 @@ def render_html(
         "candidates": records,
     }
     return page(f"edge-opt multi-seed report: {pick or 'no recommendation'}", body, data)
+
+
+def write_multi_seed_reports(
+    out: Path,
+    seeds: Sequence[int],
+    runs: Sequence[RunResult],
+    summary: pd.DataFrame,
+    frontier: pd.DataFrame,
+    rec: Mapping[str, Any],
+) -> list[Path]:
+    """The top-level files of a multi-seed run: summary CSV and JSON, the frontier over seed
+    means, report.md and report.html."""
+    front_ids = frontier[C.candidate_id].tolist() if not frontier.empty else []
+    payload = {
+        "seeds": list(seeds),
+        "runs": [f"seed_{s}" for s in seeds],
+        "baseline_val_accuracy": [r.baseline["val_accuracy"] for r in runs],
+        "recommended_per_seed": [r.recommendation[C.candidate_id] for r in runs],
+        "frontier_latency": front_ids,
+        "ci_method": "Student-t 95% interval over seeds (NaN with one seed)",
+        "recommended": rec[C.candidate_id],
+        "recommended_reason": rec["reason"],
+    }
+    return [
+        atomic_write_csv(out / "multi_seed_summary.csv", summary),
+        atomic_write_csv(out / "multi_seed_frontier_latency.csv", frontier),
+        atomic_write_json(out / "multi_seed_summary.json", payload),
+        atomic_write_text(out / "report.md", render_markdown(seeds, summary, front_ids, rec)),
+        atomic_write_text(out / "report.html", render_html(seeds, summary, front_ids, rec)),
+    ]

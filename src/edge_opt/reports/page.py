@@ -96,6 +96,16 @@ class Column:
     label: str
     fmt: str | None = None
     help: str = ""
+    scale: float = 1.0  # the cell shows value x scale (MiB as KiB)
+
+
+def _scaled(value: Any, scale: float) -> Any:
+    if scale == 1.0 or value is None or isinstance(value, bool | str):
+        return value
+    try:
+        return float(value) * scale
+    except (TypeError, ValueError):
+        return value
 
 
 def fmt_value(value: Any, fmt: str | None) -> str:
@@ -147,7 +157,7 @@ def table(
         attrs = "".join(f' {k}="{esc(v)}"' for k, v in extra.items())
         cells = "".join(
             f'<td{_TEXT_CELL if c.fmt is None else ""} data-v="{esc(sort_key(row.get(c.key)))}">'
-            f"{esc(fmt_value(row.get(c.key), c.fmt))}</td>"
+            f"{esc(fmt_value(_scaled(row.get(c.key), c.scale), c.fmt))}</td>"
             for c in columns
         )
         body.append(f"<tr{attrs}>{cells}</tr>")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.candidates.columns import C
 from edge_opt.runtimes.registry import RUNTIMES
 
 PRECISION_COLOURS = {
@@ -40,18 +41,18 @@ _OFFSETS = [
 
 def constant_power(sweep: pd.DataFrame) -> float | None:
     """The one ``power_watts`` of every timed row, or None when it differs (or is absent)."""
-    if sweep.empty or "power_watts" not in sweep.columns:
+    if sweep.empty or C.power_watts not in sweep.columns:
         return None
-    ok = sweep[sweep["status"] == "ok"] if "status" in sweep.columns else sweep
-    values = ok["power_watts"].dropna().unique()
+    ok = sweep[sweep[C.status] == "ok"] if C.status in sweep.columns else sweep
+    values = ok[C.power_watts].dropna().unique()
     return float(values[0]) if len(values) == 1 else None
 
 
 def untimed_note(sweep: pd.DataFrame) -> str:
     """'2 skipped, 1 failed: not plotted', or '' when every row was timed."""
-    if sweep.empty or "status" not in sweep.columns:
+    if sweep.empty or C.status not in sweep.columns:
         return ""
-    counts = sweep.loc[sweep["status"] != "ok", "status"].value_counts()
+    counts = sweep.loc[sweep[C.status] != "ok", "status"].value_counts()
     if counts.empty:
         return ""
     return ", ".join(f"{n} {status}" for status, n in counts.items()) + ": not plotted"
@@ -128,103 +129,23 @@ def scatter(
 ) -> Any:
     """Accuracy vs ``x_col`` for every timed candidate; returns a matplotlib Figure."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     fig = Figure(figsize=(9.5, 5.5))
     ax = fig.subplots()
-    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
-    if "runtime" not in ok.columns:  # results of an edge-opt without runtimes: all eager
+    ok = sweep[sweep[C.status] == "ok"] if not sweep.empty else sweep
+    if C.runtime not in ok.columns:  # results of an edge-opt without runtimes: all eager
         ok = ok.assign(runtime="eager")
+    _draw_points(ax, ok, x_col)
     handles: list[Any] = []
-    for (precision, runtime), group in ok.groupby(["precision", "runtime"], sort=True):
-        colour = PRECISION_COLOURS.get(str(precision), "tab:gray")
-        shape = runtime_marker(str(runtime))
-        accepted = group["accepted"].astype(bool)
-        for subset, filled in ((group[accepted], True), (group[~accepted], False)):
-            if not subset.empty:
-                ax.scatter(
-                    subset[x_col],
-                    subset["accuracy"],
-                    marker=shape,
-                    s=42,
-                    facecolors=colour if filled else "none",
-                    edgecolors=colour,
-                    linewidths=1.4,
-                    zorder=3,
-                )
     if not frontier.empty:
-        ax.plot(
-            frontier[x_col],
-            frontier["accuracy"],
-            color="black",
-            linewidth=1.1,
-            drawstyle="steps-post",
-            zorder=2,
-        )
-        handles.append(Line2D([], [], color="black", label="Pareto frontier (accepted only)"))
-    rec = ok[ok["candidate_id"] == recommended] if recommended else ok.iloc[0:0]
+        handles.append(_draw_frontier(ax, frontier, x_col))
+    rec = ok[ok[C.candidate_id] == recommended] if recommended else ok.iloc[0:0]
     if not rec.empty:
-        ax.scatter(
-            rec[x_col],
-            rec["accuracy"],
-            marker="*",
-            s=320,
-            facecolors="none",
-            edgecolors="purple",
-            linewidths=1.6,
-            zorder=4,
-        )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker="*",
-                color="purple",
-                markerfacecolor="none",
-                markersize=13,
-                linestyle="none",
-                label=f"recommended: {recommended}",
-            )
-        )
+        handles.append(_draw_recommended(ax, rec, x_col, str(recommended)))
     if budget_mb is not None:
         ax.axvline(budget_mb, color="gray", linestyle="--", linewidth=1)
-        handles.append(
-            Line2D([], [], color="gray", linestyle="--", label=f"active budget {budget_mb:g} MB")
-        )
-    for precision in sorted(ok["precision"].unique()) if not ok.empty else []:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker="o",
-                linestyle="none",
-                color=PRECISION_COLOURS.get(str(precision), "tab:gray"),
-                label=str(precision),
-            )
-        )
-    for runtime in sorted(ok["runtime"].unique()) if not ok.empty else []:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker=runtime_marker(str(runtime)),
-                linestyle="none",
-                color="dimgray",
-                label=str(runtime),
-            )
-        )
-    handles += [
-        Line2D([], [], marker="o", linestyle="none", color="dimgray", label="accepted (filled)"),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="none",
-            color="dimgray",
-            markerfacecolor="none",
-            label="rejected (hollow)",
-        ),
-    ]
+        handles.append(_line("gray", f"active budget {budget_mb:g} MB", linestyle="--"))
+    handles += _key_handles(ok)
     if not ok.empty and ok[x_col].min() > 0 and ok[x_col].max() / ok[x_col].min() > 20:
         ax.set_xscale("log")
     note = untimed_note(sweep)
@@ -234,19 +155,95 @@ def scatter(
     ax.grid(True, alpha=0.3)
     legend = ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
+    unplaced = place_labels(ax, _frontier_labels(frontier, rec, x_col, recommended))
+    if unplaced:
+        handles.append(_line(None, "unlabelled frontier: " + ", ".join(unplaced)))
+        legend.remove()
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _line(colour: str | None, text: str, **style: Any) -> Any:
+    from matplotlib.lines import Line2D
+
+    if colour is None:
+        return Line2D([], [], linestyle="none", label=text)
+    return Line2D([], [], color=colour, label=text, **style)
+
+
+def _draw_points(ax: Any, ok: pd.DataFrame, x_col: str) -> None:
+    """Every timed candidate: colour by precision, shape by runtime, filled when accepted."""
+    for (precision, runtime), group in ok.groupby([C.precision, C.runtime], sort=True):
+        colour = PRECISION_COLOURS.get(str(precision), "tab:gray")
+        accepted = group[C.accepted].astype(bool)
+        for subset, filled in ((group[accepted], True), (group[~accepted], False)):
+            if not subset.empty:
+                ax.scatter(
+                    subset[x_col],
+                    subset[C.accuracy],
+                    marker=runtime_marker(str(runtime)),
+                    s=42,
+                    facecolors=colour if filled else "none",
+                    edgecolors=colour,
+                    linewidths=1.4,
+                    zorder=3,
+                )
+
+
+def _draw_frontier(ax: Any, frontier: pd.DataFrame, x_col: str) -> Any:
+    ax.plot(
+        frontier[x_col],
+        frontier[C.accuracy],
+        color="black",
+        linewidth=1.1,
+        drawstyle="steps-post",
+        zorder=2,
+    )
+    return _line("black", "Pareto frontier (accepted only)")
+
+
+def _draw_recommended(ax: Any, rec: pd.DataFrame, x_col: str, recommended: str) -> Any:
+    ax.scatter(
+        rec[x_col],
+        rec[C.accuracy],
+        marker="*",
+        s=320,
+        facecolors="none",
+        edgecolors="purple",
+        linewidths=1.6,
+        zorder=4,
+    )
+    style = {"marker": "*", "markerfacecolor": "none", "markersize": 13, "linestyle": "none"}
+    return _line("purple", f"recommended: {recommended}", **style)
+
+
+def _key_handles(ok: pd.DataFrame) -> list[Any]:
+    """The legend's key: precisions by colour, runtimes by shape, accepted vs rejected."""
+    handles = []
+    for precision in sorted(ok[C.precision].unique()) if not ok.empty else []:
+        colour = PRECISION_COLOURS.get(str(precision), "tab:gray")
+        handles.append(_line(colour, str(precision), marker="o", linestyle="none"))
+    for runtime in sorted(ok[C.runtime].unique()) if not ok.empty else []:
+        marker = runtime_marker(str(runtime))
+        handles.append(_line("dimgray", str(runtime), marker=marker, linestyle="none"))
+    dot = {"marker": "o", "linestyle": "none"}
+    return [
+        *handles,
+        _line("dimgray", "accepted (filled)", **dot),
+        _line("dimgray", "rejected (hollow)", markerfacecolor="none", **dot),
+    ]
+
+
+def _frontier_labels(
+    frontier: pd.DataFrame, rec: pd.DataFrame, x_col: str, recommended: str | None
+) -> list[tuple[str, float, float]]:
+    """Points that get their id written beside them: the frontier, and the pick."""
     labels = [
-        (str(r["candidate_id"]), float(r[x_col]), float(r["accuracy"]))
+        (str(r[C.candidate_id]), float(r[x_col]), float(r[C.accuracy]))
         for _, r in frontier.iterrows()
     ]
     if not rec.empty and recommended not in {t for t, _, _ in labels}:
         labels.insert(
-            0, (str(recommended), float(rec[x_col].iloc[0]), float(rec["accuracy"].iloc[0]))
+            0, (str(recommended), float(rec[x_col].iloc[0]), float(rec[C.accuracy].iloc[0]))
         )
-    unplaced = place_labels(ax, labels)
-    if unplaced:
-        handles.append(
-            Line2D([], [], linestyle="none", label="unlabelled frontier: " + ", ".join(unplaced))
-        )
-        legend.remove()
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return fig
+    return labels

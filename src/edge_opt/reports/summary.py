@@ -6,7 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.candidates.columns import C
+from edge_opt.reports.result import RunResult
 
 MIB = 2**20
 
@@ -15,22 +16,22 @@ def frontier_frame(sweep: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
     """Frontier rows in frontier order; headers only when empty."""
     if not ids:
         return sweep.iloc[0:0]
-    indexed = sweep.set_index("candidate_id", drop=False)
+    indexed = sweep.set_index(C.candidate_id, drop=False)
     return indexed.loc[ids].reset_index(drop=True)
 
 
 def build_summary(result: RunResult) -> dict[str, Any]:
     """The machine-readable verdict of a run (summary.json)."""
     sweep = result.sweep_frame()
-    ok = sweep[sweep["status"] == "ok"] if not sweep.empty else sweep
-    accepted = ok[ok["accepted"].astype(bool)] if not ok.empty else ok
-    rec_id = result.recommendation["candidate_id"]
+    ok = sweep[sweep[C.status] == "ok"] if not sweep.empty else sweep
+    accepted = ok[ok[C.accepted].astype(bool)] if not ok.empty else ok
+    rec_id = result.recommendation[C.candidate_id]
     rec_row = None
     if rec_id is not None:
-        rec_row = sweep[sweep["candidate_id"] == rec_id].iloc[0].to_dict()
+        rec_row = sweep[sweep[C.candidate_id] == rec_id].iloc[0].to_dict()
     base_row = None
-    if not sweep.empty and (sweep["candidate_id"] == result.baseline["candidate_id"]).any():
-        base_row = sweep[sweep["candidate_id"] == result.baseline["candidate_id"]].iloc[0].to_dict()
+    if not sweep.empty and (sweep[C.candidate_id] == result.baseline[C.candidate_id]).any():
+        base_row = sweep[sweep[C.candidate_id] == result.baseline[C.candidate_id]].iloc[0].to_dict()
     cfg = result.config
     return {
         "status": "ok",
@@ -45,8 +46,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "baseline": {**result.baseline, "metrics": base_row},
         "study_rows": len(sweep),
         "ok_rows": len(ok),
-        "failed_rows": int((sweep["status"] == "failed").sum()) if not sweep.empty else 0,
-        "skipped_rows": int((sweep["status"] == "skipped").sum()) if not sweep.empty else 0,
+        "failed_rows": int((sweep[C.status] == "failed").sum()) if not sweep.empty else 0,
+        "skipped_rows": int((sweep[C.status] == "skipped").sum()) if not sweep.empty else 0,
         "accepted_rows": len(accepted),
         "rejected_rows": len(ok) - len(accepted),
         "memory_budgets_mb": cfg["memory_budgets_mb"],
@@ -55,11 +56,11 @@ def build_summary(result: RunResult) -> dict[str, Any]:
             "model": "memory_mb (serialized model size)",
             "runtime": "runtime_memory_mb (serialized size + peak live activations)",
         }[cfg.get("memory_budget_metric", "model")],
-        "latency_batch_size": cfg["latency_batch_size"],
+        C.latency_batch_size: cfg[C.latency_batch_size],
         "benchmark_threads": cfg["benchmark_threads"],
-        "latency_multiplier": 1.0 / cfg["cpu_frequency_scale"],
-        "best_accuracy_accepted": float(accepted["accuracy"].max()) if not accepted.empty else None,
-        "lowest_latency_p50_ms_accepted": float(accepted["latency_p50_ms"].min())
+        C.latency_multiplier: 1.0 / cfg["cpu_frequency_scale"],
+        "best_accuracy_accepted": float(accepted[C.accuracy].max()) if not accepted.empty else None,
+        "lowest_latency_p50_ms_accepted": float(accepted[C.latency_p50_ms].min())
         if not accepted.empty
         else None,
         "recommended": rec_id,
@@ -76,13 +77,13 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "projection": projection_summary(result),
         "hardware": {
             "baseline": {
-                "candidate_id": result.hardware_baseline.candidate_id,
+                C.candidate_id: result.hardware_baseline.candidate_id,
                 **result.hardware_baseline.summary,
             },
             "recommended": None
             if result.hardware_recommended is None
             else {
-                "candidate_id": result.hardware_recommended.candidate_id,
+                C.candidate_id: result.hardware_recommended.candidate_id,
                 **result.hardware_recommended.summary,
             },
         },

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from edge_opt.candidates.columns import C, label
+
 __all__ = [
     "Column",
     "TextTable",
@@ -130,31 +132,31 @@ def candidate_table(sweep: pd.DataFrame, recommended: str | None) -> TextTable:
     """The run's candidates: identity and verdict first, then accuracy, p50, size, and the
     columns that go first when space runs out (the CI of p50, speedup, p95)."""
     columns = (
-        Column("candidate", 0, "left"),
-        Column("verdict", 0, "left"),
-        Column("accuracy", 1),
-        Column("p50 ms", 1),
-        Column("KiB", 2),
-        Column("p50 CI", 3),
-        Column("speedup", 4),
-        Column("p95 ms", 5),
+        Column(label(C.candidate_id), 0, "left"),
+        Column(label(C.verdict), 0, "left"),
+        Column(label(C.accuracy), 1),
+        Column(label(C.latency_p50_ms), 1),
+        Column(label(C.memory_mb), 2),
+        Column(label(C.latency_p50_precision), 3),
+        Column(label(C.speedup_vs_baseline), 4),
+        Column(label(C.latency_p95_ms), 5),
     )
-    ok = sweep[sweep["status"] == "ok"] if "status" in sweep else sweep
-    ms_values = [*ok.get("latency_p50_ms", []), *ok.get("latency_p95_ms", [])]
+    ok = sweep[sweep[C.status] == "ok"] if C.status in sweep else sweep
+    ms_values = [*ok.get(C.latency_p50_ms, []), *ok.get(C.latency_p95_ms, [])]
     ms = decimals_for(float(v) for v in ms_values if pd.notna(v))
     rows = []
     for _, row in sweep.iterrows():
-        cid = str(row["candidate_id"])
-        if row.get("status") != "ok":
-            rows.append((cid, str(row.get("status")), *("-",) * 6))
+        cid = str(row[C.candidate_id])
+        if row.get(C.status) != "ok":
+            rows.append((cid, str(row.get(C.status)), *("-",) * 6))
             continue
-        verdict = "accepted" if bool(row.get("accepted")) else "rejected"
+        verdict = "accepted" if bool(row.get(C.accepted)) else "rejected"
         if cid == recommended:
             verdict = "RECOMMENDED"
-        p50 = _present(row, "latency_p50_ms")
-        precision = _present(row, "latency_p50_precision")
-        speedup = _present(row, "speedup_vs_baseline")
-        size = _present(row, "model_size_bytes")
+        p50 = _present(row, C.latency_p50_ms)
+        precision = _present(row, C.latency_p50_precision)
+        speedup = _present(row, C.speedup_vs_baseline)
+        size = _present(row, C.model_size_bytes)
         rows.append(
             (
                 cid,
@@ -164,7 +166,7 @@ def candidate_table(sweep: pd.DataFrame, recommended: str | None) -> TextTable:
                 _fixed(None if size is None else size / 1024, 1),
                 "-" if precision is None else f"±{precision:.1%}",
                 _fixed(speedup, 2, "x"),
-                _fixed(_present(row, "latency_p95_ms"), ms),
+                _fixed(_present(row, C.latency_p95_ms), ms),
             )
         )
     title = "candidates (accuracy on validation; latency per call, measured)"
@@ -191,12 +193,12 @@ def multi_seed_table(summary: pd.DataFrame, seeds: Sequence[int]) -> TextTable:
 
     rows = tuple(
         (
-            str(row["candidate_id"]),
+            str(row[C.candidate_id]),
             _fixed(_present(row, "accuracy_mean"), 4),
             _fixed(_present(row, "latency_p50_ms_mean"), ms),
             _fixed(_present(row, "accepted_share"), 2),
             ci(row, "accuracy", 4),
-            ci(row, "latency_p50_ms", ms),
+            ci(row, C.latency_p50_ms, ms),
         )
         for _, row in summary.iterrows()
     )
@@ -206,7 +208,7 @@ def multi_seed_table(summary: pd.DataFrame, seeds: Sequence[int]) -> TextTable:
 
 def operator_table(rows: Sequence[dict[str, Any]], subject: str) -> TextTable:
     """The operator profile: name, latency, memory, calls."""
-    ms = decimals_for(float(r["latency_ms"]) for r in rows)
+    ms = decimals_for(float(r[C.latency_ms]) for r in rows)
     columns = (
         Column("operator", 0, "left"),
         Column("latency ms", 1),
@@ -216,7 +218,7 @@ def operator_table(rows: Sequence[dict[str, Any]], subject: str) -> TextTable:
     cells = tuple(
         (
             str(r["operator"]),
-            _fixed(r["latency_ms"], ms),
+            _fixed(r[C.latency_ms], ms),
             _fixed(r["memory_kb"], 1),
             f"{r['calls']:g}",
         )

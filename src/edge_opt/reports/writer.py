@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from edge_opt.analysis.candidates import HardwareAnalysis
-from edge_opt.analysis.hardware import save_hardware_artifacts
+from edge_opt.candidates.columns import C
 from edge_opt.errors import EdgeOptError
 from edge_opt.infra.artifacts import (
     atomic_save_figure,
@@ -23,18 +23,16 @@ from edge_opt.infra.artifacts import (
     atomic_write_text,
 )
 from edge_opt.infra.environment import sha256_file
-from edge_opt.orchestrate.result import RunResult
+from edge_opt.reports.hardware_files import save_hardware_artifacts
 from edge_opt.reports.markdown import render_report
+from edge_opt.reports.result import RunResult
 from edge_opt.reports.summary import build_summary, frontier_frame
 
 
 def _write_profiles(result: RunResult, out: Path) -> list[Path]:
     from edge_opt.analysis.device_profiles import profile_from_dict
-    from edge_opt.analysis.profiling import (
-        HardwareProfileTable,
-        plot_roofline,
-        write_hardware_profile_artifacts,
-    )
+    from edge_opt.analysis.profiling import HardwareProfileTable
+    from edge_opt.reports.hardware_files import plot_roofline, write_hardware_profile_artifacts
 
     paths: list[Path] = []
     base_id = result.hardware_baseline.candidate_id
@@ -60,10 +58,10 @@ def _write_profiles(result: RunResult, out: Path) -> list[Path]:
 
 def _write_hardware(out: Path, hw: HardwareAnalysis, precision_df: pd.DataFrame) -> list[Path]:
     summary = {
-        "candidate_id": hw.candidate_id,
+        C.candidate_id: hw.candidate_id,
         "precision": hw.precision,
         "batch_size": hw.batch_size,
-        "latency_ms": hw.latency_ms,
+        C.latency_ms: hw.latency_ms,
         **hw.summary,
     }
     return save_hardware_artifacts(out, hw.layerwise_frame(), precision_df, summary)
@@ -71,10 +69,10 @@ def _write_hardware(out: Path, hw: HardwareAnalysis, precision_df: pd.DataFrame)
 
 def _write_candidate_hardware(folder: Path, hw: HardwareAnalysis) -> list[Path]:
     summary = {
-        "candidate_id": hw.candidate_id,
+        C.candidate_id: hw.candidate_id,
         "precision": hw.precision,
         "batch_size": hw.batch_size,
-        "latency_ms": hw.latency_ms,
+        C.latency_ms: hw.latency_ms,
         **hw.summary,
     }
     return [
@@ -145,10 +143,10 @@ def _write_plots(
     if sweep.empty:
         return []
     budget = result.config["active_memory_budget_mb"]
-    rec = result.recommendation["candidate_id"]
+    rec = result.recommendation[C.candidate_id]
     plots = [
         (
-            "latency_p50_ms",
+            C.latency_p50_ms,
             "p50 latency per call (ms, measured)",
             "Accuracy vs latency",
             lat,
@@ -156,7 +154,7 @@ def _write_plots(
             None,
         ),
         (
-            "memory_mb",
+            C.memory_mb,
             "serialized model size (MB = 2^20 B)",
             "Accuracy vs model size",
             frontier_frame(sweep, result.memory_frontier),
@@ -168,7 +166,7 @@ def _write_plots(
         plots.insert(
             1,
             (
-                "energy_proxy_j",
+                C.energy_proxy_j,
                 "energy proxy per call (J, modelled)",
                 "Accuracy vs energy",
                 energy,

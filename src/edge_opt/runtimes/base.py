@@ -16,6 +16,13 @@ from torch import nn
 from edge_opt.compress.quantization import ConvertedModel
 
 
+def serialized_size_bytes(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: what would be deployed (int8 packed)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
 @dataclass
 class RuntimeModel:
     """A candidate ready to run: ``predict`` for evaluation, ``timed_call`` for the harness."""
@@ -31,6 +38,8 @@ class RuntimeModel:
     reload: Callable[[int], RuntimeModel] | None = field(default=None, repr=False)
     # ``predict`` may run on several Python threads at once (evaluation in parallel batches).
     concurrent_predict: bool = False
+    # The only batch size the deployed file takes (an ExecuTorch program); None: any.
+    static_batch: int | None = None
 
     def fresh_instance(self, threads: int) -> RuntimeModel | None:
         """An independently built twin (new session or program load, new copy of the module) to

@@ -78,7 +78,7 @@ def build_compiled(request: BuildRequest) -> RuntimeModel:
         example_ = x.to(dtype)
         return lambda: compiled(example_)
 
-    from edge_opt.measure.metrics import serialized_size_bytes
+    from edge_opt.runtimes.base import serialized_size_bytes
 
     # The size is that of the module that gets compiled: PT2E int8 graphs keep fp32 weights
     # beside the quantized ones, so they are larger than the eager int8 state dict.

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 
 from edge_opt.compress.quantization import ConvertedModel
-from edge_opt.measure.evaluation import EvaluationTwin
 from edge_opt.runtimes.base import BuildRequest, RuntimeModel, copied_eager
+from edge_opt.runtimes.evaluation import EvaluationTwin
 
 
 def eager_model(converted: ConvertedModel) -> RuntimeModel:
@@ -27,7 +27,7 @@ def eager_model(converted: ConvertedModel) -> RuntimeModel:
         example = converted.prepare_input(x)
         return lambda: model(example)
 
-    from edge_opt.measure.metrics import serialized_size_bytes
+    from edge_opt.runtimes.base import serialized_size_bytes
 
     return RuntimeModel(
         "eager",

@@ -239,6 +239,7 @@ def pte_model(path: Path, threads: int, converted: ConvertedModel) -> RuntimeMod
         converted,
         artifact=path,
         reload=lambda n: pte_model(path, n, converted),
+        static_batch=loaded.batch,
     )
 
 

@@ -5,7 +5,7 @@ provider has few fp16/bf16 kernels, so those precisions are skipped, with the re
 
 Sessions and the timed call come from ``edge_opt.runtimes.ort_sessions`` (shared with the device's
 measure task); ``OrtOptions`` defaults are the choices ``benchmarks/runtime_options.py``
-measured (README, "Runtime options").
+measured (docs/runtimes.md, "Runtime options").
 """
 
 from __future__ import annotations

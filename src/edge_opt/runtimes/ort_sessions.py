@@ -3,7 +3,7 @@
 One place for the session options and the timed call, shared by the ``onnxruntime`` runtime
 (this host) and the measure task a device node runs (``executors.device``, no torch there), so
 host and device figures time the same work. The defaults are the choices
-``benchmarks/runtime_options.py`` measured (README, "Runtime options").
+``benchmarks/runtime_options.py`` measured (docs/runtimes.md, "Runtime options").
 """
 
 from __future__ import annotations

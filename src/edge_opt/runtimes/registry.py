@@ -45,7 +45,7 @@ for _format in (
         ".pte",
         "executorch (XNNPACK delegate)",
         "executorch",
-        "exported at batch 1",
+        "static: the run's latency_batch_size (zero-pad a shorter batch)",
         False,
     ),
     DeployableFormat(

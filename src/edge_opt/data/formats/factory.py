@@ -23,7 +23,8 @@ from edge_opt.data.formats.base import (
     given_stats,
     unit_images,
 )
-from edge_opt.errors import DataError, ModelError
+from edge_opt.errors import DataError
+from edge_opt.infra.usercode import exception_line, load_callable
 
 if TYPE_CHECKING:
     from edge_opt.config.sections import DatasetSpec
@@ -90,17 +91,12 @@ def load_factory_dataset(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
         DataError: the factory cannot be imported, raises, or returns something else than
             described above; images or labels that do not fit (naming split and index).
     """
-    from edge_opt.models.zoo import _describe, load_factory
-
     ref = str(spec.factory)
-    try:
-        build = load_factory(ref, field="dataset.factory")
-    except ModelError as exc:
-        raise DataError(str(exc)) from None
+    build = load_callable(ref, "dataset.factory", DataError)
     try:
         returned = build(**spec.kwargs)
     except (Exception, SystemExit) as exc:
-        raise DataError(f"dataset.factory {ref!r} failed: {_describe(exc)}") from None
+        raise DataError(f"dataset.factory {ref!r} failed: {exception_line(exc)}") from None
     parts = _splits(returned, ref)
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}

@@ -106,23 +106,16 @@ def _digest(files: list[tuple[Path, int]], root: Path) -> str:
     return digest.hexdigest()
 
 
-def load_imagefolder(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
-    """Read a folder of class folders (or train/val/test trees of them).
+def _class_trees(
+    root: Path,
+) -> tuple[dict[str, Path], dict[str, dict[str, list[Path]]], list[str]]:
+    """The split folders found (train/, val/, test/; none: one pool), each split's class
+    tree, and the classes (the training split's, sorted).
 
     Raises:
-        DataError: see the module docstring; every message names the file or folder.
+        DataError: split folders without train/ or test/, fewer than 2 classes, or a class in
+            another split that training lacks.
     """
-    root = Path(str(spec.path)).expanduser()
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise DataError(
-            f"dataset.path: {root} {what}; give the folder holding one sub-folder per class"
-        )
-    channels, height, width = request.input_shape
-    try:
-        mode = mode_for_channels(channels)
-    except ValueError as exc:
-        raise DataError(f"dataset: {exc}") from None
     split_roots = {name: root / name for name in SPLIT_DIRS if (root / name).is_dir()}
     if split_roots:
         if "train" not in split_roots or "test" not in split_roots:
@@ -148,6 +141,27 @@ def load_imagefolder(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
                 f"{root / split / extra[0]}: class {extra[0]!r} is not among the training "
                 f"classes ({', '.join(classes)}); add it to train/ or remove it"
             )
+    return split_roots, trees, classes
+
+
+def load_imagefolder(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
+    """Read a folder of class folders (or train/val/test trees of them).
+
+    Raises:
+        DataError: see the module docstring; every message names the file or folder.
+    """
+    root = Path(str(spec.path)).expanduser()
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DataError(
+            f"dataset.path: {root} {what}; give the folder holding one sub-folder per class"
+        )
+    channels, height, width = request.input_shape
+    try:
+        mode = mode_for_channels(channels)
+    except ValueError as exc:
+        raise DataError(f"dataset: {exc}") from None
+    split_roots, trees, classes = _class_trees(root)
     index = {name: i for i, name in enumerate(classes)}
     skipped: list[str] = []
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -1,7 +1,7 @@
 """What a device node runs: time an ONNX model with the edge-opt harness, no torch needed.
 
 A device (a Raspberry Pi, a Jetson) joins the cluster with only Ray, ONNX Runtime and numpy
-installed (README: Distributed runs and device nodes). A measure task receives the model's
+installed (docs/devices.md, Distributed runs and device nodes). A measure task receives the model's
 bytes, one input batch and the harness settings, builds ``instances`` independent ONNX Runtime
 sessions (``edge_opt.runtimes.ort_sessions``: the session options and timed call the host
 uses), times them in interleaved rounds with ``edge_opt.measure.harness.measure_interleaved``,

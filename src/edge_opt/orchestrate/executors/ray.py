@@ -76,8 +76,8 @@ def _connect(spec: ExecutorSpec) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExecutorError(
             f"executor.address: cannot connect to Ray at {spec.address!r}: {first}. Start a "
-            "cluster with `ray start --head` (README: Distributed runs), give its HOST:PORT, "
-            "or use `address: local` for an embedded Ray on this machine"
+            "cluster with `ray start --head` (docs/devices.md: Distributed runs), give its "
+            "HOST:PORT, or use `address: local` for an embedded Ray on this machine"
         ) from None
     finally:
         if sigterm is not None:

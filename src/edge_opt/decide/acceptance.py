@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from edge_opt.candidates.columns import C
 from edge_opt.candidates.plan import SweepPlan
 from edge_opt.candidates.preparation import PreparedCandidate, runtime_mb
 from edge_opt.candidates.record import CandidateResult
@@ -40,17 +41,17 @@ def candidate_record(
 ) -> CandidateResult:
     """One candidate's record: what it is, what was measured, and the memory budgets' verdict."""
     identity = {
-        "candidate_id": p.cid,
-        "pruning_level": p.pruning_level,
+        C.candidate_id: p.cid,
+        C.pruning_level: p.pruning_level,
         "precision": p.precision,
         "runtime": p.runtime,
-        "parameter_count": p.parameter_count,
-        "macs_per_sample": p.macs_per_sample,
-        "fine_tune_epochs": p.fine_tune_epochs,
-        "active_budget_mb": plan.active_memory_budget_mb,
-        "budget_metric": plan.memory_budget_metric,
-        "prepared_from_cache": p.from_cache,
-        "measure_seconds": p.seconds,
+        C.parameter_count: p.parameter_count,
+        C.macs_per_sample: p.macs_per_sample,
+        C.fine_tune_epochs: p.fine_tune_epochs,
+        C.active_budget_mb: plan.active_memory_budget_mb,
+        C.budget_metric: plan.memory_budget_metric,
+        C.prepared_from_cache: p.from_cache,
+        C.measure_seconds: p.seconds,
     }
     if p.error is not None or p.accuracy is None:
         return CandidateResult(

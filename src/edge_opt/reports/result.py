@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from edge_opt.analysis.candidates import HardwareAnalysis
+from edge_opt.candidates.columns import C
 from edge_opt.errors import EdgeOptError
 
 _RERUN = "it was not written by this edge-opt version or was edited: rerun the experiment"
@@ -158,6 +159,6 @@ def _schema_problem(data: Any) -> str | None:
         if not isinstance(analysis, dict) or set(analysis) != expected:
             return f"{name} is not a hardware analysis (keys {', '.join(sorted(expected))})"
     for i, row in enumerate(data["sweep"]):
-        if not isinstance(row, dict) or "candidate_id" not in row:
+        if not isinstance(row, dict) or C.candidate_id not in row:
             return f"sweep.{i} is not a candidate row (an object with candidate_id)"
     return None
