@@ -118,10 +118,16 @@ def test_device_profiles_carry_sources() -> None:
     for name in ("raspberry-pi-4", "jetson-nano", "desktop-ddr4"):
         profile = get_device_profile(name)
         assert all(f.source in SOURCES for f in profile.peak_gmacs.values())
-    # A Cortex-A72 has no fp16/bf16 arithmetic and no int8 dot product: no figure is invented.
+    # A Cortex-A72 (ARMv8.0) has no fp16/bf16 arithmetic and no int8 dot product: each runs at
+    # most at the fp32 rate, and each figure says where that comes from.
     for dtype in ("fp16", "bf16", "int8"):
-        assert PI.peak_gmacs[dtype].source == "unknown"
-        assert not PI.known(dtype)
+        figure = PI.peak_gmacs[dtype]
+        assert PI.known(dtype)
+        assert figure.value == PI.peak_gmacs["fp32"].value
+        assert "Armv8" in figure.note
+    assert PI.peak_gmacs["fp16"].source == "datasheet"
+    assert PI.peak_gmacs["int8"].source == "assumed"  # derived from public kernels, cited
+    assert "vmlal_lane_s16" in PI.peak_gmacs["int8"].note
     assert PI.known("fp32")
     assert PI.peak_gmacs["fp32"].source == "datasheet"
     assert PI.with_bandwidth(9.0).memory_bandwidth_gbps.source == "assumed"
@@ -174,7 +180,7 @@ def test_projection_fit_recovers_a_known_law() -> None:
 
 def test_projection_falls_with_macs_and_skips_unknown_precisions() -> None:
     """The Pi projection of a shrinking model shrinks (an overhead-only host fit used to give
-    every pruning level one figure), and fp16/bf16/int8, unknown on the A72, are not projected."""
+    every pruning level one figure), and a precision whose rate is unknown is not projected."""
     from edge_opt.analysis.devices import get_device_profile
     from edge_opt.analysis.projection import project_latencies
 
@@ -202,7 +208,12 @@ def test_projection_falls_with_macs_and_skips_unknown_precisions() -> None:
                 }
             )
     frame = pd.DataFrame(rows)
-    projected = project_latencies(frame, host, PI, layers)
+    from dataclasses import replace
+
+    from edge_opt.analysis.device_profiles import unknown
+
+    peaks = {**PI.peak_gmacs, "int8": unknown("no source"), "fp16": unknown("no source")}
+    projected = project_latencies(frame, host, replace(PI, peak_gmacs=peaks), layers)
     by_id = dict(zip(frame["candidate_id"], projected, strict=True))
     fp32 = [by_id["p00-fp32-eager"], by_id["p50-fp32-eager"], by_id["p70-fp32-eager"]]
     assert fp32[0] > fp32[1] > fp32[2] > 0

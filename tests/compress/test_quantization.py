@@ -1,23 +1,31 @@
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 
+from edge_opt.compress.precisions import ENGINES
 from edge_opt.compress.quantization import (
     convert_precision,
     is_int8_quantized,
     quantize_static_int8,
     quantized_module_names,
 )
+from edge_opt.config.types import this_cpu_engine
 from edge_opt.errors import QuantizationError
 from edge_opt.models.zoo import SmallCNN
 from edge_opt.runtimes.base import serialized_size_bytes
 
+# This CPU's int8 engine (x86 on x86-64, qnnpack on Arm), and every engine it can run.
+ENGINE = this_cpu_engine()
+RUNNABLE = [e for e in ENGINES.names() if platform.machine() in ENGINES.get(e).machines]
+
 
 def test_int8_is_really_quantized_and_about_4x_smaller(trained_cnn, calibration) -> None:
-    converted = convert_precision(trained_cnn, "int8", calibration, "x86")
+    converted = convert_precision(trained_cnn, "int8", calibration, ENGINE)
     assert converted.precision == "int8"
-    assert converted.quantized_engine == "x86"
+    assert converted.quantized_engine == ENGINE
     assert set(quantized_module_names(converted.model)) == {"conv1", "conv2", "classifier"}
     ratio = serialized_size_bytes(converted.model) / serialized_size_bytes(trained_cnn)
     # Packed int8 weights plus per-channel scales: ~1/3 for SmallCNN (28 KB vs 85 KB).
@@ -25,7 +33,7 @@ def test_int8_is_really_quantized_and_about_4x_smaller(trained_cnn, calibration)
 
 
 def test_int8_agrees_with_fp32_top1(trained_cnn, calibration, synthetic_splits) -> None:
-    quantized = quantize_static_int8(trained_cnn, calibration, "x86")
+    quantized = quantize_static_int8(trained_cnn, calibration, ENGINE)
     x = synthetic_splits.val.tensors[0][:200]
     with torch.inference_mode():
         agree = (quantized(x).argmax(1) == trained_cnn(x).argmax(1)).float().mean()
@@ -34,13 +42,13 @@ def test_int8_agrees_with_fp32_top1(trained_cnn, calibration, synthetic_splits) 
 
 def test_int8_does_not_touch_the_float_model(trained_cnn, calibration) -> None:
     before = {k: v.clone() for k, v in trained_cnn.state_dict().items()}
-    quantize_static_int8(trained_cnn, calibration, "x86")
+    quantize_static_int8(trained_cnn, calibration, ENGINE)
     assert not is_int8_quantized(trained_cnn)
     for key, value in trained_cnn.state_dict().items():
         assert torch.equal(value, before[key])
 
 
-@pytest.mark.parametrize("backend", ["fbgemm", "onednn", "qnnpack"])
+@pytest.mark.parametrize("backend", RUNNABLE)
 def test_other_engines_convert(trained_cnn, calibration, backend: str) -> None:
     assert is_int8_quantized(quantize_static_int8(trained_cnn, calibration, backend))
 
@@ -72,7 +80,7 @@ def test_unknown_backend_and_precision_are_errors(calibration) -> None:
     with pytest.raises(QuantizationError, match="precision: .int4. is not a registered precision"):
         convert_precision(SmallCNN(), "int4")
     with pytest.raises(QuantizationError, match="at least one input batch"):
-        quantize_static_int8(SmallCNN(), [], "x86")
+        quantize_static_int8(SmallCNN(), [], ENGINE)
 
 
 def test_untraceable_model_fails_with_its_reason(calibration) -> None:
@@ -86,7 +94,7 @@ def test_untraceable_model_fails_with_its_reason(calibration) -> None:
                 return self.conv(x)
             return self.conv(-x)
 
-    with pytest.raises(QuantizationError, match="int8 \\(x86\\) conversion failed"):
+    with pytest.raises(QuantizationError, match=f"int8 \\({ENGINE}\\) conversion failed"):
         quantize_static_int8(DataDependent(), calibration)
 
 

@@ -25,10 +25,14 @@ FIELDS: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
 }
 
 
+# Besides the registered names, a key may take a word of its own.
+EXTRA = {"device": ["auto"]}
+
+
 def _accepted(kind: str) -> list[str]:
-    names = registry(kind).names()
+    names = [*EXTRA.get(kind, []), *registry(kind).names()]
     if kind == "dataset format":  # `factory` is written as dataset.factory, not as a format
-        names = [n for n in names if registry(kind).get(n).takes_path]
+        names = [n for n in registry(kind).names() if registry(kind).get(n).takes_path]
     return names
 
 
@@ -47,6 +51,18 @@ def test_any_other_name_is_refused_with_the_registered_ones(kind: str) -> None:
     message = str(caught.value)
     assert f"{field}: Input should be {allowed_text(_accepted(kind))}" in message
     assert "got 'not-registered'" in message
+
+
+def test_device_auto_is_this_machine() -> None:
+    from edge_opt.config.types import detected_device
+    from edge_opt.infra.cpu import this_cpu
+
+    expected = detected_device(this_cpu().board) or "host"
+    assert build_config({"device": "auto"}).device == expected
+    assert detected_device("Raspberry Pi 4 Model B Rev 1.4") == "raspberry-pi-4"
+    assert detected_device("NVIDIA Jetson Nano Developer Kit") == "jetson-nano"
+    assert detected_device("Raspberry Pi 5 Model B Rev 1.0") is None  # no profile: host
+    assert detected_device(None) is None
 
 
 def test_int8_engines_are_the_registered_ones_that_run_on_this_cpu() -> None:

@@ -79,3 +79,20 @@ def test_a_latency_budget_rejection_is_not_blamed_on_memory() -> None:
     rec = recommend_candidate(sweep, 0.90, 0.01)
     assert rec.candidate_id is None
     assert "exceed the latency budget" in rec.reason
+
+
+def test_a_latency_budget_is_checked_on_the_targets_projected_p95_and_says_so() -> None:
+    sweep = _sweep()
+    sweep["latency_p95_ms_projected_raspberry-pi-4"] = [0.3, 0.1, None, 2.0]
+    sweep["device_latency_p95_ms"] = [None, None, None, 0.01]  # a measurement outranks a model
+    by_id = apply_latency_budget(sweep, 0.2, "raspberry-pi-4").set_index("candidate_id")
+    # Within budget on this host (0.03 ms) but not on the Pi (0.3 ms projected).
+    assert by_id.loc["p00-fp32-onnxruntime", "latency_budget_on"] == "raspberry-pi-4 (projected)"
+    assert bool(by_id.loc["p00-fp32-onnxruntime", "violates_latency_budget"]) is True
+    # Not projected: this host's measured p95, and the row says so.
+    assert by_id.loc["p00-int8-onnxruntime", "latency_budget_on"] == "this host (measured)"
+    assert by_id.loc["p00-int8-eager", "latency_budget_on"] == "the device node (measured)"
+    assert by_id.loc["p00-int8-eager", "latency_budget_figure"] == 0.01
+    # Without a target other than this machine, the projection is not used.
+    here = apply_latency_budget(sweep, 0.2).set_index("candidate_id")
+    assert here.loc["p00-fp32-onnxruntime", "latency_budget_on"] == "this host (measured)"

@@ -294,3 +294,36 @@ def test_the_exporters_registry_is_built_once_and_the_files_stay_byte_identical(
     monkeypatch.setattr(ort_runtime, "_torchlib_registry_once", contextlib.nullcontext)
     plain = ort_runtime.export_onnx(trained_cnn, x, tmp_path / "c.onnx").read_bytes()
     assert first == second == plain
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8"])
+def test_a_three_channel_model_exports_in_every_precision(precision, tmp_path) -> None:
+    """An RGB model's eager candidates trace at its own input shape: int8 FX conversion
+    drops the model's ``input_shape``, and tracing int8 at the 1x28x28 fallback failed in
+    oneDNN ("could not create a primitive descriptor")."""
+    from edge_opt.models.zoo import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(in_channels=3, input_size=32).eval()
+    batches = [torch.rand(16, 3, 32, 32) for _ in range(2)]
+    built = build_runtime("eager", model, precision, batches, torch.zeros(1, 3, 32, 32))
+    assert built.input_shape == (3, 32, 32)
+    path = built.save(tmp_path / f"rgb-{precision}.pt")
+    traced = torch.jit.load(str(path))
+    x = torch.rand(4, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(
+            traced(built.eager.prepare_input(x)), built.eager.model(built.eager.prepare_input(x))
+        )
+
+
+def test_a_deployable_that_cannot_be_written_is_a_warning() -> None:
+    from edge_opt.orchestrate.describe import deployable_warnings
+
+    exported = [
+        {"candidate_id": "p00-fp32-eager", "path": "models/p00-fp32-eager.pt"},
+        {"candidate_id": "p25-int8-eager", "path": None, "error": "disk full"},
+    ]
+    assert deployable_warnings(exported) == [
+        "the deployable file of p25-int8-eager could not be written: disk full"
+    ]

@@ -106,6 +106,22 @@ def profile_candidate(
     return data
 
 
+def _projection(
+    record: CandidateResult, device: str, latency: dict[str, float | None], watts: float
+) -> Projection:
+    """The record's modelled figures on ``device``: the projected p50, a p95 with this host's
+    p95/p50 ratio for the candidate (the tail is assumed to scale with the median), and the
+    energy at the device's active power."""
+    p50 = latency.get(record.candidate_id)
+    if p50 is None:
+        return Projection(device, None, None)
+    m = record.metrics
+    p95 = None
+    if m is not None and m.latency_p50_ms and m.latency_p95_ms is not None:
+        p95 = p50 * m.latency_p95_ms / m.latency_p50_ms
+    return Projection(device, p50, p50 / 1000.0 * watts, p95)
+
+
 def project_candidates(
     records: Sequence[CandidateResult],
     hw_candidates: Sequence[HardwareAnalysis],
@@ -135,19 +151,7 @@ def project_candidates(
     }
     # Modelled energy on the target: projected latency x the device's active power.
     watts = target.active_power_watts.value
-    out = [
-        replace(
-            r,
-            projection=Projection(
-                target.name,
-                latency.get(r.candidate_id),
-                None
-                if latency.get(r.candidate_id) is None
-                else latency[r.candidate_id] / 1000.0 * watts,
-            ),
-        )
-        for r in records
-    ]
+    out = [replace(r, projection=_projection(r, target.name, latency, watts)) for r in records]
     validation = validate_projection(measured)
     return out, {
         "column": column,

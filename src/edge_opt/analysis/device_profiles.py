@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edge_opt.errors import EdgeOptError
-from edge_opt.infra.registry import Registry
+from edge_opt.infra.registry import Registry, check_name
 
 SOURCES = ("datasheet", "published", "measured", "assumed", "unknown")
 HOST_NAMES = ("host", "cpu")  # this machine, measured
@@ -48,6 +48,14 @@ class HardwareProfile:
     notes: tuple[str, ...] = field(default=())
     # For a measured profile: when, and how loaded the machine was (other processes' cores).
     measured: dict[str, Any] | None = None
+    # Parts of a board's own name (``/proc/device-tree/model``) that identify it: running on
+    # such a board, ``device: auto`` is this profile, and the target is measured, not projected.
+    boards: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_name("device", self.name)  # part of column names (latency_ms_projected_<name>)
+        if "fp32" not in self.peak_gmacs:
+            raise ValueError(f"device {self.name!r}: peak_gmacs needs an fp32 figure")
 
     def knee_macs_per_byte(self, dtype: str) -> float:
         """Roofline knee: arithmetic intensity where compute and bandwidth limits meet."""
@@ -88,8 +96,24 @@ def unknown(note: str) -> Figure:
     return Figure(float("nan"), "unknown", note)
 
 
-# 4 x Cortex-A72 @ 1.5 GHz; a 128-bit NEON FMA pipe does 4 fp32 MACs per cycle; no fp16/bf16
-# arithmetic and no int8 dot product (ARMv8.0): int8 runs through 16-bit multiply-accumulate.
+# ARMv8.0 cores (Cortex-A72 of the Pi 4, Cortex-A57 of the Jetson Nano) have no fp16 or bf16
+# arithmetic and no int8 dot product. What that means for each precision's rate, with where
+# it comes from:
+_NO_FP16 = (
+    "the fp32 rate: ARMv8.0 has no fp16 arithmetic (FEAT_FP16 arrives in Armv8.2, Arm "
+    "Architecture Reference Manual), so fp16 is converted and computed in fp32"
+)
+_NO_BF16 = (
+    "the fp32 rate: ARMv8.0 has no bf16 arithmetic (FEAT_BF16 arrives in Armv8.6, Arm "
+    "Architecture Reference Manual), so bf16 is converted and computed in fp32"
+)
+_INT8_V80 = (
+    "the fp32 rate, an upper bound: without SDOT (Armv8.2), int8 GEMM kernels widen int8 to "
+    "int16 and accumulate with SMLAL (XNNPACK's qs8 neon-mlal-lane micro-kernels, "
+    "vmlal_lane_s16): 4 int32 multiply-accumulates per instruction, as an fp32 FMLA, plus "
+    "the widening"
+)
+# 4 x Cortex-A72 @ 1.5 GHz; a 128-bit NEON FMA pipe does 4 fp32 MACs per cycle.
 DEVICES.register("raspberry-pi-4")(
     HardwareProfile(
         name="raspberry-pi-4",
@@ -97,15 +121,16 @@ DEVICES.register("raspberry-pi-4")(
         memory_bandwidth_gbps=fig(4.3, "datasheet", "as the specification gives"),
         peak_gmacs={
             "fp32": fig(24.0, "datasheet", "4 cores x 1.5 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
-            "fp16": unknown("no fp16 arithmetic on the A72 (ARMv8.0); no measured rate"),
-            "bf16": unknown("no bf16 arithmetic on the A72; no measured rate"),
-            "int8": unknown("no int8 dot product (ARMv8.0): the rate depends on the kernels"),
+            "fp16": fig(24.0, "datasheet", _NO_FP16),
+            "bf16": fig(24.0, "datasheet", _NO_BF16),
+            "int8": fig(24.0, "assumed", _INT8_V80),
         },
         l1d_kib=fig(32, "datasheet"),
         l2_kib=fig(1024, "datasheet", "shared"),
         l3_kib=fig(0, "datasheet", "none"),
         active_power_watts=fig(6.4, "assumed", "published full-load board measurements"),
         idle_power_watts=fig(2.7, "assumed", "published idle board measurements"),
+        boards=("Raspberry Pi 4 Model B",),
     )
 )
 # Jetson Nano: CPU path only (4x Cortex-A57 @ 1.43 GHz); its GPU is not modelled here.
@@ -116,9 +141,9 @@ DEVICES.register("jetson-nano")(
         memory_bandwidth_gbps=fig(25.6, "datasheet"),
         peak_gmacs={
             "fp32": fig(22.9, "datasheet", "4 cores x 1.43 GHz x 4 fp32 MAC/cycle (NEON FMA)"),
-            "fp16": unknown("no fp16 arithmetic on the A57 CPU cores; no measured rate"),
-            "bf16": unknown("no bf16 arithmetic on the A57 CPU cores; no measured rate"),
-            "int8": unknown("no int8 dot product on the A57: the rate depends on the kernels"),
+            "fp16": fig(22.9, "datasheet", _NO_FP16),
+            "bf16": fig(22.9, "datasheet", _NO_BF16),
+            "int8": fig(22.9, "assumed", _INT8_V80),
         },
         l1d_kib=fig(32, "datasheet"),
         l2_kib=fig(2048, "datasheet", "shared"),
@@ -126,6 +151,7 @@ DEVICES.register("jetson-nano")(
         active_power_watts=fig(10.0, "datasheet", "10 W power mode"),
         idle_power_watts=fig(1.25, "assumed", "published idle measurements"),
         notes=("GPU (128 Maxwell cores) not modelled: edge-opt projects CPU execution",),
+        boards=("Jetson Nano",),
     )
 )
 DEVICES.register("desktop-ddr4")(

@@ -278,7 +278,16 @@ COLUMNS: tuple[Column, ...] = (
         Kind.PROVENANCE,
         ".4g",
         "budget p95 ms",
-        "the p95 latency_budget_ms was checked on (the device's where it measured)",
+        "the p95 latency_budget_ms was checked on (latency_budget_on says whose)",
+    ),
+    Column(
+        "latency_budget_on",
+        "",
+        Kind.PROVENANCE,
+        "",
+        "budget on",
+        "whose p95 the latency budget was checked on: the device node's (measured), the "
+        "target's (projected, when the target is another machine) or this host's (measured)",
     ),
     Column(
         "violates_latency_budget",
@@ -313,6 +322,14 @@ COLUMNS: tuple[Column, ...] = (
         ".4g",
         "p50 ms on {device}",
         "projected p50 on the target device (see docs/devices.md)",
+    ),
+    Column(
+        "latency_p95_ms_projected_{device}",
+        "ms",
+        Kind.MODELLED,
+        ".4g",
+        "p95 ms on {device}",
+        "projected p50 on the target x this host's p95/p50 for the candidate",
     ),
     Column(
         "energy_j_projected_{device}",

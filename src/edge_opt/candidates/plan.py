@@ -8,8 +8,9 @@ one; its ``candidate_key`` names a prepared candidate in the content-keyed cache
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from edge_opt.config.types import this_cpu_engine
 from edge_opt.infra.cache import content_key, package_versions
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.runtimes.registry import RUNTIMES
@@ -48,7 +49,7 @@ class SweepPlan:
     memory_budget_metric: str = "model"
     latency_multiplier: float = 1.0
     fine_tune_epochs: int = 0
-    quantization_backend: str = "x86"
+    quantization_backend: str = field(default_factory=this_cpu_engine)
     latency_batch_size: int = 1
     throughput_repeats: int = 10
     measure_rss: bool = True

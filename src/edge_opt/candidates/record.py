@@ -55,10 +55,12 @@ class Projection:
     device: str
     latency_ms: float | None  # projected p50
     energy_j: float | None  # projected latency x the device profile's active power
+    latency_p95_ms: float | None = None  # projected p50 x this host's p95/p50
 
     def to_row(self) -> dict[str, Any]:
         return {
             f"latency_ms_projected_{self.device}": self.latency_ms,
+            f"latency_p95_ms_projected_{self.device}": self.latency_p95_ms,
             f"energy_j_projected_{self.device}": self.energy_j,
         }
 
@@ -136,6 +138,7 @@ class CandidateResult:
     device: DeviceTiming | None = None
     projection: Projection | None = None
     latency_budget_figure_ms: float | None = None
+    latency_budget_on: str | None = None
     violates_latency_budget: bool | None = None
     latency_budget_checked: bool = False
     search: SearchInfo | None = None
@@ -174,6 +177,7 @@ class CandidateResult:
             row[C.faster_less_pruned] = self.slower_than_less_pruned.beaten_by
         if self.latency_budget_checked:
             row[C.latency_budget_figure] = self.latency_budget_figure_ms
+            row[C.latency_budget_on] = self.latency_budget_on
             row[C.violates_latency_budget] = self.violates_latency_budget
         if self.measured_on is not None:
             row[C.measured_on] = self.measured_on

@@ -185,11 +185,21 @@ def print_multi_seed(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     say(f"per-seed runs in {out}/seed_*/, summaries in {out}/multi_seed_summary.*")
 
 
+def target_lines(recommendation: dict[str, Any]) -> list[str]:
+    """The verdict's lines about the target (who measured, for which device, the pick there)."""
+    from edge_opt.decide.target import TargetAnswer
+
+    answer = recommendation.get("target")
+    return TargetAnswer(**answer).lines() if answer else []
+
+
 def print_result(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     from edge_opt.reports.tables import candidate_table
 
     sweep = result.sweep_frame()
     rec = result.recommendation
+    for line in target_lines(rec):
+        say(line)
     print_table(
         candidate_table(sweep, rec[C.candidate_id]),
         f"{out}/sweep_results.csv ({len(sweep.columns)} columns), report.md",
@@ -217,6 +227,8 @@ def print_quiet(result, out: Path) -> None:  # type: ignore[no-untyped-def]
         say(f"recommended per seed: {picks}")
     else:
         rec = result.recommendation
+        for line in target_lines(rec):
+            say(line)
         say(f"recommended: {rec['candidate_id']} - {rec['reason']}")
         if result.warnings:
             say(f"{len(result.warnings)} warning(s): see {out}/report.md")

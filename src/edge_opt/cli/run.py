@@ -77,6 +77,7 @@ def run(
             raise typer.BadParameter(f"{flags} contradict each other; pass one")
     setup_logging(verbose, quiet)
     from edge_opt.config.loading import load_config
+    from edge_opt.infra.cpu import armv80_problem
     from edge_opt.infra.rundir import open_run_dir
     from edge_opt.infra.runstatus import check_output_path
 
@@ -87,6 +88,10 @@ def run(
             check_output_path(output_dir)  # as typed: `-o ''` is refused as '', not as '.'
         cfg = load_config(config, overrides)
         warn_plugin_problems()
+        # Before the run directory exists: an Armv8.0 core a torch build cannot run on.
+        cpu_problem = armv80_problem(max(cfg.train_threads, cfg.benchmark_threads))
+        if cpu_problem is not None:
+            raise EdgeOptError(cpu_problem)
         # Locked and marked `running` before torch is even imported.
         opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
         with run_display(opened.log, quiet) as progress:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edge_opt.compress.precisions import BYTES_PER_ELEMENT, ENGINES, PRECISIONS
+from edge_opt.config.types import this_cpu_engine
 from edge_opt.errors import QuantizationError
 
 QUANTIZATION_BACKENDS = tuple(ENGINES.names())
@@ -90,14 +91,15 @@ def quantized_module_names(model: nn.Module) -> list[str]:
 
 
 def quantize_static_int8(
-    model: nn.Module, calibration_inputs: Iterable[torch.Tensor], backend: str = "x86"
+    model: nn.Module, calibration_inputs: Iterable[torch.Tensor], backend: str | None = None
 ) -> nn.Module:
     """Static post-training int8 quantization (per-channel weights, calibrated activations).
 
     Args:
         model: float model; it is copied, never modified.
         calibration_inputs: float input batches that set the activation ranges.
-        backend: quantized engine, one of ``x86``, ``fbgemm``, ``onednn``, ``qnnpack``.
+        backend: quantized engine, one of ``x86``, ``fbgemm``, ``onednn``, ``qnnpack``;
+            None: this CPU's (``x86`` on x86-64, ``qnnpack`` on Arm).
 
     Returns:
         The converted model; its conv/linear layers hold packed int8 weights.
@@ -106,6 +108,7 @@ def quantize_static_int8(
         QuantizationError: the backend is unknown or unavailable, calibration data is
             missing, or the conversion produced no quantized layer or a model that fails.
     """
+    backend = backend or this_cpu_engine()
     if backend not in QUANTIZATION_BACKENDS:
         raise QuantizationError(
             f"quantization_backend: {backend!r} is unknown; "
@@ -157,7 +160,7 @@ def convert_precision(
     model: nn.Module,
     precision: str,
     calibration_inputs: Sequence[torch.Tensor] = (),
-    backend: str = "x86",
+    backend: str | None = None,
 ) -> ConvertedModel:
     """Return a new model in ``precision`` (``fp32``, ``fp16``, ``bf16`` or ``int8``).
 
@@ -169,4 +172,10 @@ def convert_precision(
         >>> converted.model(converted.prepare_input(x))  # doctest: +SKIP
     """
     converter: Converter = globals()[PRECISIONS.get(precision).converter]
-    return converter(model, calibration_inputs, backend)
+    converted = converter(model, calibration_inputs, backend or this_cpu_engine())
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and getattr(converted.model, "input_shape", None) is None:
+        # FX conversion (int8) builds a GraphModule that drops the model's own attributes;
+        # whatever reads the input shape later (tracing for export) needs it.
+        converted.model.input_shape = shape
+    return converted

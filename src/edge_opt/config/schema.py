@@ -38,8 +38,10 @@ from edge_opt.config.types import (
     RuntimeName,
     Seed,
     default_engine,
+    detected_device,
     registry,
 )
+from edge_opt.infra.cpu import this_cpu
 
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "synthetic")
 
@@ -137,9 +139,11 @@ class ExperimentConfig(BaseModel):
     )
     device: DeviceName = Field(
         "host",
-        description="Target device profile for the roofline, bottleneck and latency projection "
-        "(a registered device; `host` and `cpu`: this machine, measured). Everything is "
-        "measured on this machine's CPU.",
+        description="The target device: the verdict answers for it, and its profile draws the "
+        "roofline and the latency projection. A registered device; `host` and `cpu`: this "
+        "machine, measured; `auto`: this machine, as the registered board it is (a Raspberry "
+        "Pi 4 running edge-opt resolves to `raspberry-pi-4`), else `host`. Latencies are "
+        "measured on the machine that runs edge-opt (or a device node).",
     )
     # --- the sweep --------------------------------------------------------------------------
     pruning_levels: tuple[Real, ...] = Field(
@@ -405,6 +409,9 @@ class ExperimentConfig(BaseModel):
         if problems:
             # A ValueError inside a validator becomes one pydantic error; we split it again.
             raise ValueError("\n".join(problems))
+        if self.device == "auto":
+            # This machine: a board a profile names (a Raspberry Pi 4), else `host`, measured.
+            object.__setattr__(self, "device", detected_device(this_cpu().board) or "host")
         if self.quantization_backend == "auto":
             # Resolved here, once, for this CPU: the resolved config shows the engine used.
             engine = default_engine(platform.machine())

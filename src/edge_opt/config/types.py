@@ -5,6 +5,7 @@ engines): the config accepts exactly the registered names, plugins' included."""
 from __future__ import annotations
 
 import importlib
+import platform
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,6 +58,24 @@ def default_engine(machine: str) -> str | None:
     return None
 
 
+def this_cpu_engine() -> str:
+    """The int8 engine for this CPU (what ``quantization_backend: auto`` resolves to)."""
+    return default_engine(platform.machine()) or "x86"
+
+
+def detected_device(board: str | None) -> str | None:
+    """The registered device profile whose ``boards`` names this board (the device tree's
+    model, ``infra.cpu.board_model``), or None."""
+    if not board:
+        return None
+    devices = registry("device")
+    for name in devices.names():
+        profile = devices.get(name)
+        if profile is not None and any(part in board for part in profile.boards):
+            return name
+    return None
+
+
 def allowed_text(names: list[str]) -> str:
     """``'a', 'b' or 'c'``: how pydantic lists a Literal's values."""
     quoted = [repr(n) for n in names]
@@ -91,7 +110,7 @@ def name_of(
 
 RuntimeName = name_of("runtime")
 PrecisionName = name_of("precision")
-DeviceName = name_of("device")
+DeviceName = name_of("device", ("auto",))
 ExecutorName = name_of("executor")
 SamplerName = name_of("sampler")
 # ``factory`` is written as ``dataset: {factory: ...}``: a format names a reader of ``path``.

@@ -52,25 +52,46 @@ def judge_memory(
     )
 
 
-def latency_figure(frame: pd.DataFrame) -> pd.Series:
-    """The p95 a latency budget is checked on: the device's own where it measured the
-    candidate, else this host's."""
-    host = pd.to_numeric(frame.get(C.latency_p95_ms), errors="coerce")
-    if C.device_latency_p95_ms not in frame.columns:
-        return host
-    device = pd.to_numeric(frame[C.device_latency_p95_ms], errors="coerce")
-    return device.where(device.notna(), host)
+HOST_BASIS = "this host (measured)"
+DEVICE_BASIS = "the device node (measured)"
 
 
-def apply_latency_budget(frame: pd.DataFrame, budget_ms: float | None) -> pd.DataFrame:
-    """Reject candidates whose p95 exceeds ``budget_ms`` (``violates_latency_budget``); a copy.
-    ``None``: no latency budget, the table is returned unchanged."""
+def projected_basis(target: str) -> str:
+    return f"{target} (projected)"
+
+
+def latency_figure(frame: pd.DataFrame, target: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """The p95 a latency budget is checked on, and whose it is: the device node's where it
+    measured the candidate; else, when the target is another machine (``target`` given), the
+    target's projected p95 where the projection covers the candidate; else this host's."""
+    figure = pd.to_numeric(frame.get(C.latency_p95_ms), errors="coerce")
+    basis = pd.Series(HOST_BASIS, index=frame.index, dtype=object).where(figure.notna(), None)
+    layers: list[tuple[str, str]] = []
+    if target is not None:
+        layers.append((f"latency_p95_ms_projected_{target}", projected_basis(target)))
+    layers.append((C.device_latency_p95_ms, DEVICE_BASIS))  # a measurement outranks a model
+    for column, name in layers:
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        figure = values.where(values.notna(), figure)
+        basis = basis.where(values.isna(), name)
+    return figure, basis
+
+
+def apply_latency_budget(
+    frame: pd.DataFrame, budget_ms: float | None, target: str | None = None
+) -> pd.DataFrame:
+    """Reject candidates whose p95 (``latency_figure``) exceeds ``budget_ms``
+    (``violates_latency_budget``); a copy. ``None``: no latency budget, the table is returned
+    unchanged."""
     if budget_ms is None or frame.empty:
         return frame
     out = frame.copy()
-    figure = latency_figure(out)
+    figure, basis = latency_figure(out, target)
     violates = figure > budget_ms
     out[C.latency_budget_figure] = figure
+    out[C.latency_budget_on] = basis
     out[C.violates_latency_budget] = violates.where(figure.notna(), None)
     out[C.accepted] = out[C.accepted].astype(bool) & ~violates.fillna(False).astype(bool)
     return out

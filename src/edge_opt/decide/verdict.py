@@ -4,7 +4,8 @@
 measured, else this host's), draws the accuracy/latency, accuracy/energy and accuracy/size
 frontiers over accepted candidates, takes the reference accuracy (``p00-fp32-eager``: the same
 total training as every candidate), recommends (the device's own measurements first, when it
-measured an accepted candidate) and explains what decided the pick and what would flip it.
+measured an accepted candidate), explains what decided the pick and what would flip it, and
+says when the accuracy tolerance is finer than the validation split can resolve.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from edge_opt.decide.budgets import BUDGET_METRICS, apply_latency_budget
 from edge_opt.decide.explain import Decision, explain_decision
 from edge_opt.decide.frontier import pareto_frontier
 from edge_opt.decide.recommend import Recommendation, recommend_candidate, recommend_on_device
+from edge_opt.decide.target import TargetAnswer, TargetContext, target_answer
+from edge_opt.decide.tolerance import tolerance_note
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class DecisionSettings:
     memory_budget_metric: str = "model"
     latency_budget_ms: float | None = None
     pareto_use_ci: bool = False
+    # The target device when it is another machine than the one that timed (its projected
+    # p95 then decides the latency budget); None: the target is this machine.
+    projected_target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,20 +53,27 @@ class Verdict:
     reference_accuracy: float
     recommendation: Recommendation
     decision: Decision | None
+    tolerance_note: str | None = None  # the tolerance is finer than the accuracy's noise
+    target: TargetAnswer | None = None  # the verdict's answer for the target device
 
     def recommendation_dict(self) -> dict[str, Any]:
         decision = self.decision.to_dict() if self.decision is not None else None
-        return {**self.recommendation.to_dict(), "decision": decision}
+        return {
+            **self.recommendation.to_dict(),
+            "decision": decision,
+            "tolerance_note": self.tolerance_note,
+            "target": self.target.to_dict() if self.target is not None else None,
+        }
 
 
 def check_latency_budget(
-    records: Sequence[CandidateResult], budget_ms: float | None
+    records: Sequence[CandidateResult], budget_ms: float | None, target: str | None = None
 ) -> list[CandidateResult]:
     """Each record with its latency-budget check (``apply_latency_budget``'s rule); unchanged
     without a budget."""
     if budget_ms is None or not records:
         return list(records)
-    frame = apply_latency_budget(records_frame(records), budget_ms)
+    frame = apply_latency_budget(records_frame(records), budget_ms, target)
     out = []
     for record, (_, row) in zip(records, frame.iterrows(), strict=True):
         figure = row[C.latency_budget_figure]
@@ -71,6 +84,9 @@ def check_latency_budget(
                 accepted=bool(row[C.accepted]),
                 latency_budget_checked=True,
                 latency_budget_figure_ms=None if _missing(figure) else float(figure),
+                latency_budget_on=None
+                if _missing(row[C.latency_budget_on])
+                else str(row[C.latency_budget_on]),
                 violates_latency_budget=None if _missing(violates) else bool(violates),
             )
         )
@@ -100,9 +116,11 @@ def decide(
     records: Sequence[CandidateResult],
     settings: DecisionSettings,
     baseline_val_accuracy: float,
+    target: TargetContext | None = None,
 ) -> Verdict:
-    """The verdict over ``records`` (see the module's rule)."""
-    checked = check_latency_budget(records, settings.latency_budget_ms)
+    """The verdict over ``records`` (see the module's rule); with ``target``, also what the
+    pick will do on the target device (``decide.target``)."""
+    checked = check_latency_budget(records, settings.latency_budget_ms, settings.projected_target)
     frame = records_frame(checked)
     use_ci = settings.pareto_use_ci
     reference = reference_accuracy(frame, baseline_val_accuracy)
@@ -127,4 +145,6 @@ def decide(
         reference,
         recommendation,
         decision,
+        tolerance_note(frame, settings.max_accuracy_drop),
+        target_answer(frame, recommendation.candidate_id, target) if target else None,
     )

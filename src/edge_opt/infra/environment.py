@@ -15,23 +15,8 @@ from typing import Any
 import torch
 
 import edge_opt
+from edge_opt.infra.cpu import this_cpu
 
-# ISA features that decide which precisions are fast on x86 (see HOST_NOTES.md).
-ISA_FLAGS = (
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-)
 PACKAGES = (
     "torch",
     "numpy",
@@ -54,24 +39,20 @@ MALLOC_VARS = (
 
 
 def cpu_info() -> dict[str, Any]:
-    """CPU model name and which of ``ISA_FLAGS`` it reports (Linux ``/proc/cpuinfo``)."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model in ("unknown", "", platform.machine()):
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return {
-        "model": model,
+    """The CPU's model, its kernel-deciding ISA features (x86 flags or Arm Features), and on
+    an Arm board its cores and name (``infra.cpu``)."""
+    cpu = this_cpu()
+    info: dict[str, Any] = {
+        "model": cpu.model,
+        "machine": cpu.machine,
         "logical_cpus": os.cpu_count(),
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "isa": cpu.isa,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    if cpu.is_arm:
+        info["board"] = cpu.board
+        info["cores"] = list(cpu.cores)
+    return info
 
 
 def cpu_governor() -> str:
@@ -208,4 +189,6 @@ def describe_environment(
 
 
 def has_native_fp16(cpu: dict[str, Any]) -> bool:
-    return bool(cpu.get("isa", {}).get("avx512_fp16"))
+    """fp16 arithmetic in hardware: x86 AVX512-FP16, Arm FEAT_FP16 (``fphp``/``asimdhp``)."""
+    isa = cpu.get("isa", {})
+    return any(isa.get(flag) for flag in ("avx512_fp16", "fphp", "asimdhp"))

@@ -42,6 +42,8 @@ def _origin(ep: importlib.metadata.EntryPoint) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while being imported"
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
@@ -60,7 +62,7 @@ def load_group(group: str) -> tuple[list[PluginEntry], list[str]]:
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type) and not _is_spec(obj):
                 obj = obj()
-        except Exception as exc:  # a plugin's own bug must not stop edge-opt: one line
+        except (Exception, SystemExit) as exc:  # a plugin's own bug must not stop edge-opt
             problems.append(f"{origin} failed to load: {_one_line(exc)}")
             continue
         items: Iterable[Any] = obj if isinstance(obj, list | tuple) else [obj]

@@ -9,12 +9,27 @@ out, with one line in ``problems()`` naming it. The config validates against ``n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 BUILT_IN = "edge-opt"
+NAME_RULE = re.compile(r"[a-z][a-z0-9_]*(-[a-z0-9_]+)*")
+
+
+def check_name(kind: str, name: object) -> None:
+    """A registered name becomes part of candidate ids, column and file names: keep it plain.
+
+    Raises:
+        ValueError: naming the rule.
+    """
+    if not isinstance(name, str) or not NAME_RULE.fullmatch(name) or len(name) > 40:
+        raise ValueError(
+            f"{kind} name {name!r}: use lower-case letters, digits, '_' and single '-' (at most "
+            "40 characters), starting with a letter"
+        )
 
 
 def _name_attribute(entry: Any) -> str:
@@ -71,14 +86,23 @@ class Registry(Generic[T]):
         from edge_opt.infra.plugins import load_group
 
         entries, problems = load_group(self.group)
+        claims: dict[str, list[Any]] = {}
         for plugin in entries:
             problem = self._plugin_problem(plugin.obj, plugin.origin)
             if problem is not None:
                 problems.append(problem)
                 continue
-            name = self._name_of(plugin.obj)
-            self._entries[name] = plugin.obj
-            self._origins[name] = plugin.origin
+            claims.setdefault(self._name_of(plugin.obj), []).append(plugin)
+        for name, plugins in claims.items():
+            if len(plugins) > 1:  # no plugin may win by the order entry points sort in
+                origins = " and ".join(p.origin for p in plugins)
+                problems.append(
+                    f"{self.kind} {name!r} is registered by {origins}: all are left out "
+                    "(uninstall all but one, or rename)"
+                )
+                continue
+            self._entries[name] = plugins[0].obj
+            self._origins[name] = plugins[0].origin
         self._problems.extend(problems)
 
     def _plugin_problem(self, obj: Any, origin: str) -> str | None:

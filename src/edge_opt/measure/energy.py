@@ -7,6 +7,7 @@ includes whatever else the CPU did during the timed calls.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def _package_domains(root: Path = POWERCAP) -> list[Path]:
 
 def rapl_status(root: Path = POWERCAP) -> str:
     """``available (N package domains)`` or why not."""
+    if platform.machine() in ("aarch64", "arm64"):
+        return "unavailable: RAPL is an x86 (Intel, AMD) interface, an Arm board has none"
     if not root.is_dir():
         return f"unavailable: {root} does not exist (virtual machines usually hide RAPL)"
     domains = _package_domains(root)

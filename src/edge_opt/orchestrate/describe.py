@@ -71,11 +71,21 @@ def observations(sweep: pd.DataFrame, environment: Mapping[str, Any]) -> list[st
         if ratio > FP16_SLOW_RATIO or not native:
             notes.append(
                 f"fp16 ran {ratio:.1f}x the fp32 p50 latency (median over pruning levels); "
-                f"this CPU {'reports' if native else 'lacks'} avx512_fp16, and PyTorch's "
+                f"this CPU {'has' if native else 'lacks'} fp16 arithmetic (x86 AVX512-FP16, "
+                "Arm FP16), and PyTorch's "
                 "eager CPU kernels largely emulate fp16: do not read CPU fp16 timings as "
                 "what an fp16-native accelerator would do"
             )
     return notes
+
+
+def deployable_warnings(exported: list[dict[str, Any]]) -> list[str]:
+    """One warning per deployable file the run meant to write and could not."""
+    return [
+        f"the deployable file of {m[C.candidate_id]} could not be written: {m.get('error')}"
+        for m in exported
+        if not m.get("path")
+    ]
 
 
 def timing_warnings(ok_rows: pd.DataFrame, cfg: ExperimentConfig) -> list[str]:

@@ -20,7 +20,7 @@ from edge_opt.analysis.candidates import (
     profile_candidate,
     project_candidates,
 )
-from edge_opt.analysis.device_profiles import HardwareProfile
+from edge_opt.analysis.device_profiles import HOST_NAMES, HardwareProfile
 from edge_opt.analysis.devices import get_device_profile, host_profile
 from edge_opt.analysis.profiling import roofline_points
 from edge_opt.analysis.projection import cross_device_validation
@@ -28,6 +28,9 @@ from edge_opt.candidates.columns import C
 from edge_opt.candidates.plan import REFERENCE_ID
 from edge_opt.candidates.record import CandidateResult, records_frame
 from edge_opt.config.schema import ExperimentConfig
+from edge_opt.config.types import detected_device
+from edge_opt.decide.target import TargetContext
+from edge_opt.infra.cpu import this_cpu
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.measure.metrics import MetricsOptions, collect_metrics
 from edge_opt.orchestrate.baseline import TORCH_DEVICE, Baseline, RunInputs
@@ -116,6 +119,22 @@ def project(
     )
     validation["cross_device"] = cross_device_validation(records_frame(projected))
     return projected, validation
+
+
+def target_context(hardware: HardwareReport, projection: dict[str, Any]) -> TargetContext:
+    """The target as the verdict sees it: whether it is this machine, which of its rates are
+    unknown (and why), and how well the projection onto it held on this host."""
+    target = hardware.target
+    # This machine: `host`, or the registered board edge-opt is running on.
+    here = target.name in HOST_NAMES or detected_device(this_cpu().board) == target.name
+    unknown = {
+        dtype: figure.note or "no source for it"
+        for dtype, figure in target.peak_gmacs.items()
+        if not target.known(dtype)
+    }
+    return TargetContext(
+        target.name, target.description, here, unknown, projection.get("validation")
+    )
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,20 @@ from edge_opt.orchestrate.baseline import (
     training_note,
 )
 from edge_opt.orchestrate.context import CHECKPOINT, RunContext, StageClock
-from edge_opt.orchestrate.describe import environment_record, observations, timing_warnings
+from edge_opt.orchestrate.describe import (
+    deployable_warnings,
+    environment_record,
+    observations,
+    timing_warnings,
+)
 from edge_opt.orchestrate.device import Cluster, open_cluster
-from edge_opt.orchestrate.hardware import HardwareReport, Profiles, analyse_hardware, profile_run
+from edge_opt.orchestrate.hardware import (
+    HardwareReport,
+    Profiles,
+    analyse_hardware,
+    profile_run,
+    target_context,
+)
 from edge_opt.orchestrate.hardware import project as project_onto_target
 from edge_opt.orchestrate.preflight import seed_everything
 from edge_opt.orchestrate.study import Study, run_study, sweep_plan
@@ -134,7 +145,9 @@ def _run_stages(
     t = time.perf_counter()
     hardware = analyse_hardware(cfg, inputs, baseline, study, plan.harness, power.watts)
     records, projection = project_onto_target(study.records, hardware)
-    verdict = decide(records, decision_settings(cfg), baseline.val_accuracy)
+    target = target_context(hardware, projection)
+    settings = decision_settings(cfg, None if target.here else target.name)
+    verdict = decide(records, settings, baseline.val_accuracy, target)
     timings["hardware"] = time.perf_counter() - t
     log.info(
         "recommended: %s (%s)",
@@ -155,13 +168,16 @@ def _run_stages(
     return describe_run(cfg, parts, start, exported, checkpoint, timings)
 
 
-def decision_settings(cfg: ExperimentConfig) -> DecisionSettings:
+def decision_settings(
+    cfg: ExperimentConfig, projected_target: str | None = None
+) -> DecisionSettings:
     return DecisionSettings(
         cfg.max_accuracy_drop,
         cfg.active_memory_budget_mb,
         cfg.memory_budget_metric,
         cfg.latency_budget_ms,
         cfg.pareto_use_ci,
+        projected_target,
     )
 
 
@@ -206,6 +222,9 @@ def describe_run(
     warnings += timing_warnings(ok_rows, cfg)
     if verdict.recommendation.candidate_id is None:
         warnings.append(f"no recommendation: {verdict.recommendation.reason}")
+    warnings += deployable_warnings(exported)
+    if verdict.tolerance_note is not None:
+        warnings.append(verdict.tolerance_note)
     per_class = per_class_for_run(
         inputs.splits,
         inputs.loaders.val,

@@ -14,6 +14,7 @@ from edge_opt.config.schema import ExperimentConfig
 from edge_opt.data.formats import load_dataset
 from edge_opt.data.splits import DataSplits
 from edge_opt.errors import EdgeOptError, ModelError
+from edge_opt.infra.cpu import armv80_problem
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import BuiltModel, build_configured_model
@@ -42,8 +43,12 @@ def check_data_fits_model(splits: DataSplits, built: BuiltModel) -> None:
 
 
 def preflight(cfg: ExperimentConfig) -> list[str]:
-    """Problems a run would hit before any work: bad model, dataset missing or mismatched."""
+    """Problems a run would hit before any work: a torch this CPU cannot run, bad model,
+    dataset missing or mismatched."""
     problems = []
+    cpu_problem = armv80_problem(max(cfg.train_threads, cfg.benchmark_threads))
+    if cpu_problem is not None:
+        return [cpu_problem]
     try:
         built = build_configured_model(cfg)
     except EdgeOptError as exc:

@@ -19,7 +19,6 @@ Each candidate then becomes its typed record, with the memory budgets' verdict
 from __future__ import annotations
 
 import copy
-import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from edge_opt.candidates.plan import DEFAULT_RUNTIME, REFERENCE_ID, SweepPlan
 from edge_opt.candidates.preparation import pending_row
 from edge_opt.candidates.record import CandidateResult, records_frame, rows_frame
 from edge_opt.compress.variants import VariantSettings
-from edge_opt.config.types import default_engine
+from edge_opt.config.types import this_cpu_engine
 from edge_opt.decide.acceptance import candidate_record, contenders
 from edge_opt.decide.dominance import timing_dominance
 from edge_opt.infra.cache import ArtifactCache
@@ -245,7 +244,7 @@ def run_sweep(
         ...                5.0, 4, [0.5, 1.0], 1.0, 1.0, 50)
     """
     counts = (threads, benchmark_warmup, benchmark_repeats, benchmark_trials, seed)
-    quantization_backend = quantization_backend or default_engine(platform.machine()) or "x86"
+    quantization_backend = quantization_backend or this_cpu_engine()
     # The plan's fields, in its order (candidates.plan.SweepPlan).
     plan = SweepPlan(
         *(

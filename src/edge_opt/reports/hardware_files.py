@@ -144,7 +144,10 @@ def plot_roofline(
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (MAC / byte, modelled traffic)")
     ax.set_ylabel("GMAC/s")
-    ax.set_title(f"Roofline: {device.name}")
+    title = f"Roofline: {device.name} (modelled roofs)"
+    if host is not None and host.name != device.name:
+        title += "; crosses: achieved on this host, not on the target"
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

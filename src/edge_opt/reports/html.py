@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_opt.analysis.candidates import HardwareAnalysis
 from edge_opt.candidates.columns import C, column, label
+from edge_opt.decide.target import TargetAnswer
 from edge_opt.reports.page import (
     Column,
     bullet_list,
@@ -145,11 +146,16 @@ def _verdict(result: RunResult, summary: Mapping[str, Any]) -> str:
     pick = f'Recommended: <span class="mono">{esc(rec)}</span>' if rec else "No recommendation"
     files = [m["path"] for m in result.exported_models if m.get(C.candidate_id) == rec]
     deploy = f' Deployable file: <span class="mono">{esc(files[0])}</span>.' if files else ""
+    answer = summary.get("target")
+    lines = TargetAnswer(**answer).lines() if answer else []
+    target = "".join(f'<p class="target">{esc(line)}</p>' for line in lines)
+    note = summary.get("tolerance_note")
+    noise = f'<p class="note"><b>Within noise:</b> {esc(note)}.</p>' if note else ""
     return (
-        f'<section id="verdict" class="verdict{"" if rec else " none"}">'
+        f'<section id="verdict" class="verdict{"" if rec else " none"}">{target}'
         f'<div class="pick">{pick}</div><div class="why">{esc(summary.get("recommended_reason"))}'
         "</div>"
-        f"{_decision(summary.get('decision'))}"
+        f"{_decision(summary.get('decision'))}{noise}"
         f'<p class="note">Accepted {esc(summary.get("accepted_rows"))} of '
         f"{esc(summary.get('ok_rows'))} measured candidates ({esc(summary.get('failed_rows'))} "
         f"failed, {esc(summary.get('skipped_rows'))} skipped) under the active budget of "
@@ -260,11 +266,14 @@ def _hardware_block(label: str, hw: HardwareAnalysis | None) -> str:
         return ""
     s = hw.summary
     pairs = [
-        ("latency (mean, measured)", f"{hw.latency_ms:.4g} ms at batch {hw.batch_size}"),
+        (
+            "latency (mean, measured on this host)",
+            f"{hw.latency_ms:.4g} ms at batch {hw.batch_size}",
+        ),
         ("MACs", f"{s.get('estimated_total_macs', 0):.4g}"),
         ("bytes (modelled traffic)", f"{s.get('estimated_total_bytes', 0):.4g}"),
         (
-            "achieved",
+            "achieved on this host",
             f"{s.get('achieved_gmacs', 0):.3g} GMAC/s, "
             f"{s.get('achieved_bandwidth_gbps', 0):.3g} GB/s",
         ),
@@ -277,8 +286,8 @@ def _hardware_block(label: str, hw: HardwareAnalysis | None) -> str:
     if s.get("target_bound_regime"):
         pairs.append(
             (
-                "on the target",
-                f"{s['target_bound_regime']} (knee "
+                f"on {s.get('target_device', 'the target')} (modelled, not measured)",
+                f"{s['target_bound_regime']} by arithmetic intensity (knee "
                 f"{s.get('target_knee_macs_per_byte', 0):.3g} MAC/B)",
             )
         )

@@ -191,16 +191,30 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _target_lines(summary: dict[str, Any]) -> list[str]:
+    from edge_opt.decide.target import TargetAnswer
+
+    answer = summary.get("target")
+    return TargetAnswer(**answer).lines() if answer else []
+
+
 def _verdict_section(result: RunResult, summary: dict[str, Any]) -> list[str]:
     cfg, rec = result.config, summary["recommended"]
     return [
         "## Verdict",
         "",
+        *[f"- {line}" for line in _target_lines(summary)],
+        *([""] if summary.get("target") else []),
         f"**Recommended: `{rec}`**" if rec else "**No recommendation.**",
         "",
         summary["recommended_reason"],
         "",
         *_decision_lines(summary.get("decision")),
+        *(
+            [f"**Within noise:** {summary['tolerance_note']}.", ""]
+            if summary.get("tolerance_note")
+            else []
+        ),
         f"Accepted {summary['accepted_rows']} of {summary['ok_rows']} measured candidates "
         f"({summary['failed_rows']} failed, {summary['skipped_rows']} skipped) under the "
         "active budget of "
@@ -262,10 +276,15 @@ def _candidates_section(result: RunResult, sweep: pd.DataFrame) -> list[str]:
         "",
         _energy_plot_sentence(sweep),
         "",
-        "Deployable files of the recommended candidate and every frontier point: "
+        "Deployable files of the recommended candidate and the frontier points: "
         + (", ".join(exported) or "(none)")
         + " (sha256 in `manifest.json`; each has a sidecar `models/<id>.json` with its input, "
-        "preprocessing and class names: `edge-opt predict MODEL IMAGE...` runs it).",
+        "preprocessing and class names: `edge-opt predict MODEL IMAGE...` runs it)."
+        + "".join(
+            f" **Not written:** `{m[C.candidate_id]}` ({m.get('error')})."
+            for m in result.exported_models
+            if not m.get("path")
+        ),
         "",
     ]
 
@@ -280,11 +299,18 @@ def _hardware_section(result: RunResult) -> list[str]:
             continue
         s = hw.summary
         lines += [
-            f"**{name} `{hw.candidate_id}`** at batch {hw.batch_size}, {hw.latency_ms:.4g} ms: "
-            f"{s['estimated_total_macs']:.4g} MACs, {s['estimated_total_bytes']:.4g} bytes, "
-            f"achieved {s['achieved_gmacs']:.3g} GMAC/s and {s['achieved_bandwidth_gbps']:.3g} "
-            f"GB/s = {s['bandwidth_utilization']:.2%} of the configured "
-            f"{s['configured_memory_bandwidth_gbps']:g} GB/s.",
+            f"**{name} `{hw.candidate_id}`** at batch {hw.batch_size}, {hw.latency_ms:.4g} ms "
+            f"measured on this host: {s['estimated_total_macs']:.4g} MACs, "
+            f"{s['estimated_total_bytes']:.4g} bytes, achieved on this host "
+            f"{s['achieved_gmacs']:.3g} GMAC/s and {s['achieved_bandwidth_gbps']:.3g} GB/s = "
+            f"{s['bandwidth_utilization']:.2%} of the configured "
+            f"{s['configured_memory_bandwidth_gbps']:g} GB/s"
+            + (
+                f"; on {s['target_device']} (modelled from its arithmetic intensity, not "
+                f"measured there): {s['target_bound_regime']}."
+                if s.get("target_bound_regime")
+                else "."
+            ),
             "",
             markdown_table(hw.layerwise_frame()),
         ]

@@ -66,6 +66,8 @@ def build_summary(result: RunResult) -> dict[str, Any]:
         "recommended": rec_id,
         "recommended_reason": result.recommendation["reason"],
         "decision": result.recommendation.get("decision"),
+        "tolerance_note": result.recommendation.get("tolerance_note"),
+        "target": result.recommendation.get("target"),
         "latency_budget_ms": cfg.get("latency_budget_ms"),
         "recommended_metrics": rec_row,
         "pareto_frontier_latency": result.latency_frontier,

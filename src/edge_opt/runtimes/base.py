@@ -40,6 +40,8 @@ class RuntimeModel:
     concurrent_predict: bool = False
     # The only batch size the deployed file takes (an ExecuTorch program); None: any.
     static_batch: int | None = None
+    # One input's (C, H, W), as built; None: the module's ``input_shape`` attribute.
+    input_shape: tuple[int, ...] | None = None
 
     def fresh_instance(self, threads: int) -> RuntimeModel | None:
         """An independently built twin (new session or program load, new copy of the module) to
@@ -69,7 +71,8 @@ class RuntimeModel:
 
         if self.artifact is not None:
             return atomic_write_bytes(path, self.artifact.read_bytes())
-        example = self.eager.prepare_input(torch.zeros(1, *input_shape(self.eager.model)))
+        shape = self.input_shape or input_shape(self.eager.model)
+        example = self.eager.prepare_input(torch.zeros(1, *shape))
         buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")

@@ -55,7 +55,7 @@ def build_runtime(
     calibration: Sequence[torch.Tensor],
     example: torch.Tensor,
     threads: int = 1,
-    backend: str = "x86",
+    backend: str | None = None,
     workdir: Path | None = None,
     *,
     artifact: Path | None = None,
@@ -69,7 +69,7 @@ def build_runtime(
         calibration: float input batches for int8.
         example: one float input batch at the deployment batch (export and tracing).
         threads: intra-op threads of the runtime (ONNX Runtime's and ExecuTorch's are set here).
-        backend: quantized engine of eager int8.
+        backend: quantized engine of eager int8 (None: this CPU's).
         workdir: where exported files go (a temporary directory by default).
         artifact: a file this candidate was already exported to (a runtime with an artifact:
             ``.onnx``, ``.pte``): loaded instead of exporting again.
@@ -100,4 +100,6 @@ def build_runtime(
         folder or Path(tempfile.gettempdir()),
         artifact,
     )
-    return entry.load_builder()(request)  # type: ignore[no-any-return]
+    built: RuntimeModel = entry.load_builder()(request)
+    built.input_shape = tuple(int(d) for d in example.shape[1:])  # what the file is traced at
+    return built

@@ -14,13 +14,12 @@ probe for memory and (``onnx``, ``torchscript``) run in ``edge-opt predict``.
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_opt.errors import RuntimeBuildError
-from edge_opt.infra.registry import Registry
+from edge_opt.infra.registry import BUILT_IN, Registry, check_name
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,11 @@ for _format in (
     ),
 ):
     FORMATS.add(_format)
+
+
+# The plot markers (matplotlib) and report.html shapes a runtime may take.
+MARKERS = ("o", "s", "^", "v", "<", ">", "D", "d", "P", "X", "*", "p", "h", "H", "8")
+SVG_SHAPES = ("circle", "square", "triangle", "diamond")
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,15 @@ class RuntimeSpec:
     extra: str | None = None
 
     def __post_init__(self) -> None:
-        # The name becomes part of candidate ids and file names: keep it plain.
-        if not re.fullmatch(r"[a-z][a-z0-9_]*(-[a-z0-9_]+)*", self.name) or len(self.name) > 40:
+        check_name("runtime", self.name)  # part of candidate ids and file names
+        if self.marker not in MARKERS:
             raise ValueError(
-                f"runtime name {self.name!r}: use lower-case letters, digits, '_' and single "
-                "'-' (at most 40 characters), starting with a letter"
+                f"runtime {self.name!r}: marker {self.marker!r} is not one of {' '.join(MARKERS)}"
+            )
+        if self.svg_shape not in SVG_SHAPES:
+            raise ValueError(
+                f"runtime {self.name!r}: svg_shape {self.svg_shape!r} is not one of "
+                f"{', '.join(SVG_SHAPES)}"
             )
         if self.export_format not in FORMATS:
             raise ValueError(
@@ -115,7 +123,12 @@ class RuntimeSpec:
         try:
             return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
         except (ImportError, AttributeError) as exc:
-            hint = f"; install it with pip install 'edge-opt[{self.extra}]'" if self.extra else ""
+            origin = RUNTIMES.origin(self.name) if self.name in RUNTIMES else BUILT_IN
+            hint = ""
+            if self.extra and origin == BUILT_IN:
+                hint = f"; install it with pip install 'edge-opt[{self.extra}]'"
+            elif self.extra:
+                hint = f"; install what its plugin needs ({origin})"
             raise RuntimeBuildError(
                 f"runtime {self.name!r}: cannot load its builder {self.builder} "
                 f"({type(exc).__name__}: {exc}){hint}"

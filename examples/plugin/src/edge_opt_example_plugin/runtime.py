@@ -29,7 +29,9 @@ SPEC = RuntimeSpec(
     device_node=False,
     marker="P",
     svg_shape="square",
-    packages=("onnx", "onnxruntime", "onnxscript"),
+    # The libraries it runs on, and the plugin itself: a new version of either keys its
+    # cached candidates anew.
+    packages=("onnx", "onnxruntime", "onnxscript", "edge-opt-example-plugin"),
 )
 
 

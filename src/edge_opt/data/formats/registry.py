@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_opt.errors import DataError
-from edge_opt.infra.registry import Registry
+from edge_opt.infra.registry import Registry, check_name
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class DatasetFormatSpec:
     takes_kwargs: bool = False
     decodes_images: bool = False
     names_classes: bool = False
+
+    def __post_init__(self) -> None:
+        check_name("dataset format", self.name)
 
     def load_loader(self) -> Callable[..., Any]:
         module, _, attr = self.loader.partition(":")

@@ -4,12 +4,12 @@ description of a node as the node itself reports it. Torch-free: device nodes im
 from __future__ import annotations
 
 import os
-import platform
-import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from edge_opt.infra.cpu import this_cpu
 
 if TYPE_CHECKING:
     from edge_opt.config.sections import ExecutorSpec
@@ -66,36 +66,15 @@ class NodeInfo:
         )
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    try:
-        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
-    except OSError:
-        return platform.processor() or "unknown CPU", set()
-    model = ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        match = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
-        if match:
-            model = match.group(1).strip()
-            break
-    flags: set[str] = set()
-    match = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.MULTILINE)
-    if match:
-        flags = set(match.group(2).split())
-    if not model and "CPU part" in text:  # Arm without a model name line: the part number
-        part = re.search(r"^CPU part\s*:\s*(\S+)", text, re.MULTILINE)
-        model = f"Arm CPU part {part.group(1)}" if part else "Arm CPU"
-    return model or platform.processor() or "unknown CPU", flags
-
-
 def this_node(node_id: str = "local") -> NodeInfo:
     """This machine's description, read from ``/proc/cpuinfo`` (no torch, no Ray)."""
-    model, flags = _cpuinfo()
+    cpu = this_cpu()
     return NodeInfo(
         node_id=node_id,
         hostname=socket.gethostname(),
-        machine=platform.machine(),
-        cpu_model=model,
-        isa=tuple(f for f in ISA_FLAGS if f in flags),
+        machine=cpu.machine,
+        cpu_model=cpu.model,
+        isa=tuple(f for f in ISA_FLAGS if f in cpu.features),
         cpus=os.cpu_count() or 1,
     )
 
