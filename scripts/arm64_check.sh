@@ -57,12 +57,23 @@ update-binfmts --enable qemu-aarch64 || true
 grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64
 if [ ! -x "$R/usr/bin/python3" ]; then
     debootstrap --arch=arm64 --variant=minbase \
-        --include=python3,python3-venv,python3-pip,ca-certificates,git bookworm "$R" "$MIRROR"
+        --include=python3,python3-venv,python3-pip,ca-certificates,git bookworm "$R" "$MIRROR" \
+        > "$BASE/debootstrap.log" || { tail -n 20 "$BASE/debootstrap.log"; exit 1; }
 fi
 cp /usr/local/share/ca-certificates/*.crt "$R/usr/local/share/ca-certificates/" 2>/dev/null || true
 chroot "$R" update-ca-certificates >/dev/null
 cp /etc/resolv.conf "$R/etc/resolv.conf"
-{ cat /etc/pip.conf 2>/dev/null || printf '[global]\n'; printf 'cert = /etc/ssl/certs/ca-certificates.crt\n'; } > "$R/etc/pip.conf"
+# The host's pip configuration (its index), with the guest's CA bundle as the certificate.
+python3 - "$R/etc/pip.conf" <<'EOF'
+import configparser, sys
+conf = configparser.ConfigParser()
+conf.read("/etc/pip.conf")
+if not conf.has_section("global"):
+    conf.add_section("global")
+conf.set("global", "cert", "/etc/ssl/certs/ca-certificates.crt")
+with open(sys.argv[1], "w") as out:
+    conf.write(out)
+EOF
 rm -rf "$R/root/edge-opt"
 git clone -q "$SRC" "$R/root/edge-opt"
 echo "   edge-opt at $(git -C "$R/root/edge-opt" rev-parse --short HEAD) (committed state only)"
