@@ -52,7 +52,8 @@ def calibration(synthetic_splits) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Path:
-    """One small real run (MNIST sample, 2 levels x fp32/int8, eager) for the report tests."""
+    """One small real run (MNIST sample, 2 levels x fp32/int8, eager) for the report tests,
+    for a Raspberry Pi 4 target (measured here, projected there)."""
     out = tmp_path_factory.mktemp("small_run") / "run"
     fast = [
         "epochs=1",
@@ -63,6 +64,8 @@ def small_run(tmp_path_factory) -> Path:
         "benchmark_instances=1",
         "throughput_repeats=2",
         "measure_peak_rss=false",
+        "device=raspberry-pi-4",
+        "latency_budget_ms=33.3",
     ]
     args = [sys.executable, "-m", "edge_opt.cli", "run", "configs/quick.yaml", "-o", str(out)]
     for item in fast:

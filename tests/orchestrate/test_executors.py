@@ -33,3 +33,23 @@ def test_the_local_executor_runs_tasks_in_order_and_has_no_device() -> None:
     assert executor.kind == "local"
     assert executor.device_node("rpi4") is None
     assert list(executor.prepare(lambda shared, p: shared + p, 10, [1, 2])) == [(0, 11), (1, 12)]
+
+
+def test_ray_auto_without_a_cluster_is_refused_before_any_run_directory(
+    tmp_path, monkeypatch
+) -> None:
+    from edge_opt.config.sections import ExecutorSpec
+    from edge_opt.orchestrate.executors.base import auto_cluster_problem
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = ExecutorSpec(kind="ray", address="auto")
+    (tmp_path / "proc" / "1").mkdir(parents=True)
+    (tmp_path / "proc" / "1" / "cmdline").write_bytes(b"/usr/bin/python\x00x.py")
+    problem = auto_cluster_problem(spec, tmp_path / "ray", tmp_path / "proc")
+    assert problem is not None
+    assert problem.startswith("executor.address: auto finds no running Ray cluster")
+    (tmp_path / "proc" / "2").mkdir()
+    (tmp_path / "proc" / "2" / "cmdline").write_bytes(b"/x/ray/core/src/ray/gcs/gcs_server\x00")
+    assert auto_cluster_problem(spec, tmp_path / "ray", tmp_path / "proc") is None
+    assert auto_cluster_problem(ExecutorSpec(kind="ray", address="local")) is None
+    assert auto_cluster_problem(ExecutorSpec()) is None

@@ -208,6 +208,12 @@ def test_report_html_in_headless_chromium(small_run: Path, tmp_path: Path) -> No
         recommended = json.loads((small_run / "summary.json").read_text())["recommended"]
         for text in (recommended, "p50", "KiB", "accuracy"):
             assert text in card
+        # The verdict leads with both machines and the pick's modelled figure on the Pi.
+        target = page.inner_text("#verdict")
+        assert target.index("Measured on: ") < target.index("Recommended")
+        assert "Target: raspberry-pi-4 (Raspberry Pi 4 Model B" in target
+        assert f"On raspberry-pi-4 (modelled, not measured): {recommended} projected p50" in target
+        assert "Latency budget checked on the p95 of: raspberry-pi-4 (projected)" in target
         shot = tmp_path / "report_html.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000

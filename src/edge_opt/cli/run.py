@@ -80,6 +80,7 @@ def run(
     from edge_opt.infra.cpu import armv80_problem
     from edge_opt.infra.rundir import open_run_dir
     from edge_opt.infra.runstatus import check_output_path
+    from edge_opt.orchestrate.executors.base import auto_cluster_problem
 
     overrides, command = _overrides_and_command(config, set_, output_dir, refresh_host_profile)
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
@@ -90,8 +91,9 @@ def run(
         warn_plugin_problems()
         # Before the run directory exists: an Armv8.0 core a torch build cannot run on.
         cpu_problem = armv80_problem(max(cfg.train_threads, cfg.benchmark_threads))
-        if cpu_problem is not None:
-            raise EdgeOptError(cpu_problem)
+        cluster_problem = auto_cluster_problem(cfg.executor)
+        if cpu_problem or cluster_problem:
+            raise EdgeOptError(cpu_problem or cluster_problem)
         # Locked and marked `running` before torch is even imported.
         opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
         with run_display(opened.log, quiet) as progress:

@@ -18,6 +18,7 @@ from edge_opt.infra.cpu import armv80_problem
 from edge_opt.measure.harness import HarnessSettings
 from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import BuiltModel, build_configured_model
+from edge_opt.orchestrate.executors.base import auto_cluster_problem
 
 
 def check_data_fits_model(splits: DataSplits, built: BuiltModel) -> None:
@@ -49,6 +50,9 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     cpu_problem = armv80_problem(max(cfg.train_threads, cfg.benchmark_threads))
     if cpu_problem is not None:
         return [cpu_problem]
+    cluster_problem = auto_cluster_problem(cfg.executor)
+    if cluster_problem is not None:
+        problems.append(cluster_problem)
     try:
         built = build_configured_model(cfg)
     except EdgeOptError as exc:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_opt.infra.cpu import this_cpu
@@ -14,6 +16,7 @@ from edge_opt.infra.cpu import this_cpu
 if TYPE_CHECKING:
     from edge_opt.config.sections import ExecutorSpec
 
+RAY_TMP = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
 # ISA extensions that decide which kernels run (x86 flags, Arm "Features").
 ISA_FLAGS = (
     "avx2",
@@ -118,3 +121,30 @@ def make_executor(spec: ExecutorSpec) -> Executor:
     from edge_opt.orchestrate.executors.registry import EXECUTORS
 
     return EXECUTORS.get(spec.kind).load_factory()(spec)  # type: ignore[no-any-return]
+
+
+def auto_cluster_problem(
+    spec: ExecutorSpec, ray_tmp: Path = RAY_TMP, proc: Path = Path("/proc")
+) -> str | None:
+    """``executor: {kind: ray, address: auto}`` with no Ray cluster this machine can see: the
+    one-line reason, found before a run directory is made (None: there may be one).
+
+    Ray's ``auto`` connects to ``RAY_ADDRESS``, the address the last ``ray start`` left in
+    ``<tmp>/ray/ray_current_cluster``, or a running ``gcs_server``; with none of the three it
+    can only fail.
+    """
+    if spec.kind != "ray" or spec.address != "auto":
+        return None
+    if os.environ.get("RAY_ADDRESS") or (ray_tmp / "ray_current_cluster").is_file():
+        return None
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            if b"gcs_server" in cmdline.read_bytes():
+                return None
+        except OSError:
+            continue
+    return (
+        "executor.address: auto finds no running Ray cluster on this machine (no RAY_ADDRESS, "
+        f"no {ray_tmp / 'ray_current_cluster'}, no gcs_server process); start one with "
+        "`ray start --head`, give its HOST:PORT, or use `address: local` for an embedded Ray"
+    )
