@@ -115,9 +115,12 @@ def test_quiet_prints_only_the_result(tiny_config: Path, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("recommended: p00-fp32-eager - lowest latency_p50_ms")
+    # Who measured, for which target (here the same machine), then the answer.
+    assert lines[0].startswith("Measured on: ")
+    assert lines[0].endswith(", which is the target (host).")
+    assert lines[1].startswith("recommended: p00-fp32-eager - lowest latency_p50_ms")
     assert lines[-1] == f"reports written to {out}/"
-    assert len(lines) <= 3  # + "N warning(s): see .../report.md" when there are any
+    assert len(lines) <= 4  # + "N warning(s): see .../report.md" when there are any
     assert (out / "run.log").is_file()
 
 
