@@ -28,8 +28,12 @@ def real_arrays() -> dict[str, np.ndarray]:
     Sorted stably by label, the order an image folder reads them in (class, then file name)."""
     system = SYSTEM_DATASET_DIRS["fashion-mnist"]
     raw = load_raw_dataset("fashion-mnist" if system.is_dir() else "mnist", None)
-    x = raw.train_images[: N_TRAIN + N_TEST, 0]
-    y = raw.train_labels[: N_TRAIN + N_TEST]
+    # Evenly spaced indices: the MNIST sample is stored sorted by label, so its first
+    # images are all zeros; a fixed stride takes every class from either source.
+    pick = np.linspace(0, len(raw.train_labels) - 1, N_TRAIN + N_TEST).round().astype(int)
+    pick = np.random.default_rng(0).permutation(pick)  # both splits get every class
+    x = raw.train_images[pick, 0]
+    y = raw.train_labels[pick]
     out = {}
     for split, sl in (("train", slice(0, N_TRAIN)), ("test", slice(N_TRAIN, None))):
         order = np.argsort(y[sl], kind="stable")
