@@ -27,6 +27,16 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_secret_dir(tmp_path_factory):
+    """The cache's secret for this session (``EDGE_OPT_SECRET_DIR``, inherited by every child
+    process and Ray worker), never the user's ``~/.config/edge-opt``."""
+    folder = tmp_path_factory.mktemp("secret")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGE_OPT_SECRET_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_splits():
     raw = make_synthetic(n_train=600, n_test=200, seed=3)

@@ -26,8 +26,8 @@ from edge_opt.data.splits import (
 )
 from edge_opt.infra.cache import (
     ArtifactCache,
+    CacheKey,
     content_key,
-    load_state_dict_bytes,
     sha256_bytes,
     state_dict_bytes,
 )
@@ -110,7 +110,7 @@ class Baseline:
         return self.val.accuracy
 
 
-def _training_key(cfg: ExperimentConfig, built: BuiltModel, fingerprint: str) -> str:
+def _training_key(cfg: ExperimentConfig, built: BuiltModel, fingerprint: str) -> CacheKey:
     checkpoint = built.checkpoint
     return content_key(
         "baseline",
@@ -140,10 +140,10 @@ def train_baseline(
     training; then its validation and test accuracy."""
     built, loaders = inputs.built, inputs.loaders
     key = _training_key(cfg, built, inputs.fingerprint)
-    entry = cache.get("baseline", key)
+    entry = cache.get("baseline", key, state_dicts=("weights.pt",))
     model = copy.deepcopy(built.model)
     if entry is not None:
-        model.load_state_dict(load_state_dict_bytes(entry.read("weights.pt")))
+        model.load_state_dict(entry.state_dicts["weights.pt"])
         log.info("baseline: reused from the cache (the same training finished before)")
         trained, history = model.eval(), list(entry.meta["history"])
     else:

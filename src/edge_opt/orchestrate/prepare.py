@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,9 +72,10 @@ def prepare_variants(
     keys = {lv: variant_key(base_sha, lv, settings, train_fingerprint) for lv in levels}
     variants: dict[float, nn.Module] = {}
     for level in levels:
-        entry = cache.get("variant", keys[level])
+        entry = cache.get("variant", keys[level], state_dicts=("weights.pt",))
         if entry is not None:
-            variants[level] = _loaded_variant(base_model, level, settings, entry.read("weights.pt"))
+            state = entry.state_dicts["weights.pt"]
+            variants[level] = _loaded_variant(base_model, level, settings, state)
             log.info("pruning level %.2f: reused from the cache", level)
     missing = [level for level in levels if level not in variants]
     if missing and settings.fine_tune_epochs > 0 and train_loader is None:
@@ -103,7 +105,10 @@ def prepare_variants(
             weights = state_dict_bytes(model)
         else:
             weights = outcome.weights
-            model = outcome.live or _loaded_variant(base_model, level, settings, weights)
+            source = f"the weights pruning level {level:.2f}'s task returned"
+            model = outcome.live or _loaded_variant(
+                base_model, level, settings, load_state_dict_bytes(weights, source)
+            )
             if not in_process:
                 log.info("pruning level %.2f: fine-tuned by a task", level)
         cache.put("variant", keys[level], {"level": level}, {"weights.pt": weights})
@@ -114,14 +119,14 @@ def prepare_variants(
 
 
 def _loaded_variant(
-    base_model: nn.Module, level: float, settings: VariantSettings, weights: bytes
+    base_model: nn.Module, level: float, settings: VariantSettings, state: Mapping[str, Any]
 ) -> nn.Module:
-    """A level rebuilt: the baseline pruned again (a deterministic structure), weights loaded
-    (``weights_only``)."""
+    """A level rebuilt: the baseline pruned again (a deterministic structure), its state dict
+    (read with ``weights_only``) loaded."""
     pruned = prune_structure(
         base_model, level, settings.input_shape, settings.scope, settings.channel_multiple
     )
-    pruned.load_state_dict(load_state_dict_bytes(weights))
+    pruned.load_state_dict(state)
     return pruned.eval()
 
 
