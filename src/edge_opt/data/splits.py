@@ -107,7 +107,7 @@ class DataSplits:
                 "channels": self.input_shape[0],
                 "height": self.input_shape[1],
                 "width": self.input_shape[2],
-                "scale": "1/255",
+                "scale": 1 / 255,  # a number: a deploy script multiplies by it
                 "mean": mean,
                 "std": std,
                 "formula": "(pixel / 255 - mean) / std, per channel",

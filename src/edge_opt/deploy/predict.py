@@ -3,6 +3,9 @@ exactly as its sidecar says, and return class and probability per image.
 
 This is what a user runs on the device to check a deployable file. For ``.onnx`` it needs
 only numpy, Pillow and onnxruntime (torch is not imported); a TorchScript ``.pt`` needs torch.
+Every input is bounded before it is read: the sidecar (a regular file of at most
+``MAX_SIDECAR_BYTES``; an input of 1 or 3 channels and at most ``MAX_INPUT_SIDE`` pixels a
+side) and each image (see ``edge_opt.data.imaging``: regular files only, size limits).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_opt.data.formats import base
 from edge_opt.data.imaging import ImageDecodeError, decode_image, normalise
-from edge_opt.errors import EdgeOptError
+from edge_opt.errors import DataError, EdgeOptError
+from edge_opt.infra.text import name_problem
 
+PREDICT_CHUNK = 256  # images decoded and run at a time
 SIDECAR_KEYS = ("model_sha256", "format", "input", "preprocessing", "class_names")
 
 
@@ -37,33 +43,63 @@ class Prediction:
 
 
 def find_sidecar(model: Path) -> Path:
-    """``<id>.json`` next to the model (or ``<file>.json`` when that one is another model's).
+    """The model's sidecar next to it: ``<id>.json`` (or ``<file>.json`` when that one is
+    another model's); a renamed pair (``mine.onnx`` + ``mine.json``) is found by the sha256
+    the sidecar records.
 
     Raises:
-        EdgeOptError: neither exists.
+        EdgeOptError: none there, or the ones there describe other files (named).
     """
-    for path in (model.with_suffix(".json"), model.with_name(model.name + ".json")):
-        if path.is_file():
-            try:
-                owner = json.loads(path.read_text(encoding="utf-8")).get("model_file")
-            except (OSError, ValueError, AttributeError):
-                owner = None
-            if owner in (None, model.name):
-                return path
+    there = [
+        p
+        for p in (model.with_suffix(".json"), model.with_name(model.name + ".json"))
+        if p.is_file()
+    ]
+    owners = {path: _sidecar_field(path, "model_file") for path in there}
+    for path in there:
+        if owners[path] in (None, model.name):
+            return path
+    digest = _file_sha256(model) if there and model.is_file() else None
+    for path in there:
+        if digest is not None and _sidecar_field(path, "model_sha256") == digest:
+            return path  # renamed with its model: the content says they belong together
+    if there:
+        raise EdgeOptError(
+            f"{model}: {there[0].name} next to it describes {owners[there[0]]!r}, another file "
+            "(its sha256 differs); pass this model's sidecar with --sidecar FILE"
+        )
     raise EdgeOptError(
         f"{model}: no sidecar {model.with_suffix('.json').name} next to it; copy the model's "
         "sidecar from the run's models/ folder, or pass --sidecar FILE"
     )
 
 
+def _sidecar_field(path: Path, key: str) -> Any:
+    try:
+        return json.loads(_sidecar_bytes(path)).get(key)
+    except (OSError, ValueError, AttributeError):  # DataError is a ValueError
+        return None
+
+
+def _file_sha256(path: Path) -> str:
+    content = hashlib.sha256()
+    with path.open("rb") as fh:  # in 1 MiB chunks: a model may be large
+        while chunk := fh.read(1 << 20):
+            content.update(chunk)
+    return content.hexdigest()
+
+
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The sidecar's JSON, checked for the keys predict needs.
 
     Raises:
-        EdgeOptError: unreadable, not JSON, or missing keys (naming the file).
+        EdgeOptError: unreadable, not a regular file, past ``MAX_SIDECAR_BYTES``, not JSON,
+            missing keys, or an input past the limits (naming the file and the field).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_sidecar_bytes(path).decode("utf-8"))
+    except DataError:
+        raise
     except OSError as exc:
         raise EdgeOptError(f"{path}: cannot read the sidecar ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -82,9 +118,14 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return data
 
 
+def _sidecar_bytes(path: Path) -> bytes:
+    """The sidecar file's bytes: a regular file (a FIFO would block) of at most 16 MiB."""
+    return base.read_regular_file(path, base.MAX_SIDECAR_BYTES, "MAX_SIDECAR_BYTES")
+
+
 def _described_model(sidecar: Path) -> str | None:
     try:
-        name = json.loads(sidecar.read_text(encoding="utf-8")).get("model_file")
+        name = json.loads(_sidecar_bytes(sidecar)).get("model_file")
     except (OSError, ValueError, AttributeError):
         return None
     return name if isinstance(name, str) and name else None
@@ -102,6 +143,9 @@ def _preprocessing_problem(data: dict[str, Any]) -> str | None:
         return f"preprocessing is malformed ({type(exc).__name__}: {exc})"
     if channels not in (1, 3) or min(sizes) < 1:
         return f"preprocessing: channels {channels} and size {sizes} cannot describe an image"
+    problem = _size_problem(data, channels, sizes)
+    if problem:
+        return problem
     for name, values in (("mean", mean), ("std", std)):
         if len(values) not in (1, channels):
             return f"preprocessing.{name} has {len(values)} values for {channels} channel(s)"
@@ -114,11 +158,34 @@ def _preprocessing_problem(data: dict[str, Any]) -> str | None:
         return "class_names must be a list of strings"
     if len(set(names)) != len(names):
         return "class_names repeats a name"
+    for i, name in enumerate(names):
+        problem = name_problem(name)
+        if problem is not None:  # a newline or tab would forge lines of predict's output
+            return f"class_names.{i} ({name[:60]!r}): {problem}"
+    return None
+
+
+def _size_problem(data: dict[str, Any], channels: int, sizes: tuple[int, int]) -> str | None:
+    """An input past ``MAX_INPUT_SIDE`` (an image is resized to it before anything checks
+    it), or an ``input.shape`` (when given) other than the preprocessing's [N, C, H, W]."""
+    limit = base.MAX_INPUT_SIDE
+    for field, side in zip(("height", "width"), sizes, strict=True):
+        if side > limit:
+            return (
+                f"preprocessing.{field} is {side}, more than the {limit} pixels a side predict "
+                "resizes images to (MAX_INPUT_SIDE)"
+            )
+    shape = data["input"].get("shape") if isinstance(data["input"], dict) else None
+    if shape is not None and (not isinstance(shape, list) or shape[1:] != [channels, *sizes]):
+        return (
+            f"input.shape {shape} is not [N, {channels}, {sizes[0]}, {sizes[1]}] (the "
+            "preprocessing's channels, height and width)"
+        )
     return None
 
 
 def _check_model(model: Path, sidecar: dict[str, Any], sidecar_file: Path) -> None:
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    digest = _file_sha256(model)
     if digest != sidecar["model_sha256"]:
         raise EdgeOptError(
             f"{model}: sha256 {digest[:16]}... differs from {sidecar_file.name}'s "
@@ -131,7 +198,8 @@ def preprocess(images: Sequence[str | Path], sidecar: dict[str, Any]) -> np.ndar
     """Decode, convert, resize and normalise image files as the sidecar says: (N, C, H, W).
 
     Raises:
-        EdgeOptError: an image that cannot be read (naming it).
+        EdgeOptError: an image that cannot be read, is not a regular file or is past a limit
+            (naming it).
     """
     pre = sidecar["preprocessing"]
     channels, size = int(pre["channels"]), (int(pre["height"]), int(pre["width"]))
@@ -141,6 +209,8 @@ def preprocess(images: Sequence[str | Path], sidecar: dict[str, Any]) -> np.ndar
         pixels = np.stack([decode_image(p, channels, size) for p in images])
     except ImageDecodeError as exc:
         raise EdgeOptError(str(exc)) from None
+    except ValueError as exc:  # channels or size no input can have (a sidecar not checked)
+        raise EdgeOptError(f"preprocessing: {exc}") from None
     return normalise(pixels, mean, std)
 
 
@@ -161,6 +231,16 @@ def _run_torchscript(model: Path, batch: np.ndarray, sidecar: dict[str, Any]) ->
         # One image per call: a traced file may have its batch size fixed at 1.
         out = [module(torch.from_numpy(x[None]).to(dtype)).float() for x in batch]
     return torch.cat(out).double().numpy()
+
+
+def _logits(runner: Any, model: Path, batch: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    try:
+        return np.asarray(runner(model, batch, meta))
+    except Exception as exc:  # a runtime's own error: one line naming the model
+        detail = " ".join(str(exc).split())[:300]
+        raise EdgeOptError(
+            f"{model}: running the model failed ({type(exc).__name__}: {detail})"
+        ) from None
 
 
 def predict_images(
@@ -193,17 +273,16 @@ def predict_images(
     sidecar_file = Path(sidecar) if sidecar is not None else find_sidecar(model)
     meta = read_sidecar(sidecar_file)
     _check_model(model, meta, sidecar_file)
-    batch = preprocess(images, meta)
     runner = {"onnx": _run_onnx, "torchscript": _run_torchscript}.get(meta["format"])
     if runner is None:
         raise EdgeOptError(f"{sidecar_file}: format {meta['format']!r} is not onnx/torchscript")
-    try:
-        logits = runner(model, batch, meta)
-    except Exception as exc:  # a runtime's own error: one line naming the model
-        detail = " ".join(str(exc).split())[:300]
-        raise EdgeOptError(
-            f"{model}: running the model failed ({type(exc).__name__}: {detail})"
-        ) from None
+    # In chunks: memory stays bounded however many images are given.
+    logits = np.concatenate(
+        [
+            _logits(runner, model, preprocess(images[i : i + PREDICT_CHUNK], meta), meta)
+            for i in range(0, len(images), PREDICT_CHUNK)
+        ]
+    )
     names = list(meta["class_names"])
     if names and len(names) != logits.shape[1]:
         raise EdgeOptError(

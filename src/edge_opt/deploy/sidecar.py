@@ -94,7 +94,7 @@ def build_sidecar(
     pre.setdefault("width", width)
     pre.setdefault("mean", normalisation.get("mean"))
     pre.setdefault("std", normalisation.get("std"))
-    pre.setdefault("scale", "1/255")
+    pre.setdefault("scale", 1 / 255)
     pre.setdefault("formula", "(pixel / 255 - mean) / std, per channel")
     pre.setdefault("color_mode", {1: "L", 3: "RGB"}.get(channels, f"{channels} channels"))
     pre.setdefault("resize", f"bilinear to {height}x{width} when the size differs")

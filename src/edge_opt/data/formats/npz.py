@@ -4,22 +4,28 @@ optionally ``x_val, y_val`` and ``class_names``).
 Images are (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3 (the layout is read from
 where the 1 or 3 is), uint8 (0..255), other integers within 0..255, or floats in [0, 1].
 Labels are integers 0..K-1, K = len(class_names) (from the config, else the file, else the
-largest label + 1). Read with ``allow_pickle=False``: a file cannot run code.
+largest label + 1). Read with ``allow_pickle=False``: a file cannot run code. Before anything
+is decompressed, each member's size in the zip directory and its array header (shape, dtype)
+are checked against ``MAX_ARRAY_BYTES`` (a small compressed file can inflate to gigabytes).
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_opt.data.formats import base
 from edge_opt.data.formats.base import (
     LoadRequest,
     RawDataset,
     check_images,
     check_labels,
+    count_classes,
+    format_bytes,
     given_stats,
     unit_images,
 )
@@ -55,19 +61,57 @@ def to_nchw(images: np.ndarray, where: str) -> np.ndarray:
     )
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise DataError(
-            f"{path}: not an .npz file (an .npz is a zip archive of arrays); save it with "
-            "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """Bytes a member becomes once loaded: its uncompressed size in the zip directory, or
+    what its .npy header's shape and dtype need, whichever is larger (only the header is read).
+    """
+    if not info.filename.endswith(".npy"):
+        return info.file_size
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
         )
+        shape, _, dtype = read_header(member)
+    return max(info.file_size, math.prod(shape) * dtype.itemsize)
+
+
+def _check_sizes(archive: zipfile.ZipFile, path: Path) -> None:
+    """Every member's loaded size, summed, within ``MAX_ARRAY_BYTES`` (nothing decompressed)."""
+    total = 0
+    for info in archive.infolist():
+        size = _member_bytes(archive, info)
+        total += size
+        if total > base.MAX_ARRAY_BYTES:
+            name = info.filename.removesuffix(".npy")
+            raise DataError(
+                f"{path}[{name}]: {format_bytes(size)} once decompressed, bringing the file to "
+                f"{format_bytes(total)}, more than the {format_bytes(base.MAX_ARRAY_BYTES)} "
+                "limit (MAX_ARRAY_BYTES); store fewer or smaller images"
+            )
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    if path.is_dir():
+        raise DataError(f"dataset.path: {path} is a directory; give the .npz file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        with base.open_regular_file(path) as fh:  # a FIFO or device is refused unopened
+            if not zipfile.is_zipfile(fh):
+                raise DataError(
+                    f"{path}: not an .npz file (an .npz is a zip archive of arrays); save it "
+                    "with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+                )
+            with zipfile.ZipFile(fh) as archive:
+                _check_sizes(archive, path)
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as npz:
+                return {name: npz[name] for name in npz.files}
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"dataset.path: {path} does not exist; give the .npz file") from None
-    except IsADirectoryError:
-        raise DataError(f"dataset.path: {path} is a directory; give the .npz file") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         detail = " ".join(str(exc).split())[:200]
         raise DataError(
@@ -114,7 +158,7 @@ def load_npz(spec: DatasetSpec, request: LoadRequest) -> RawDataset:
             )
     if len(divisors) > 1:
         raise DataError(f"{path}: mix of uint8 and float image arrays; store every split alike")
-    num_classes = len(names) or int(max(int(y.max(initial=0)) for y in labels.values())) + 1
+    num_classes = count_classes({f"{path}[y_{split}]": labels[split] for split in splits}, names)
     for split in splits:
         check_labels(labels[split], len(images[split]), num_classes, f"{path}[y_{split}]")
         if images[split].shape[1:] != images["train"].shape[1:]:
