@@ -24,6 +24,10 @@ class ConfigError(EdgeOptError, ValueError):
         super().__init__(f"invalid configuration{where}:\n{lines}")
 
 
+class RunDirError(EdgeOptError, ValueError):
+    """The output directory cannot be used as asked (the message says why and what to do)."""
+
+
 class DataError(EdgeOptError, ValueError):
     """A dataset cannot be found or read."""
 

@@ -5,6 +5,7 @@ changed."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import textwrap
@@ -139,7 +140,9 @@ def test_config_input_is_strict(
     tmp_path: Path, text: str | bytes, overrides: list[str], code: int, expected: str
 ) -> None:
     path = tmp_path / "config.yaml"
-    body = text if isinstance(text, bytes) else (FAST + text).encode()
+    # val_subset last (line numbers in the messages stay put): the synthetic set has 1,024
+    # images, and validate checks the splits as a run would.
+    body = text if isinstance(text, bytes) else (FAST + text + "val_subset: 200\n").encode()
     path.write_bytes(body)
     sets = [arg for o in overrides for arg in ("--set", o)]
     exit_code, stdout, stderr = invoke("validate", str(path), *sets)
@@ -415,6 +418,10 @@ def test_report_and_export_refuse_bad_run_files(
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "run_result.json").write_bytes(content)
+    # The manifest records this content: the file is what the run wrote, and what is tested
+    # is how it is parsed (a file the manifest does not know: tests/infra/test_run_trust.py).
+    files = {"run_result.json": hashlib.sha256(content).hexdigest()}
+    (run_dir / "manifest.json").write_text(json.dumps({"files": files}))
     out = tmp_path / "existing_dir"
     out.mkdir()
     command, *rest = args or ["report"]
@@ -422,7 +429,7 @@ def test_report_and_export_refuse_bad_run_files(
     code, _stdout, stderr = invoke(command, str(run_dir), *rest)
     assert_one_error(code, stderr, expected.format(out=out))
     # Nothing written: the run holds only its result file, the output directory stays empty.
-    assert [p.name for p in run_dir.iterdir()] == ["run_result.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["manifest.json", "run_result.json"]
     assert list(out.iterdir()) == []
 
 

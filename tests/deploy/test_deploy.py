@@ -214,3 +214,59 @@ def test_docs_snippet_prints_what_predict_prints(run_dir: Path, tmp_path: Path) 
         for f, name, prob, _ in (line.split("\t") for line in theirs.stdout.splitlines())
     ]
     assert mine.stdout.splitlines() == expected
+
+
+def test_forged_names_cannot_add_lines_to_predicts_output(run_dir: Path, tmp_path: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    onnx = run_dir / next(m for m in summary["exported_models"] if m["format"] == "onnx")["path"]
+    image = next((run_dir.parent / "images" / "test").rglob("*.png"))
+    forged_image = tmp_path / "a\tred\t0.9999\t2\nforged.png"  # a real file name
+    forged_image.write_bytes(image.read_bytes())
+    done = cli("predict", str(onnx), str(image), str(forged_image), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2  # one per image: the name's tab and newline are escaped
+    assert lines[1].startswith(f"{tmp_path}/a\\tred\\t0.9999\\t2\\nforged.png\t")
+    assert all(len(line.split("\t")) == 4 for line in lines)
+    sidecar = json.loads(onnx.with_suffix(".json").read_text())
+    sidecar["class_names"][0] = "blue\tforged 0.99\nred"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(sidecar))
+    refused = cli("predict", str(onnx), str(image), "--sidecar", str(bad), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "class_names.0 ('blue\\tforged 0.99\\nred'): holds the control character" in (
+        refused.stderr
+    )
+
+
+def test_a_renamed_model_finds_its_renamed_sidecar_and_scale_is_a_number(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    onnx = run_dir / next(m for m in summary["exported_models"] if m["format"] == "onnx")["path"]
+    image = next((run_dir.parent / "images" / "test").rglob("*.png"))
+    (tmp_path / "mine.onnx").write_bytes(onnx.read_bytes())
+    (tmp_path / "mine.json").write_bytes(onnx.with_suffix(".json").read_bytes())
+    done = cli("predict", str(tmp_path / "mine.onnx"), str(image), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scale = json.loads((tmp_path / "mine.json").read_text())["preprocessing"]["scale"]
+    assert isinstance(scale, float)
+    assert scale == 1 / 255
+
+
+def test_a_class_folder_with_a_newline_is_refused(tmp_path: Path) -> None:
+    write_rgb_tree(tmp_path / "images", {"train": 2, "test": 1})
+    for split in ("train", "test"):
+        (tmp_path / "images" / split / "red").rename(tmp_path / "images" / split / "red\nfake")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"format": "imagefolder", "path": str(tmp_path / "images")},
+                "model": {"name": "SmallCNN", "kwargs": {"in_channels": 3, "input_size": 32}},
+            }
+        )
+    )
+    done = cli("validate", str(config), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "class name 2 ('red\\nfake'): holds the control character '\\n'" in done.stderr

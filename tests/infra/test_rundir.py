@@ -115,6 +115,9 @@ def test_running_with_a_dead_pid_reads_as_interrupted(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_dir = open_run_dir(out, command=["edge-opt", "run", "cfg.yaml", "-o", str(out)])
     run_dir.stage("training")
+    entry = run_dir.cache_root / "baseline" / "k"  # work it made: worth resuming
+    entry.mkdir(parents=True)
+    (entry / "meta.json").write_text("{}")
     run_dir.close()
     status = json.loads((out / "run_status.json").read_text())
     status["pid"] = 2**22 + 12345  # no such process
@@ -222,3 +225,13 @@ def test_a_running_status_under_our_own_lock_is_stale(tmp_path: Path) -> None:
     assert read_status(out)["status"] == "running"  # pid 1 is alive: it looks in progress
     with locked_run_dir(out) as locked:  # but nobody else holds the lock
         assert read_status(locked.out, lock_held=True)["status"] == "interrupted"
+
+
+def test_a_run_that_failed_before_making_anything_does_not_demand_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_dir = open_run_dir(out)
+    run_dir.set_status("failed", error="ConfigError: bad", stage="data")
+    run_dir.close()
+    again = open_run_dir(out)  # nothing cached, nothing published: nothing to protect
+    assert again.mode == "new"
+    again.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -59,7 +60,18 @@ def _edited_copy(run: Path, dest: Path) -> tuple[Path, str, str]:
                 row[key] *= 1.5
     data["recommendation"]["candidate_id"] = new
     (dest / "run_result.json").write_text(json.dumps(data))
+    reseal(dest)
     return dest, old, new
+
+
+def reseal(run: Path) -> None:
+    """Record run_result.json's new sha256 in the manifest, as a run that wrote it would (an
+    edit the manifest does not know is refused: tests/infra/test_run_trust.py)."""
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {"files": {}}
+    digest = hashlib.sha256((run / "run_result.json").read_bytes()).hexdigest()
+    manifest["files"]["run_result.json"] = digest
+    path.write_text(json.dumps(manifest))
 
 
 @pytest.mark.slow
@@ -69,7 +81,7 @@ def test_compare_finds_the_changed_pick_and_why(small_run: Path, tmp_path: Path)
     pair = comparison.pairs[0]
     assert pair.recommendation_changed
     assert (pair.recommended_a, pair.recommended_b) == (old, new)
-    assert f"{old} is rejected in the second run (over the memory budget)" in pair.why
+    assert any(w.startswith(f"{old} is rejected in the second run (") for w in pair.why)
     deltas = {d.candidate_id: d for d in pair.deltas}
     assert len(deltas) == len(json.loads((small_run / "run_result.json").read_text())["sweep"])
     moved = deltas[old]
@@ -133,6 +145,7 @@ def test_compare_refusals_are_one_line(tmp_path: Path, args: list[str], expected
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "run_result.json").write_text("{not json")
+    reseal(junk)
     (tmp_path / "file").write_text("x")
     names = {
         "run": run,
@@ -173,3 +186,35 @@ def test_the_default_output_beside_the_runs_works_and_no_run_is_written_into(
     assert code == 1
     assert "is inside the run directory" in stderr
     assert not (holder / "cmp").exists()
+
+
+@pytest.mark.slow
+def test_compare_says_the_new_pick_was_below_the_first_runs_floor(
+    small_run: Path, tmp_path: Path
+) -> None:
+    second, _, new = _edited_copy(small_run, tmp_path / "second")
+    first = tmp_path / "first"
+    shutil.copytree(small_run, first)
+    data = json.loads((first / "run_result.json").read_text())
+    floor = (
+        data["recommendation"]["baseline_accuracy"] - data["recommendation"]["max_accuracy_drop"]
+    )
+    for row in data["sweep"]:
+        if row["candidate_id"] == new:
+            row["accuracy"] = floor - 0.01
+            row["accepted"] = True  # within the budgets: only the floor holds it back
+    (first / "run_result.json").write_text(json.dumps(data))
+    reseal(first)
+    why = compare_runs([first, second]).pairs[0].why
+    assert any(
+        w.startswith(f"{new}'s validation accuracy {floor - 0.01:.4f} is below the first run's")
+        for w in why
+    ), why
+
+
+def test_a_skipped_row_is_shown_as_skipped_not_rejected() -> None:
+    from edge_opt.reports.compare import Delta
+    from edge_opt.reports.compare_render import _accept
+
+    delta = Delta("p00-int8-compiled", *([None] * 10), "skipped", "ok", False, True)
+    assert _accept(delta) == "skipped -> accepted"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from edge_opt.candidates.ids import candidate_id as make_id
 from edge_opt.config.types import this_cpu_engine
 from edge_opt.infra.cache import content_key, package_versions
 from edge_opt.measure.harness import HarnessSettings
@@ -22,7 +23,7 @@ BUDGET_METRIC_NAMES = ("model", "runtime")
 
 def candidate_id(pruning_level: float, precision: str, runtime: str = DEFAULT_RUNTIME) -> str:
     """Stable, filesystem-safe id: ``p25-int8-eager`` for 25% pruning, int8, eager."""
-    return f"p{round(pruning_level * 100):02d}-{precision}-{runtime}"
+    return make_id(pruning_level, precision, runtime)
 
 
 # The reference every candidate is compared with: unpruned, fp32, eager (the same total

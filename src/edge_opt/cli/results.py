@@ -20,6 +20,7 @@ from edge_opt.cli.output import (
     setup_logging,
 )
 from edge_opt.errors import EdgeOptError
+from edge_opt.infra.text import one_field
 
 if TYPE_CHECKING:
     pass
@@ -84,6 +85,14 @@ def export(
         typer.Option("--format", "-f", help="onnx, pte (ExecuTorch) or torchscript."),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    allow_factory: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-factory",
+            help="A model or dataset factory (module:function) of the run's config that may be "
+            "imported to rebuild it; repeat for both. Without it, a factory-built run is refused.",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Re-export a candidate of a finished run (ONNX, .pte or TorchScript); print its sha256."""
@@ -91,7 +100,9 @@ def export(
     from edge_opt.deploy.export import export_candidate
 
     try:
-        result = export_candidate(run_dir, candidate, fmt.value if fmt else None, output)
+        result = export_candidate(
+            run_dir, candidate, fmt.value if fmt else None, output, allow_factory or ()
+        )
     except Exception as exc:
         fail(exc, verbose)
     say(
@@ -118,7 +129,9 @@ def predict(
     except Exception as exc:
         fail(exc, verbose)
     for p in predictions:  # tab-separated: image, class name, probability, class index
-        typer.echo(f"{p.image}\t{p.class_name}\t{p.probability:.4f}\t{p.class_index}")
+        # One line per image: a file name with a tab or newline is printed escaped.
+        fields = (one_field(str(p.image)), one_field(p.class_name))
+        typer.echo(f"{fields[0]}\t{fields[1]}\t{p.probability:.4f}\t{p.class_index}")
 
 
 def profile(

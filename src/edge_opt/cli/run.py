@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import typer
@@ -80,43 +79,44 @@ def run(
     from edge_opt.infra.cpu import armv80_problem
     from edge_opt.infra.rundir import open_run_dir
     from edge_opt.infra.runstatus import check_output_path
+    from edge_opt.infra.stop import stop_on_signals
     from edge_opt.orchestrate.executors.base import auto_cluster_problem
 
     overrides, command = _overrides_and_command(config, set_, output_dir, refresh_host_profile)
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
-        if output_dir is not None:
-            check_output_path(output_dir)  # as typed: `-o ''` is refused as '', not as '.'
-        cfg = load_config(config, overrides)
-        warn_plugin_problems()
-        # Before the run directory exists: an Armv8.0 core a torch build cannot run on.
-        cpu_problem = armv80_problem(max(cfg.train_threads, cfg.benchmark_threads))
-        cluster_problem = auto_cluster_problem(cfg.executor)
-        if cpu_problem or cluster_problem:
-            raise EdgeOptError(cpu_problem or cluster_problem)
-        # Locked and marked `running` before torch is even imported.
-        opened = open_run_dir(cfg.output_dir, overwrite=overwrite, resume=resume, command=command)
-        with run_display(opened.log, quiet) as progress:
-            from edge_opt.orchestrate.experiment import run_experiment
-            from edge_opt.orchestrate.multiseed import MultiSeedResult
-
-            collector_after_imports()
-
-            result = run_experiment(
-                cfg, on_candidate=log_candidate, opened=opened, progress=progress
+    with stop_on_signals():  # Ctrl-C and SIGTERM: recorded, never swallowed
+        try:
+            if output_dir is not None:
+                check_output_path(output_dir)  # as typed: `-o ''` is refused as '', not as '.'
+            cfg = load_config(config, overrides)
+            warn_plugin_problems()
+            # Before the run directory exists: an Armv8.0 core a torch build cannot run on.
+            cpu_problem = armv80_problem(max(cfg.train_threads, cfg.benchmark_threads))
+            cluster_problem = auto_cluster_problem(cfg.executor)
+            if cpu_problem or cluster_problem:
+                raise EdgeOptError(cpu_problem or cluster_problem)
+            # Locked and marked `running` before torch is even imported.
+            opened = open_run_dir(
+                cfg.output_dir, overwrite=overwrite, resume=resume, command=command
             )
-    except OSError as exc:  # a full disk, a file-size limit, a vanished directory
-        fail(
-            EdgeOptError(os_error_line(exc, cfg.output_dir if "cfg" in locals() else None)),
-            verbose,
-        )
-    except Exception as exc:
-        fail(exc, verbose)
-    except KeyboardInterrupt:
-        print_interrupted(cfg.output_dir if "cfg" in locals() else None)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            with run_display(opened.log, quiet) as progress:
+                from edge_opt.orchestrate.experiment import run_experiment
+                from edge_opt.orchestrate.multiseed import MultiSeedResult
+
+                collector_after_imports()
+
+                result = run_experiment(
+                    cfg, on_candidate=log_candidate, opened=opened, progress=progress
+                )
+        except OSError as exc:  # a full disk, a file-size limit, a vanished directory
+            fail(
+                EdgeOptError(os_error_line(exc, cfg.output_dir if "cfg" in locals() else None)),
+                verbose,
+            )
+        except Exception as exc:
+            fail(exc, verbose)
+        except KeyboardInterrupt:
+            print_interrupted(cfg.output_dir if "cfg" in locals() else None)
+            raise typer.Exit(130) from None
     if quiet:
         print_quiet(result, Path(cfg.output_dir))
     elif isinstance(result, MultiSeedResult):
@@ -139,8 +139,3 @@ def _overrides_and_command(
     if output_dir is not None:
         command += ["-o", os.path.abspath(output_dir) if output_dir.strip() else output_dir]
     return overrides, command
-
-
-def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
-    # SIGTERM (kill, a scheduler's stop) behaves exactly like Ctrl-C: status, cleanup, message.
-    raise KeyboardInterrupt

@@ -391,6 +391,7 @@ class ExperimentConfig(BaseModel):
                     "use e.g. 0.5 to remove half the channels"
                 )
         problems += _duplicates("pruning_levels", self.pruning_levels)
+        problems += _colliding_levels(self.pruning_levels)
         problems += _duplicates("precisions", self.precisions)
         problems += _duplicates("runtimes", self.runtimes)
         problems += _duplicates("memory_budgets_mb", self.memory_budgets_mb)
@@ -473,6 +474,22 @@ class ExperimentConfig(BaseModel):
             # pin every run's shuffle when this file is loaded again.
             data["dataloader_seed"] = None
         return data
+
+
+def _colliding_levels(levels: Iterable[float]) -> list[str]:
+    """Two levels that round to one candidate id (``p50``: 0.5 and 0.504) would share rows,
+    a variant file and an export name."""
+    named: dict[int, float] = {}
+    for i, level in enumerate(levels):
+        percent = round(float(level) * 100)
+        if percent in named and named[percent] != level:
+            return [
+                f"pruning_levels.{i}: {level!r} and {named[percent]!r} both round to "
+                f"p{percent:02d} (ids use whole percents); keep one, or make them differ by "
+                "at least 0.01"
+            ]
+        named[percent] = level
+    return []
 
 
 def _duplicates(field: str, values: Iterable[object]) -> list[str]:

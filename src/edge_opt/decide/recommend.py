@@ -33,9 +33,14 @@ def recommend_candidate(
     baseline_accuracy: float,
     max_accuracy_drop: float,
     cost_col: str = C.latency_p50_ms,
+    source: str = "",
 ) -> Recommendation:
     """Among accepted candidates within ``max_accuracy_drop`` of the baseline's validation
-    accuracy, the one with the lowest ``cost_col``; or none, with the reason."""
+    accuracy, the one with the lowest ``cost_col``; or none, with the reason. ``source`` says
+    whose accuracy that is (``p00-fp32-eager's, fine-tuned like every candidate``): the
+    reasons name it beside the number, so it is never taken for the accuracy logged after
+    training alone."""
+    named = f" ({source})" if source else ""
 
     def rec(cid: str | None, reason: str) -> Recommendation:
         return Recommendation(cid, reason, baseline_accuracy, max_accuracy_drop, cost_col)
@@ -67,7 +72,7 @@ def recommend_candidate(
             None,
             f"{len(accepted)} candidate(s) fit the budget, but none is within "
             f"{max_accuracy_drop:g} of the baseline's validation accuracy "
-            f"{baseline_accuracy:.4f}; the most accurate accepted one is "
+            f"{baseline_accuracy:.4f}{named}; the most accurate accepted one is "
             f"{best['candidate_id']} at {best['accuracy']:.4f}",
         )
     best = eligible.sort_values([cost_col, "accuracy"], ascending=[True, False]).iloc[0]
@@ -75,13 +80,14 @@ def recommend_candidate(
         str(best[C.candidate_id]),
         f"lowest {cost_col} ({best[cost_col]:.4g}) among {len(eligible)} accepted candidate(s) "
         f"within {max_accuracy_drop:g} of the baseline's validation accuracy "
-        f"({baseline_accuracy:.4f}); its accuracy is {best['accuracy']:.4f} and its size "
+        f"({baseline_accuracy:.4f}{'; ' + source if source else ''}); its accuracy is "
+        f"{best['accuracy']:.4f} and its size "
         f"{best['memory_mb']:.4f} MB",
     )
 
 
 def recommend_on_device(
-    sweep: pd.DataFrame, reference_accuracy: float, max_drop: float
+    sweep: pd.DataFrame, reference_accuracy: float, max_drop: float, source: str = ""
 ) -> Recommendation | None:
     """The recommendation from the device's own measurements, when it measured an accepted
     candidate; ``None`` otherwise (this host's measurements decide, as without a device)."""
@@ -90,7 +96,9 @@ def recommend_on_device(
     measured = sweep[sweep[C.device_latency_p50_ms].notna()]
     if measured.empty or not measured[C.accepted].astype(bool).any():
         return None
-    rec = recommend_candidate(measured, reference_accuracy, max_drop, C.device_latency_p50_ms)
+    rec = recommend_candidate(
+        measured, reference_accuracy, max_drop, C.device_latency_p50_ms, source
+    )
     where = str(measured[C.device_measured_on].dropna().iloc[0])
     runtimes = ", ".join(sorted(set(measured[C.runtime])))
     return Recommendation(

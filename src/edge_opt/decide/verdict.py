@@ -108,6 +108,14 @@ def reference_accuracy(frame: pd.DataFrame, baseline_val_accuracy: float) -> flo
     return float(row.iloc[0][C.accuracy])
 
 
+def reference_source(frame: pd.DataFrame) -> str:
+    """Whose accuracy ``reference_accuracy`` gives, for the reasons that quote it."""
+    fallback = float("nan")
+    if reference_accuracy(frame, fallback) is fallback:  # the baseline's, passed through
+        return "the trained baseline's: no fine-tuned reference was measured"
+    return f"{REFERENCE_ID}'s, fine-tuned like every candidate"
+
+
 def _ids(front: pd.DataFrame) -> list[str]:
     return front[C.candidate_id].tolist() if not front.empty else []
 
@@ -124,9 +132,10 @@ def decide(
     frame = records_frame(checked)
     use_ci = settings.pareto_use_ci
     reference = reference_accuracy(frame, baseline_val_accuracy)
+    source = reference_source(frame)
     recommendation = recommend_on_device(
-        frame, reference, settings.max_accuracy_drop
-    ) or recommend_candidate(frame, reference, settings.max_accuracy_drop, C.latency_p50_ms)
+        frame, reference, settings.max_accuracy_drop, source
+    ) or recommend_candidate(frame, reference, settings.max_accuracy_drop, C.latency_p50_ms, source)
     decision = explain_decision(
         frame,
         recommendation.candidate_id,

@@ -8,9 +8,9 @@ without pruning or training again.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ from edge_opt.data.formats import load_dataset
 from edge_opt.data.splits import calibration_inputs, split_dataset
 from edge_opt.deploy.deployables import describe_deployable, variant_path
 from edge_opt.errors import EdgeOptError
-from edge_opt.infra.cache import load_state_dict_bytes, sha256_bytes
+from edge_opt.infra.cache import load_state_dict_bytes
 from edge_opt.infra.environment import sha256_file
 from edge_opt.infra.rundir import locked_run_dir
 from edge_opt.infra.runstatus import require_finished_run
+from edge_opt.infra.verified import contained, verified_bytes
 from edge_opt.models.zoo import build_configured_model
 from edge_opt.reports.result import RunResult
 from edge_opt.runtimes.build import build_runtime
@@ -61,34 +62,6 @@ def _row(result: RunResult, candidate_id: str) -> dict[str, Any]:
             return row
     known = ", ".join(r[C.candidate_id] for r in result.sweep)
     raise EdgeOptError(f"candidate {candidate_id!r} is not in this run; candidates: {known}")
-
-
-def verified_bytes(run_dir: Path, relative: str) -> bytes:
-    """A run file's bytes, after checking them against the manifest's sha256.
-
-    Raises:
-        EdgeOptError: the file is missing, not in the manifest, or altered since the run.
-    """
-    manifest_path = run_dir / "manifest.json"
-    try:
-        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EdgeOptError(f"{manifest_path}: unreadable ({exc}); rerun to rebuild it") from None
-    path = run_dir / relative
-    if relative not in files:
-        raise EdgeOptError(
-            f"{path}: not listed in {manifest_path}; this run predates checked variants (or "
-            "was edited): rerun it"
-        )
-    if not path.is_file():
-        raise EdgeOptError(f"{path} is missing; rerun to rebuild it")
-    data = path.read_bytes()
-    if sha256_bytes(data) != files[relative]:
-        raise EdgeOptError(
-            f"{path}: sha256 differs from the manifest's; the file was changed after the run, "
-            "so it is not used (rerun to rebuild it)"
-        )
-    return data
 
 
 def _weights(path: Path, data: bytes) -> dict[str, torch.Tensor]:
@@ -137,6 +110,7 @@ def export_candidate(
     candidate_id: str | None = None,
     fmt: str | None = None,
     output: str | Path | None = None,
+    allow_factories: Sequence[str] = (),
 ) -> ExportResult:
     """Rebuild a candidate of a finished run and write it as ONNX, .pte or TorchScript.
 
@@ -146,6 +120,8 @@ def export_candidate(
         fmt: ``onnx``, ``pte`` (ExecuTorch, XNNPACK) or ``torchscript``; default: ``onnx``
             for onnxruntime candidates, ``pte`` for executorch ones, ``torchscript`` otherwise.
         output: file to write; default ``<run_dir>/models/<candidate_id>.<onnx|pte|pt>``.
+        allow_factories: the ``module:function`` factories (model or dataset) the run's
+            config names that the caller trusts; any other is refused before it is imported.
 
     Raises:
         EdgeOptError: no such run or candidate (the message lists the valid ones), an
@@ -161,7 +137,7 @@ def export_candidate(
         )
     with locked_run_dir(run_dir) as locked:  # no run may change the directory meanwhile
         require_finished_run(locked.out, lock_held=True)
-        exported = _export(locked.out, candidate_id, fmt, output)
+        exported = _export(locked.out, candidate_id, fmt, output, allow_factories)
         for written in (exported.path, exported.sidecar):
             resolved = Path(str(written)).resolve()
             if written and resolved.is_relative_to(locked.out.resolve()):
@@ -169,10 +145,42 @@ def export_candidate(
         return exported
 
 
+def run_factories(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The user code a run's config names (``model.factory``, ``dataset.factory``): what
+    rebuilding its model or data would import and call."""
+    named = []
+    for section in ("model", "dataset"):
+        value = config.get(section)
+        factory = value.get("factory") if isinstance(value, dict) else None
+        if factory is not None:
+            named.append((f"{section}.factory", str(factory)))
+    return named
+
+
+def check_factories_allowed(config: dict[str, Any], allowed: Sequence[str]) -> None:
+    """A run directory is data: the code its config names is imported only when the user
+    names it too (``--allow-factory``), so an edited run file cannot make ``export`` run code.
+
+    Raises:
+        EdgeOptError: a factory the user did not name, with the option that allows it.
+    """
+    for key, factory in run_factories(config):
+        if factory not in allowed:
+            raise EdgeOptError(
+                f"this run's {key} is {factory[:120]!r}: rebuilding the candidate would import "
+                f"and call it; if that is your code, pass --allow-factory {factory[:120]}"
+            )
+
+
 def _export(
-    run_dir: Path, candidate_id: str | None, fmt: str | None, output: str | Path | None
+    run_dir: Path,
+    candidate_id: str | None,
+    fmt: str | None,
+    output: str | Path | None,
+    allowed: Sequence[str] = (),
 ) -> ExportResult:
-    result = RunResult.load(run_dir)
+    result = RunResult.load_run(run_dir)
+    check_factories_allowed(result.config, allowed)
     cid = candidate_id or result.recommendation.get(C.candidate_id)
     if cid is None:
         raise EdgeOptError("this run recommended no candidate; pass --candidate ID")
@@ -218,7 +226,7 @@ def _export(
     # A .pte program has a static batch: the run's deployment batch, as in the sweep.
     batch = cfg.latency_batch_size if fmt == "pte" else 1
     example = torch.zeros(batch, *built_model.input_shape)
-    target = Path(output) if output else run_dir / "models" / f"{cid}{suffix}"
+    target = Path(output) if output else contained(run_dir, f"models/{cid}{suffix}")
     with tempfile.TemporaryDirectory(prefix="edge-opt-export-") as tmp:
         runtime_model = build_runtime(
             build_as,

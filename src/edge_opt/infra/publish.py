@@ -20,6 +20,7 @@ from edge_opt.infra.runstatus import (
     now_iso,
     read_status,
 )
+from edge_opt.infra.verified import is_contained
 
 
 def make_way(out: Path, rel: str, old: set[str], displaced: Path) -> None:
@@ -48,16 +49,18 @@ def apply_journal(out: Path, staging: Path, journal: dict[str, list[str]]) -> No
     stop request lands before or after the publish, never in the middle of it.
     """
     state = out / STATE_DIR
-    old = set(journal["old"])
+    # The journal is read back from disk: only names that stay inside ``out`` are acted on.
+    old = {rel for rel in journal["old"] if is_contained(out, rel)}
+    new = [rel for rel in journal["new"] if is_contained(out, rel)]
     with signals_held():
-        for rel in journal["new"]:
+        for rel in new:
             source, target = staging / rel, out / rel
             if not source.is_file():  # already moved by an earlier, interrupted publish
                 continue
             make_way(out, rel, old, state / "displaced")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
-        for rel in sorted(old - set(journal["new"]) - {STATUS_FILE}):
+        for rel in sorted(old - set(new) - {STATUS_FILE}):
             path = out / rel
             if path.is_file() or path.is_symlink():
                 path.unlink()
@@ -65,7 +68,7 @@ def apply_journal(out: Path, staging: Path, journal: dict[str, list[str]]) -> No
             while parent != out and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
-        atomic_write_json(state / PUBLISHED, {"files": journal["new"], "published_at": now_iso()})
+        atomic_write_json(state / PUBLISHED, {"files": new, "published_at": now_iso()})
         (state / JOURNAL).unlink(missing_ok=True)
 
 

@@ -46,6 +46,7 @@ from edge_opt.infra.runstatus import (
     published_files,
     read_status,
 )
+from edge_opt.infra.stop import check_stop
 
 
 @dataclass
@@ -108,6 +109,7 @@ class RunDir:
         atomic_write_json(self.out / STATUS_FILE, self.status)
 
     def stage(self, name: str) -> None:
+        check_stop()  # a stop request swallowed by a finalizer ends the run here
         self.set_status("running", stage=name)
 
     def publish(self) -> list[str]:
@@ -198,6 +200,8 @@ def _check_mode(out: Path, status: dict[str, Any] | None, overwrite: bool, resum
             "--overwrite to replace it (it is kept until the new run completes) or choose "
             "another output_dir"
         )
+    if state in ("interrupted", "failed") and not overwrite and not _holds_work(out):
+        return "new"  # it stopped before anything was made: nothing to protect or resume
     if state in ("interrupted", "failed", "unreadable") and not overwrite:
         return_hint = status.get("resume_command") or "edge-opt run CONFIG -o OUT --resume"
         raise RunDirError(
@@ -205,6 +209,13 @@ def _check_mode(out: Path, status: dict[str, Any] | None, overwrite: bool, resum
             "(or pass --overwrite to start over)"
         )
     return "overwrite" if overwrite and state else "new"
+
+
+def _holds_work(out: Path) -> bool:
+    """Whether a stopped run left anything worth keeping: cached work or published files."""
+    cache = out / STATE_DIR / "cache"
+    made = cache.is_dir() and any(p.is_file() for p in cache.rglob("*"))
+    return made or (out / STATE_DIR / PUBLISHED).is_file() or (out / "run_result.json").exists()
 
 
 def open_run_dir(

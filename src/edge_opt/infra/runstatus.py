@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_opt.errors import EdgeOptError
+from edge_opt.errors import RunDirError
+from edge_opt.infra.verified import is_contained
 
 STATE_DIR = ".edge-opt"
 STATUS_FILE = "run_status.json"
@@ -18,10 +19,6 @@ JOURNAL = "publish_journal.json"
 FORBIDDEN_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 # Names that mark a directory as an edge-opt run written before run directories were locked.
 LEGACY_MARKERS = ("run_status.json", "manifest.json")
-
-
-class RunDirError(EdgeOptError, ValueError):
-    """The output directory cannot be used as asked (the message says why and what to do)."""
 
 
 def now_iso() -> str:
@@ -138,7 +135,8 @@ def published_files(out: Path) -> list[str]:
     record = out / STATE_DIR / PUBLISHED
     if record.is_file():
         try:
-            return list(json.loads(record.read_text(encoding="utf-8"))["files"])
+            recorded = json.loads(record.read_text(encoding="utf-8"))["files"]
+            return [f for f in recorded if is_contained(out, f)]  # data: never a way out
         except (OSError, ValueError, KeyError, TypeError):
             pass
     # A run written before publish records existed: its manifest lists its files.
@@ -154,4 +152,6 @@ def published_files(out: Path) -> list[str]:
         except (OSError, ValueError, AttributeError, TypeError):
             pass
     files += ["manifest.json", STATUS_FILE]
-    return sorted(set(files))
+    # A record is data: a name that would leave the directory (an edited or planted record)
+    # is never moved or deleted.
+    return sorted({f for f in files if is_contained(out, f)})

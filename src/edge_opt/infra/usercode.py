@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_opt.errors import EdgeOptError
+from edge_opt.infra.stop import UserExit
 
 
 def exception_line(exc: BaseException) -> str:
     """One line for an exception raised by user code (SystemExit included)."""
+    if isinstance(exc, UserExit):
+        return f"it called os._exit({exc.code!r}); a factory must return, not end the process"
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r}); a factory must return a model, not exit"
     text = " ".join(str(exc).split())

@@ -21,6 +21,7 @@ from torch import nn
 
 from edge_opt.errors import ModelError
 from edge_opt.infra.registry import Registry
+from edge_opt.infra.stop import call_user_code
 from edge_opt.infra.usercode import exception_line, load_callable
 
 if TYPE_CHECKING:
@@ -165,7 +166,9 @@ def build_model(
     elif factory is not None:
         build = load_factory(factory)
         try:
-            model = build(**args)
+            model = call_user_code(f"model.factory {factory!r}", ModelError, build, **args)
+        except ModelError:
+            raise
         except TypeError as exc:
             raise ModelError(f"model.factory {factory!r}: bad arguments {args} ({exc})") from None
         except (Exception, SystemExit) as exc:

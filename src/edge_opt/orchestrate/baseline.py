@@ -152,7 +152,13 @@ def train_baseline(
         cache.put("baseline", key, {"history": history}, {"weights.pt": weights})
     val = evaluate_accuracy(trained, loaders.val)
     test = evaluate_accuracy(trained, loaders.test).accuracy
-    log.info("baseline: validation accuracy %.4f, test accuracy %.4f", val.accuracy, test)
+    log.info(
+        "trained baseline (before any fine-tuning): validation accuracy %.4f, test accuracy "
+        "%.4f; the recommendation's reference is p00-fp32-eager's, fine-tuned like every "
+        "candidate",
+        val.accuracy,
+        test,
+    )
     return Baseline(trained, history, val, test)
 
 

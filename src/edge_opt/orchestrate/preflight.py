@@ -12,7 +12,7 @@ from edge_opt.analysis.devices import get_device_profile
 from edge_opt.analysis.profiling import HardwareProfileTable, build_hardware_profile_table
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.data.formats import load_dataset
-from edge_opt.data.splits import DataSplits
+from edge_opt.data.splits import DataSplits, split_dataset
 from edge_opt.errors import EdgeOptError, ModelError
 from edge_opt.infra.cpu import armv80_problem
 from edge_opt.measure.harness import HarnessSettings
@@ -61,11 +61,11 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     try:
         shape = built.input_shape if built is not None else (1, 28, 28)
         raw = load_dataset(cfg.dataset, shape, cfg.data_dir)
-        if built is not None and tuple(raw.train_images.shape[1:]) != tuple(built.input_shape):
-            problems.append(
-                f"model {built.label!r} expects inputs of shape {list(built.input_shape)} but "
-                f"dataset {raw.name!r} has images of shape {list(raw.train_images.shape[1:])}"
-            )
+        # The same splits and checks a run makes before training: subsets against the images
+        # there are, the model's classes against the dataset's.
+        splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
+        if built is not None:
+            check_data_fits_model(splits, built)
     except EdgeOptError as exc:
         problems.append(str(exc))
     return problems

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.infra.runlog import RUN_LOG, log_to_file
 from edge_opt.infra.runstatus import now_iso
+from edge_opt.infra.stop import check_stop
 
 if TYPE_CHECKING:
     from edge_opt.infra.rundir import RunDir
@@ -58,6 +59,7 @@ def protected_run(
         header = f"edge-opt run ({run_dir.mode}) in {run_dir.out}, pid {os.getpid()}"
         with log_to_file(run_dir.log, header):
             yield run_dir
+        check_stop()  # a Ctrl-C swallowed in a finalizer still stops the run before publish
         shutil.copyfile(run_dir.log, run_dir.staging / RUN_LOG)  # published with the run
         run_dir.publish()
         run_dir.set_status("complete", stage="done", finished_at=now_iso())

@@ -226,25 +226,14 @@ def _why(
         reasons.append(f"both runs recommend {rec_a}" if rec_a else "neither run recommends")
         return reasons
     if rec_a is not None:
-        row = rows_b.get(rec_a)
-        if row is None:
-            reasons.append(f"{rec_a} (first run's pick) is not a candidate of the second run")
-        elif row.get(C.status) != "ok":
-            reasons.append(f"{rec_a} {row.get('status')} in the second run: {row.get('error')}")
-        elif not bool(row.get(C.accepted)):
-            reasons.append(f"{rec_a} is rejected in the second run (over the memory budget)")
-        else:
-            floor_b = b.recommendation.get("baseline_accuracy", float("nan")) - (
-                b.recommendation.get("max_accuracy_drop", 0.0)
-            )
-            acc = _num(row.get(C.accuracy))
-            if acc is not None and acc < floor_b - 1e-12:
-                reasons.append(
-                    f"{rec_a}'s accuracy {acc:.4f} is below the second run's floor "
-                    f"{floor_b:.4f} (its baseline accuracy minus max_accuracy_drop)"
-                )
-    if rec_b is not None and rec_b not in rows_a:
-        reasons.append(f"{rec_b} (second run's pick) is not a candidate of the first run")
+        held_back = _not_pickable(rec_a, rows_b.get(rec_a), b, "second")
+        reasons.append(
+            held_back or f"{rec_a} (first run's pick) is still eligible in the second run"
+        )
+    if rec_b is not None:
+        held_back = _not_pickable(rec_b, rows_a.get(rec_b), a, "first")
+        if held_back is not None:  # why the first run could not pick what the second did
+            reasons.append(held_back)
     if rec_a is not None and rec_b is not None and rec_a in rows_b and rec_b in rows_b:
         row_a, row_b = rows_b[rec_a], rows_b[rec_b]
         p_a, p_b = _num(row_a.get(C.latency_p50_ms)), _num(row_b.get(C.latency_p50_ms))
@@ -272,6 +261,44 @@ def _why(
     if config_changes:
         reasons.append("config keys that differ: " + ", ".join(sorted(config_changes)))
     return reasons
+
+
+def _not_pickable(
+    cid: str, row: Mapping[str, Any] | None, run: RunResult, which: str
+) -> str | None:
+    """Why ``cid`` could not be ``run``'s pick (None: it could): absent, not measured,
+    rejected by a budget, or below the accuracy floor."""
+    if row is None:
+        return f"{cid} is not a candidate of the {which} run"
+    if row.get(C.status) != "ok":
+        return f"{cid} was {row.get(C.status)} in the {which} run: {row.get('error')}"
+    if not bool(row.get(C.accepted)):
+        return f"{cid} is rejected in the {which} run ({_budget_broken(row, run)})"
+    floor = _num(run.recommendation.get("baseline_accuracy"))
+    drop = _num(run.recommendation.get("max_accuracy_drop")) or 0.0
+    acc = _num(row.get(C.accuracy))
+    if floor is not None and acc is not None and acc < floor - drop - 1e-12:
+        return (
+            f"{cid}'s validation accuracy {acc:.4f} is below the {which} run's floor "
+            f"{floor - drop:.4f} (its baseline's validation accuracy {floor:.4f} minus "
+            f"max_accuracy_drop {drop:g})"
+        )
+    return None
+
+
+def _budget_broken(row: Mapping[str, Any], run: RunResult) -> str:
+    """Which budget a rejected row breaks, from its own figures and the run's config."""
+    budget_mb = _num(row.get("active_budget_mb"))
+    metric = "runtime_memory_mb" if row.get("budget_metric") == "runtime" else C.memory_mb
+    size = _num(row.get(metric))
+    if budget_mb is not None and size is not None and size > budget_mb:
+        return f"{size:.4g} MB, over the {budget_mb:g} MB memory budget"
+    latency_budget = _num(run.config.get("latency_budget_ms"))
+    figure = _num(row.get("latency_budget_figure"))
+    if row.get("violates_latency_budget") and latency_budget is not None and figure is not None:
+        whose = row.get("latency_budget_on") or "this host"
+        return f"p95 {figure:.4g} ms on {whose}, over the {latency_budget:g} ms latency budget"
+    return "over a budget"
 
 
 def _cis_overlap(x: Mapping[str, Any], y: Mapping[str, Any]) -> bool:
@@ -362,7 +389,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> Comparison:
         if path in resolved[:i]:
             raise CompareError(f"RUN_DIR: {str(run_dirs[i])!r} is given twice; pass different runs")
     checked = [require_run_dir(p) for p in run_dirs]  # every directory before any file
-    results = [RunResult.load(p / "run_result.json") for p in checked]
+    results = [RunResult.load_run(p) for p in checked]  # each checked against its manifest
     names = [str(p) for p in run_dirs]
     pairs = [
         compare_pair(results[0], r, names[0], n)

@@ -68,8 +68,11 @@ def delta_rows(pair: PairComparison) -> list[dict[str, Any]]:
 
 
 def _accept(d: Delta) -> str:
+    """accepted / rejected per run; a row that was not measured shows its status (skipped,
+    failed), never "rejected"."""
     word = {True: "accepted", False: "rejected"}
-    a, b = word[d.accepted_a], word[d.accepted_b]
+    a = word[d.accepted_a] if d.status_a == "ok" else d.status_a
+    b = word[d.accepted_b] if d.status_b == "ok" else d.status_b
     return a if a == b else f"{a} -> {b}"
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from edge_opt.analysis.device_profiles import HardwareProfile
 from edge_opt.analysis.profiling import HardwareProfileTable
 from edge_opt.infra.artifacts import atomic_save_figure, atomic_write_csv, atomic_write_json
+from edge_opt.reports.plots import place_labels
 
 
 def save_hardware_artifacts(
@@ -85,19 +86,10 @@ def _roofs(ax: Any, profile: HardwareProfile, x: Any, label: str, color: str | N
         )
 
 
-def _labelled_points(ax: Any, frame: pd.DataFrame, y: str, name: str, **style: Any) -> None:
-    """Scatter ``frame``'s (intensity, ``y``) points, each annotated with its ``name``."""
+def _points(ax: Any, frame: pd.DataFrame, y: str, name: str, **style: Any) -> list[Any]:
+    """Scatter ``frame``'s (intensity, ``y``) points; returns their (name, x, y) labels."""
     ax.scatter(frame["intensity_macs_per_byte"], frame[y], **style)
-    offset = (3, -8) if name == "layer" else (3, 3)
-    size = 6 if name == "layer" else 5
-    for _, row in frame.iterrows():
-        ax.annotate(
-            row[name],
-            (row["intensity_macs_per_byte"], row[y]),
-            fontsize=size,
-            xytext=offset,
-            textcoords="offset points",
-        )
+    return [(str(row[name]), row["intensity_macs_per_byte"], row[y]) for _, row in frame.iterrows()]
 
 
 def plot_roofline(
@@ -119,8 +111,9 @@ def plot_roofline(
     _roofs(ax, device, x, device.name + " DTYPE roof", None)
     if host is not None and host.name != device.name:
         _roofs(ax, host, x, "this host DTYPE roof (measured)", "gray")
+    labels: list[Any] = []
     if not layers.empty:
-        _labelled_points(
+        labels += _points(
             ax,
             layers,
             "attainable_gmacs",
@@ -130,7 +123,7 @@ def plot_roofline(
             label="baseline layers (attainable)",
         )
     if not candidates.empty:
-        _labelled_points(
+        labels += _points(
             ax,
             candidates,
             "achieved_gmacs",
@@ -149,6 +142,16 @@ def plot_roofline(
         title += "; crosses: achieved on this host, not on the target"
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
+    # Each label where it overlaps no other label and no point; one that fits nowhere is named
+    # in the legend instead of drawn over another.
+    unplaced = place_labels(ax, labels)
+    if unplaced:
+        from matplotlib.lines import Line2D
+
+        handles = [*legend.legend_handles]
+        handles.append(Line2D([], [], linestyle="none", label="unlabelled: " + ", ".join(unplaced)))
+        legend.remove()
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return atomic_save_figure(path, fig, dpi=180)

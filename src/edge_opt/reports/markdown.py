@@ -134,10 +134,11 @@ def _energy_plot_sentence(sweep: pd.DataFrame) -> str:
             "Plots: `accuracy_vs_latency.png`, `accuracy_vs_energy.png`, `accuracy_vs_memory.png`."
         )
     return (
-        "Plots: `accuracy_vs_latency.png`, `accuracy_vs_memory.png`. No energy plot: the energy "
-        f"proxy is mean latency x one constant {power:g} W for every candidate, so it ranks "
-        "them exactly as mean latency does and its plot would repeat the latency one; the "
-        "energy frontier above (by mean latency, not p50) is in `pareto_frontier_energy.csv`."
+        "Plots: `accuracy_vs_latency.png`, `accuracy_vs_energy.png`, `accuracy_vs_memory.png`. "
+        f"The energy proxy is mean latency x one constant {power:g} W for every candidate, so "
+        "it ranks them exactly as mean latency does: the energy plot has the latency plot's "
+        "shape (by mean latency, not p50); the energy frontier is in "
+        "`pareto_frontier_energy.csv`."
     )
 
 
@@ -234,8 +235,9 @@ def _setup_section(result: RunResult, sweep: pd.DataFrame) -> list[str]:
         f"- Data: {data['source']} ({data['name']}); sizes {data['sizes']} (selection on val, "
         "test reported only)"
         + (f"; {skipped} unreadable image(s) skipped (skip_bad_images)." if skipped else "."),
-        f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters, "
-        f"val accuracy {result.baseline['val_accuracy']:.4f}, test accuracy "
+        f"- Baseline: {result.baseline['model']}, {result.baseline['parameter_count']} parameters; "
+        f"trained, before fine-tuning: val accuracy {result.baseline['val_accuracy']:.4f}, "
+        "test accuracy "
         f"{result.baseline['test_accuracy']:.4f}.",
         _training_sentence(result.baseline),
         f"- Latency: per call at batch {cfg['latency_batch_size']}, "

@@ -143,8 +143,7 @@ def scatter(
     if not rec.empty:
         handles.append(_draw_recommended(ax, rec, x_col, str(recommended)))
     if budget_mb is not None:
-        ax.axvline(budget_mb, color="gray", linestyle="--", linewidth=1)
-        handles.append(_line("gray", f"active budget {budget_mb:g} MB", linestyle="--"))
+        handles.append(_draw_budget(ax, ok[x_col] if not ok.empty else None, budget_mb))
     handles += _key_handles(ok)
     if not ok.empty and ok[x_col].min() > 0 and ok[x_col].max() / ok[x_col].min() > 20:
         ax.set_xscale("log")
@@ -161,6 +160,17 @@ def scatter(
         legend.remove()
         ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def _draw_budget(ax: Any, xs: pd.Series | None, budget_mb: float) -> Any:
+    """The active memory budget as a dashed line, or, when it lies far beyond every point
+    (a 64 MB budget for 0.1 MB models), only a legend entry: a line there would squash every
+    point against the left edge."""
+    far = xs is not None and float(xs.max()) > 0 and budget_mb > 5 * float(xs.max())
+    if far:
+        return _line(None, f"active budget {budget_mb:g} MB: off the axis, above every point")
+    ax.axvline(budget_mb, color="gray", linestyle="--", linewidth=1)
+    return _line("gray", f"active budget {budget_mb:g} MB", linestyle="--")
 
 
 def _line(colour: str | None, text: str, **style: Any) -> Any:

@@ -12,8 +12,11 @@ import pandas as pd
 
 from edge_opt.analysis.candidates import HardwareAnalysis
 from edge_opt.candidates.columns import C
-from edge_opt.errors import EdgeOptError
+from edge_opt.candidates.ids import is_candidate_id
+from edge_opt.errors import EdgeOptError, RunDirError
+from edge_opt.infra.verified import is_plain_relative, read_bounded, verified_bytes
 
+MAX_RESULT_BYTES = 256 * 1024 * 1024
 _RERUN = "it was not written by this edge-opt version or was edited: rerun the experiment"
 _JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
@@ -78,6 +81,20 @@ class RunResult:
         return cls(**values)
 
     @classmethod
+    def load_run(cls, run_dir: str | Path) -> RunResult:
+        """Read a run directory's ``run_result.json`` after checking it against the run's
+        ``manifest.json`` (its sha256, a regular file, a bounded size): what ``report``,
+        ``export`` and ``compare`` read.
+
+        Raises:
+            EdgeOptError: one line naming the file: missing, changed since the run, or not a
+                run result.
+        """
+        run_dir = Path(run_dir)
+        path = run_dir / "run_result.json"
+        return cls._parse(path, verified_bytes(run_dir, "run_result.json", MAX_RESULT_BYTES))
+
+    @classmethod
     def load(cls, path: str | Path) -> RunResult:
         """Read ``run_result.json`` (or the run directory holding it).
 
@@ -89,9 +106,13 @@ class RunResult:
         if path.is_dir():
             path = path / "run_result.json"
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise EdgeOptError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            raw = read_bounded(path, MAX_RESULT_BYTES)
+        except RunDirError as exc:
+            raise EdgeOptError(str(exc)) from None
+        return cls._parse(path, raw)
+
+    @classmethod
+    def _parse(cls, path: Path, raw: bytes) -> RunResult:
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -161,4 +182,44 @@ def _schema_problem(data: Any) -> str | None:
     for i, row in enumerate(data["sweep"]):
         if not isinstance(row, dict) or C.candidate_id not in row:
             return f"sweep.{i} is not a candidate row (an object with candidate_id)"
+    return _id_problem(data) or _path_problem(data)
+
+
+def _named_ids(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every candidate id the result holds that may become part of a path or be looked up."""
+    named = [(f"sweep.{i}.candidate_id", r[C.candidate_id]) for i, r in enumerate(data["sweep"])]
+    named += [
+        (f"hardware_candidates.{i}.candidate_id", h["candidate_id"])
+        for i, h in enumerate(data.get("hardware_candidates") or [])
+    ]
+    named += [
+        (f"hardware_profiles.{i}.subject", p.get("subject") if isinstance(p, dict) else p)
+        for i, p in enumerate(data.get("hardware_profiles") or [])
+    ]
+    for key in ("latency_frontier", "energy_frontier", "memory_frontier"):
+        named += [(f"{key}.{i}", cid) for i, cid in enumerate(data[key])]
+    if C.candidate_id in (data.get("recommendation") or {}):
+        named.append(("recommendation.candidate_id", data["recommendation"][C.candidate_id]))
+    return named
+
+
+def _id_problem(data: dict[str, Any]) -> str | None:
+    """The first id that is not a candidate id (a path part, a separator): a run file is
+    data, never a way out of its directory."""
+    for where, value in _named_ids(data):
+        if value is not None and not is_candidate_id(value):
+            return f"{where} is {repr(value)[:80]}, not a candidate id (like p25-int8-eager)"
+    return None
+
+
+def _path_problem(data: dict[str, Any]) -> str | None:
+    """A recorded file path that could leave the run directory."""
+    paths = [("baseline.checkpoint", (data.get("baseline") or {}).get("checkpoint"))]
+    paths += [
+        (f"exported_models.{i}.path", m.get("path") if isinstance(m, dict) else m)
+        for i, m in enumerate(data.get("exported_models") or [])
+    ]
+    for where, value in paths:
+        if value is not None and not is_plain_relative(value):
+            return f"{where} is {repr(value)[:80]}, a path that would leave the run directory"
     return None

@@ -23,6 +23,7 @@ PRECISION_COLOURS = {
     "int8": "#d62728",
 }
 OTHER_COLOUR = "#7f7f7f"
+OVERLAP_RADIUS = 5.5  # a marker's radius in SVG units (``marker``'s default)
 OTHER_SHAPE = "diamond"  # a runtime no longer registered
 
 
@@ -91,7 +92,7 @@ def _ticks(scale: Scale) -> list[float]:
     return [first + i * step for i in range(int((scale.high - first) / step) + 1)]
 
 
-def marker(shape: str, x: float, y: float, r: float = 5.5) -> str:
+def marker(shape: str, x: float, y: float, r: float = OVERLAP_RADIUS) -> str:
     """The SVG element of one mark (shape by runtime)."""
     if shape == "circle":
         return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}"/>'
@@ -107,7 +108,18 @@ def marker(shape: str, x: float, y: float, r: float = 5.5) -> str:
     return f'<polygon points="{pts}"/>'
 
 
-def _point(p: Point, x: Scale, y: Scale) -> str:
+def _hidden_under(p: Point, points: Sequence[Point], x: Scale, y: Scale) -> list[Point]:
+    """The other points whose marks overlap ``p``'s (within two marker radii): its tooltip
+    lists them, since a mark drawn over another hides it from the pointer."""
+    cx, cy = x(p.p50_ms), y(p.accuracy)
+    return [
+        q
+        for q in points
+        if q is not p and math.hypot(x(q.p50_ms) - cx, y(q.accuracy) - cy) < 2 * OVERLAP_RADIUS
+    ]
+
+
+def _point(p: Point, x: Scale, y: Scale, overlapping: Sequence[Point] = ()) -> str:
     cx, cy = x(p.p50_ms), y(p.accuracy)
     colour = PRECISION_COLOURS.get(p.precision, OTHER_COLOUR)
     parts = []
@@ -120,6 +132,8 @@ def _point(p: Point, x: Scale, y: Scale) -> str:
         parts.append(f'<circle class="rec-ring" cx="{cx:.1f}" cy="{cy:.1f}" r="11"/>')
     parts.append(marker(runtime_shape(p.runtime), cx, cy))
     title = f"{p.candidate_id}: p50 {p.p50_ms:.4g} ms, accuracy {p.accuracy:.4f}, {p.verdict}"
+    for q in overlapping:
+        title += f"\nalso here: {q.candidate_id}: p50 {q.p50_ms:.4g} ms, accuracy {q.accuracy:.4f}"
     classes = f"pt {p.verdict}" + (" recommended" if p.recommended else "")
     return (
         f'<g class="{classes}" data-id="{esc(p.candidate_id)}" tabindex="0" '
@@ -180,7 +194,8 @@ def frontier_svg(points: Sequence[Point]) -> str:
         f'text-anchor="middle">{xlabel}</text>'
         f'<text class="axis-label" transform="rotate(-90)" x="{-(TOP + HEIGHT - BOTTOM) / 2}" '
         f'y="16" text-anchor="middle">validation accuracy</text>'
-        f"{line}{''.join(_point(p, x, y) for p in order)}{label}</svg>"
+        f"{line}{''.join(_point(p, x, y, _hidden_under(p, points, x, y)) for p in order)}"
+        f"{label}</svg>"
     )
 
 

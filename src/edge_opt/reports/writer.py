@@ -23,6 +23,7 @@ from edge_opt.infra.artifacts import (
     atomic_write_text,
 )
 from edge_opt.infra.environment import sha256_file
+from edge_opt.infra.verified import contained
 from edge_opt.reports.hardware_files import save_hardware_artifacts
 from edge_opt.reports.markdown import render_report
 from edge_opt.reports.result import RunResult
@@ -38,7 +39,8 @@ def _write_profiles(result: RunResult, out: Path) -> list[Path]:
     base_id = result.hardware_baseline.candidate_id
     for data in result.hardware_profiles:
         table = HardwareProfileTable(**{k: v for k, v in data.items() if k != "profiled"})
-        folder = out if data["subject"] == base_id else out / "candidates" / data["subject"]
+        subject = data["subject"]
+        folder = out if subject == base_id else contained(out, f"candidates/{subject}")
         paths += write_hardware_profile_artifacts(table, folder)
     if result.device_profile:
         device = profile_from_dict(result.device_profile)
@@ -106,7 +108,7 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
         paths.append(atomic_write_csv(out / "per_class_accuracy.csv", per_class))
     paths += _write_hardware(out, result.hardware_baseline, precision_df)
     for hw in result.hardware_candidates:
-        paths += _write_candidate_hardware(out / "candidates" / hw.candidate_id, hw)
+        paths += _write_candidate_hardware(contained(out, f"candidates/{hw.candidate_id}"), hw)
     paths += _write_profiles(result, out)
     paths += _write_plots(result, out, sweep, lat, energy)
     paths.append(atomic_write_text(out / "report.html", _render_html(result, summary, out)))
@@ -136,14 +138,19 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
 def _write_plots(
     result: RunResult, out: Path, sweep: pd.DataFrame, lat: pd.DataFrame, energy: pd.DataFrame
 ) -> list[Path]:
-    """The accuracy-vs-cost plots; the energy one only when power differs between candidates
-    (with one constant power, energy = latency x power ranks exactly as mean latency)."""
+    """The accuracy-vs-cost plots. With one constant power, the energy proxy is mean latency x
+    that power: its plot is still written (a seed artifact) and its title says it has the
+    latency plot's shape."""
     from edge_opt.reports.plots import constant_power, scatter
 
     if sweep.empty:
         return []
     budget = result.config["active_memory_budget_mb"]
     rec = result.recommendation[C.candidate_id]
+    power = constant_power(sweep)
+    energy_title = "Accuracy vs energy" + (
+        f" (one constant {power:g} W: mean latency's shape)" if power is not None else ""
+    )
     plots = [
         (
             C.latency_p50_ms,
@@ -151,6 +158,14 @@ def _write_plots(
             "Accuracy vs latency",
             lat,
             "accuracy_vs_latency.png",
+            None,
+        ),
+        (
+            C.energy_proxy_j,
+            "energy proxy per call (J, modelled)",
+            energy_title,
+            energy,
+            "accuracy_vs_energy.png",
             None,
         ),
         (
@@ -162,18 +177,6 @@ def _write_plots(
             budget,
         ),
     ]
-    if constant_power(sweep) is None:
-        plots.insert(
-            1,
-            (
-                C.energy_proxy_j,
-                "energy proxy per call (J, modelled)",
-                "Accuracy vs energy",
-                energy,
-                "accuracy_vs_energy.png",
-                None,
-            ),
-        )
     return [
         atomic_save_figure(out / name, scatter(sweep, front, x_col, label, title, bud, rec))
         for x_col, label, title, front, name, bud in plots
@@ -212,7 +215,7 @@ def rebuild_reports(run_dir: str | Path) -> tuple[list[Path], dict[str, Any]]:
     with locked_run_dir(run_dir) as locked:
         status = require_finished_run(locked.out, lock_held=True)
         source = locked.out / "run_result.json"
-        result = RunResult.load(source)
+        result = RunResult.load_run(locked.out)
         try:
             write_reports(result, locked.staging)
         except (EdgeOptError, LookupError, TypeError, ValueError, AttributeError) as exc:

@@ -44,12 +44,40 @@ def _check_reachable(address: str) -> None:
             "`auto` or `local`"
         )
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
+            speaks = _speaks_grpc(conn)
     except OSError as exc:
         raise ExecutorError(
             f"executor.address: nothing answers at {address} ({exc.strerror or exc}); start "
             "the head with `ray start --head --port=PORT` there, or use `address: local`"
         ) from None
+    if not speaks:  # ray.init would wait on it for minutes, deaf to SIGTERM
+        raise ExecutorError(
+            f"executor.address: {address} answers but is not a Ray head (its GCS port speaks "
+            f"gRPC; this one did not answer an HTTP/2 greeting within {CONNECT_TIMEOUT_S:g} s); "
+            "give the port `ray start --head` printed (default 6379)"
+        )
+
+
+# An HTTP/2 client greeting: the connection preface, then an empty SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the peer answers an HTTP/2 greeting with a SETTINGS frame (what a gRPC server,
+    Ray's GCS, does first), within ``CONNECT_TIMEOUT_S``; a silent or other server does not."""
+    conn.settimeout(CONNECT_TIMEOUT_S)
+    try:
+        conn.sendall(_H2_PREFACE)
+        header = b""
+        while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # a timeout included
+        return False
+    return header[3] == 4
 
 
 def _connect(spec: ExecutorSpec) -> None:
