@@ -278,3 +278,17 @@ def test_a_stale_cached_host_profile_is_measured_again(tmp_path, monkeypatch) ->
     assert len(calls) == 2
     devices.host_profile(1, refresh=True)
     assert len(calls) == 3
+
+
+def test_a_dtype_the_cpus_kernels_refuse_is_assumed_at_the_fp32_rate() -> None:
+    # oneDNN on an Armv8.0 core has no bf16 matmul: the host profile must not stop the run.
+    from edge_opt.analysis.device_profiles import fig
+    from edge_opt.analysis.devices import _dtype_rate
+
+    fp32 = fig(40.0, "measured", "512x512 matmul, 1 thread(s)")
+    a, b = torch.ones(4, 3), torch.ones(4, 3)  # a real kernel refusal (shapes that cannot mm)
+    refused = _dtype_rate(lambda: torch.mm(a, b), 48.0, 0.01, "bf16", fp32)
+    assert (refused.value, refused.source) == (40.0, "assumed")
+    assert refused.note.startswith("bf16 matmul failed here (")
+    measured = _dtype_rate(lambda: torch.mm(a, b.T), 48.0, 0.01, "bf16", fp32)
+    assert measured.source == "measured"
