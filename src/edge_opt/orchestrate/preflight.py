@@ -61,8 +61,18 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     try:
         shape = built.input_shape if built is not None else (1, 28, 28)
         raw = load_dataset(cfg.dataset, shape, cfg.data_dir)
-        # The same splits and checks a run makes before training: subsets against the images
-        # there are, the model's classes against the dataset's.
+    except EdgeOptError as exc:
+        return [*problems, str(exc)]
+    images = tuple(raw.train_images.shape[1:])
+    if built is not None and images != tuple(built.input_shape):
+        problems.append(
+            f"model {built.label!r} expects inputs of shape {list(built.input_shape)} but "
+            f"dataset {raw.name!r} has images of shape {list(images)}"
+        )
+        built = None  # its classes cannot be checked on images it does not take
+    # The same splits and checks a run makes before training: subsets against the images
+    # there are, the model's classes against the dataset's.
+    try:
         splits = split_dataset(raw, cfg.train_subset, cfg.val_subset, cfg.test_subset, cfg.seed)
         if built is not None:
             check_data_fits_model(splits, built)
