@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 # Ray reads these when it is first imported, so they are set here, before any test module can
@@ -91,3 +93,17 @@ def small_run(tmp_path_factory) -> Path:
     if proc.returncode != 0:
         raise RuntimeError(f"the small run failed: {proc.stderr[-2000:]}")
     return out
+
+
+@pytest.fixture
+def deadline() -> Iterator[None]:
+    """A test that would block forever (a FIFO opened for reading) fails after 10 s instead."""
+
+    def expired(signum, frame):
+        raise TimeoutError("blocked for 10 s: something opened a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -9,12 +9,11 @@ import gzip
 import io
 import os
 import re
-import signal
 import struct
 import tracemalloc
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +29,6 @@ from edge_opt.errors import DataError
 
 def spec(**values):
     return build_config({"dataset": values}).dataset
-
-
-@pytest.fixture
-def deadline() -> Iterator[None]:
-    """A test that would block forever (a FIFO opened for reading) fails after 10 s instead."""
-
-    def expired(signum, frame):
-        raise TimeoutError("blocked for 10 s: something opened a FIFO")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def peak_bytes(call: Callable[[], object]) -> tuple[BaseException | None, int]:

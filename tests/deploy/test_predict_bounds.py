@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +17,6 @@ from PIL import Image
 
 from edge_opt.deploy.predict import predict_images
 from edge_opt.errors import EdgeOptError
-
-
-@pytest.fixture
-def deadline() -> Iterator[None]:
-    """A test that would block forever (a FIFO opened for reading) fails after 10 s instead."""
-
-    def expired(signum, frame):
-        raise TimeoutError("blocked for 10 s: something opened a FIFO")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def _sidecar(model: Path, side: int = 8, shape_side: int | None = None) -> dict[str, Any]:
