@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _runs import normalised_front  # benchmarks/ is on sys.path when a script runs from it
 
 from edge_opt.config.loading import build_config
 from edge_opt.orchestrate.pipeline import run_pipeline
@@ -64,22 +65,6 @@ def run(settings: dict, out: Path) -> tuple[pd.DataFrame, float]:
     return pd.DataFrame(result.sweep), time.perf_counter() - start
 
 
-def normalised_front(sweep: pd.DataFrame) -> list[tuple[str, float, float]]:
-    """(id, p50 / reference p50, reference accuracy - accuracy) of the accepted frontier."""
-    ref = sweep[sweep["candidate_id"] == REFERENCE].iloc[0]
-    ok = sweep[(sweep["status"] == "ok") & sweep["accepted"].astype(bool)]
-    points = [
-        (r.candidate_id, r.latency_p50_ms / ref.latency_p50_ms, ref.accuracy - r.accuracy)
-        for r in ok.itertuples()
-    ]
-    front = [
-        p
-        for p in points
-        if not any(q[1] <= p[1] and q[2] <= p[2] and (q[1] < p[1] or q[2] < p[2]) for q in points)
-    ]
-    return sorted(front, key=lambda p: p[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=48)
@@ -107,7 +92,7 @@ def main() -> None:
         ("grid", grid, grid_s, timed_grid),
         ("search", found, found_s, timed_search),
     ):
-        front = normalised_front(sweep)
+        front = normalised_front(sweep, REFERENCE)
         volumes[name] = hypervolume_2d([(x, y) for _, x, y in front], REFERENCE_POINT)
         stages = sweep["search_stage"].value_counts().to_dict() if "search_stage" in sweep else {}
         print(

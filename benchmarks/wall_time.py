@@ -1,8 +1,8 @@
-"""Where a run's wall time goes, against the seed implementation, and what `--resume` saves.
+"""Where a run's wall time goes, against edge-opt v1, and what `--resume` saves.
 
 Runs the config (default: configs/default.yaml) fresh and prints its stage timings (from
-summary.json) and its wall time. With --against REV (e.g. the repository's first commit, the
-seed implementation), first runs that revision's own configs/default.yaml from a temporary git
+summary.json) and its wall time. With --against REV (e.g. the repository's first commit,
+edge-opt v1), first runs that revision's own configs/default.yaml from a temporary git
 worktree, back to back on the same machine, and prints the ratio of the two wall times.
 With --kill-at F (0 < F < 1), runs it a second time, kills it
 with SIGKILL at F x the fresh wall time, resumes it with `--resume`, and prints the resume's
@@ -39,9 +39,9 @@ def timed_run(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def seed_run(rev: str, tmp: Path) -> float:
+def v1_run(rev: str, tmp: Path) -> float:
     """Wall time of revision ``rev`` running its own configs/default.yaml (its code, this venv)."""
-    tree = tmp / "seed-tree"
+    tree = tmp / "v1-tree"
     subprocess.run(
         ["git", "worktree", "add", "--detach", "-q", str(tree), rev], cwd=REPO, check=True
     )
@@ -56,7 +56,7 @@ def seed_run(rev: str, tmp: Path) -> float:
                 "run",
                 "configs/default.yaml",
                 "-o",
-                str(tmp / "seed-out"),
+                str(tmp / "v1-out"),
             ],
             cwd=tree,
             env=env,
@@ -90,17 +90,17 @@ def main() -> None:
     parser.add_argument("--against", metavar="REV", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edge-opt-wall-") as tmp:
-        seed_wall = seed_run(args.against, Path(tmp)) if args.against else None
+        v1_wall = v1_run(args.against, Path(tmp)) if args.against else None
         fresh = Path(tmp) / "fresh"
         wall = timed_run(args.config, "-o", str(fresh))
         summary = json.loads((fresh / "summary.json").read_text())
-        if seed_wall is not None:
-            print(f"{args.against} (its own default config): {seed_wall:.1f} s wall")
+        if v1_wall is not None:
+            print(f"{args.against} (its own default config): {v1_wall:.1f} s wall")
         print(f"fresh run of {args.config}: {wall:.1f} s wall")
         for name, seconds in summary.get("timings_s", {}).items():
             print(f"  {name:<16} {seconds:7.1f} s")
-        if seed_wall is not None:
-            print(f"ratio: {wall / seed_wall:.2f} x {args.against}'s wall time")
+        if v1_wall is not None:
+            print(f"ratio: {wall / v1_wall:.2f} x {args.against}'s wall time")
         if args.kill_at is None:
             return
         killed = Path(tmp) / "killed"

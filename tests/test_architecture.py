@@ -29,7 +29,7 @@ LAYERS = (
     "orchestrate",
     "cli",
 )
-# The seed's documented signature, kept as a thin wrapper over SweepPlan (issue 19).
+# edge-opt v1's documented signature, kept as a thin wrapper over SweepPlan (issue 19).
 WIDE_BY_CONTRACT = {"orchestrate/sweep.py:run_sweep"}
 # What may write files through edge_opt.infra.artifacts: the infrastructure, the writers, the
 # run's sink, and a built candidate saving its own deployable file.

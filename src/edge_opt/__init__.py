@@ -4,7 +4,7 @@ Importing the package is cheap: it does not import torch, matplotlib, typer or o
 The stages live in sub-packages named after the pipeline (``config``, ``data``, ``models``,
 ``compress``, ``runtimes``, ``candidates``, ``measure``, ``decide``, ``analysis``,
 ``orchestrate``, ``search``, ``deploy``, ``reports``; ``infra`` holds the run directory, cache
-and logs). The seed's import paths (``edge_opt.hardware``, ``edge_opt.metrics``, ...) are
+and logs). edge-opt v1's import paths (``edge_opt.hardware``, ``edge_opt.metrics``, ...) are
 facades over them.
 """
 

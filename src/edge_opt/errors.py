@@ -2,7 +2,7 @@
 
 The library raises these and never prints or exits; the CLI maps them to exit codes.
 Errors about bad input (config, data, model, pruning level, measurement arguments) are also
-``ValueError``s, so code written against the seed's API (``except ValueError``) still catches
+``ValueError``s, so code written against edge-opt v1's API (``except ValueError``) still catches
 them; ``except EdgeOptError`` catches every one.
 """
 

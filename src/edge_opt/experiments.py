@@ -1,4 +1,4 @@
-"""The seed's experiment API (a facade): training, the sweep, Pareto frontiers and the
+"""edge-opt v1's experiment API (a facade): training, the sweep, Pareto frontiers and the
 recommendation; the code lives in ``edge_opt.compress``, ``edge_opt.orchestrate`` and
 ``edge_opt.decide``."""
 

@@ -1,4 +1,4 @@
-"""The seed's import path for hardware analysis (a facade): the code lives in
+"""edge-opt v1's import path for hardware analysis (a facade): the code lives in
 ``edge_opt.models.layers`` and ``edge_opt.analysis.hardware`` (the files:
 ``edge_opt.reports.hardware_files``)."""
 

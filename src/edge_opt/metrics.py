@@ -1,4 +1,4 @@
-"""The seed's import path for measuring one model (a facade): the code lives in
+"""edge-opt v1's import path for measuring one model (a facade): the code lives in
 ``edge_opt.measure.metrics`` (the deployed size: ``edge_opt.runtimes.base``)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed's import path for models (a facade): the code lives in ``edge_opt.models``."""
+"""edge-opt v1's import path for models (a facade): the code lives in ``edge_opt.models``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's import path for hardware profiles (a facade): the code lives in
+"""edge-opt v1's import path for hardware profiles (a facade): the code lives in
 ``edge_opt.analysis.profiling`` and ``edge_opt.analysis.device_profiles`` (the files:
 ``edge_opt.reports.hardware_files``)."""
 

@@ -1,4 +1,4 @@
-"""The seed's import path for structured pruning (a facade): the code lives in
+"""edge-opt v1's import path for structured pruning (a facade): the code lives in
 ``edge_opt.compress.pruning``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed's import path for precision conversion (a facade): the code lives in
+"""edge-opt v1's import path for precision conversion (a facade): the code lives in
 ``edge_opt.compress.quantization`` (the precisions and int8 engines:
 ``edge_opt.compress.precisions``)."""
 

@@ -185,3 +185,61 @@ def test_a_bad_value_from_set_is_blamed_on_set_not_only_on_the_file() -> None:
         load_config("configs/quick.yaml", ["benchmark_stop_dominated=maybe", "epochs=1"])
     assert caught.value.source == "configs/quick.yaml with --set benchmark_stop_dominated"
     assert caught.value.problems[0].startswith("benchmark_stop_dominated: ")
+
+
+def test_fine_tune_epochs_per_level_must_name_exactly_the_levels() -> None:
+    levels = {"pruning_levels": [0.0, 0.5, 0.7]}
+    cfg = build_config({**levels, "fine_tune_epochs": {0.0: 1, 0.5: 1, 0.7: 3}})
+    assert cfg.fine_tune_epochs == {0.0: 1, 0.5: 1, 0.7: 3}
+    assert problems({**levels, "fine_tune_epochs": {0.0: 1, 0.5: 1}}) == [
+        "fine_tune_epochs: no entry for pruning level 0.7; give every level of pruning_levels "
+        "[0.0, 0.5, 0.7] its epochs (e.g. {0.7: 1}), or one number"
+    ]
+    assert problems({**levels, "fine_tune_epochs": {0.0: 1, 0.5: 1, 0.7: 1, 0.9: 2}}) == [
+        "fine_tune_epochs: 0.9 is not one of pruning_levels [0.0, 0.5, 0.7]; key the mapping "
+        "by those levels"
+    ]
+    optuna = {"strategy": "optuna"}
+    search = {"fine_tune_epochs": {0.0: 1}, "pruning_levels": [0.0], "search": optuna}
+    assert problems(search)[0].startswith("fine_tune_epochs: a per-level mapping needs")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"recovery": {"distillation": False, "temperature": 3.0}}, "recovery.temperature: only"),
+        (
+            {"recovery": {"steps": 2}, "pruning_scope": "global", "fine_tune_epochs": 1},
+            "recovery.steps: 2 needs `pruning_scope: uniform`",
+        ),
+        (
+            {"recovery": {"steps": 2}, "channel_multiple": 8, "fine_tune_epochs": 1},
+            "recovery.steps: 2 needs `channel_multiple: 1`",
+        ),
+        ({"recovery": {"steps": 2}, "fine_tune_epochs": 0}, "recovery.steps: does nothing"),
+        (
+            {
+                "recovery": {"early_stop_patience": 2},
+                "fine_tune_epochs": 1,
+                "search": {"strategy": "optuna"},
+            },
+            "recovery.early_stop_patience: needs `search.strategy: grid`",
+        ),
+        ({"recovery": {"steps": 0}}, "recovery.steps"),
+        ({"recovery": {"teacher": "big"}}, "recovery.teacher: unknown key"),
+    ],
+)
+def test_recovery_settings_that_cannot_work_are_refused(raw, message) -> None:
+    assert any(message in p for p in problems(raw)), problems(raw)
+
+
+def test_a_dotted_set_changes_one_key_of_a_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("recovery: {distillation: false}\nfine_tune_epochs: 1\nmodel: SmallCNN\n")
+    cfg = load_config(path, ["recovery.steps=2", "model.kwargs={width: 8}"])
+    assert cfg.recovery.steps == 2
+    assert cfg.recovery.distillation is False  # kept from the file
+    assert cfg.model.name == "SmallCNN"
+    assert cfg.model.kwargs == {"width": 8}
+    with pytest.raises(ConfigError, match="recovery.stepz: unknown key"):
+        load_config(path, ["recovery.stepz=2"])

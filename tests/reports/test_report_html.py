@@ -129,7 +129,14 @@ def test_report_html_is_written_recorded_and_self_contained(small_run: Path) -> 
     assert page.index('id="verdict"') < page.index('id="frontier"') < page.index('id="candidates"')
     summary = json.loads((small_run / "summary.json").read_text())
     assert f'Recommended: <span class="mono">{summary["recommended"]}</span>' in page
-    # One constant power: the energy plot is written (a seed artifact) and says its shape.
+    # Recovery: one curve and one table row per level, and the curves' CSV (epoch 0 + 1).
+    assert page.count('class="recovery-curve"') == 2
+    assert "distilled from the baseline (T=2, weight 0.5), 2 steps, 1 of 1 epoch(s)" in page
+    curves = pd.read_csv(small_run / "recovery_curves.csv")
+    assert curves.groupby("level")["epoch"].apply(list).to_dict() == {0.0: [0, 1], 0.5: [0, 1]}
+    assert list(curves[curves["level"] == 0.5]["steps_done"]) == [1, 2]
+    assert "## Recovery after pruning" in (small_run / "report.md").read_text()
+    # One constant power: the energy plot is written (an edge-opt v1 artifact) and says its shape.
     assert (small_run / "accuracy_vs_energy.png").stat().st_size > 0
     assert (
         "The energy proxy is mean latency x one constant 5 W"
@@ -214,6 +221,11 @@ def test_report_html_in_headless_chromium(small_run: Path, tmp_path: Path) -> No
         assert "Target: raspberry-pi-4 (Raspberry Pi 4 Model B" in target
         assert f"On raspberry-pi-4 (modelled, not measured): {recommended} projected p50" in target
         assert "Latency budget checked on the p95 of: raspberry-pi-4 (projected)" in target
+        # The recovery curves: a line per level, a dot per epoch with its value on hover.
+        assert page.locator("#recovery polyline.recovery-curve").count() == 2
+        assert page.locator("#recovery-table tbody tr").count() == 2
+        page.hover("#recovery circle >> nth=-1")
+        assert "validation loss" in page.inner_text("#recovery")
         # At 1400 px the candidate table fits its column: nothing runs off the right edge.
         page.set_viewport_size({"width": 1400, "height": 900})
         right = page.evaluate("document.querySelector('#candidates').getBoundingClientRect().right")

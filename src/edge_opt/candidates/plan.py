@@ -1,13 +1,14 @@
 """The plan of a sweep: which candidates exist, and every setting that decides their rows.
 
 A candidate is (pruning level, precision, runtime) with a stable id (``p25-int8-eager``). The
-plan is a typed, frozen value: ``run_sweep`` (the seed's signature) and the pipeline both build
+plan is a typed, frozen value: ``run_sweep`` (edge-opt v1's signature) and the pipeline both build
 one; its ``candidate_key`` names a prepared candidate in the content-keyed cache.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edge_opt.candidates.ids import candidate_id as make_id
@@ -35,7 +36,7 @@ REFERENCE_ID = candidate_id(0.0, "fp32", DEFAULT_RUNTIME)
 class SweepPlan:
     """Everything that decides which candidates exist and how each is prepared and judged.
 
-    The candidates are ``pruning_levels x precisions x runtimes``; ``run_sweep`` (the seed's
+    The candidates are ``pruning_levels x precisions x runtimes``; ``run_sweep`` (edge-opt v1's
     signature) and the pipeline both build one and hand it to ``execute_sweep``.
     """
 
@@ -49,7 +50,7 @@ class SweepPlan:
     active_memory_budget_mb: float = float("inf")
     memory_budget_metric: str = "model"
     latency_multiplier: float = 1.0
-    fine_tune_epochs: int = 0
+    fine_tune_epochs: int | Mapping[float, int] = 0  # one for every level, or {level: epochs}
     quantization_backend: str = field(default_factory=this_cpu_engine)
     latency_batch_size: int = 1
     throughput_repeats: int = 10
@@ -64,6 +65,11 @@ class SweepPlan:
             raise ValueError(
                 f"memory_budget_metric: {self.memory_budget_metric!r} is not model or runtime"
             )
+
+    def epochs_at(self, level: float) -> int:
+        """The fine-tuning epochs of ``level`` (a search trial's: the one number)."""
+        epochs = self.fine_tune_epochs
+        return int(epochs) if isinstance(epochs, int) else int(epochs.get(level, 0))
 
     def candidates(self) -> list[tuple[float, str, str]]:
         return list(itertools.product(self.pruning_levels, self.precisions, self.runtimes))

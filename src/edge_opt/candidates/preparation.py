@@ -149,7 +149,7 @@ def new_candidate(
         runtime,
         count_parameters(float_model),
         macs,
-        plan.fine_tune_epochs,
+        plan.epochs_at(level),
         skipped=unsupported_reason(runtime, precision),
     )
 

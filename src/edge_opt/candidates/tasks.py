@@ -28,7 +28,7 @@ from edge_opt.candidates.preparation import (
     model_sha256,
     new_candidate,
 )
-from edge_opt.compress.variants import VariantSettings, prune_variant
+from edge_opt.compress.variants import VariantSettings, recover_variant
 from edge_opt.data.splits import batch_loader
 from edge_opt.infra.cache import state_dict_bytes
 from edge_opt.infra.progress import Progress
@@ -41,32 +41,37 @@ from edge_opt.runtimes.build import artifact_name
 class VariantShared:
     """What every variant task of a run shares (put once in a cluster's object store)."""
 
-    base_model: nn.Module
+    base_model: nn.Module  # also the distillation teacher
     train: Dataset | None  # None: nothing to fine-tune (fine_tune_epochs 0)
     batch_size: int
     settings: VariantSettings
     keep_live: bool = False  # the task runs in the driver's process: return the model too
     progress: Progress | None = None  # in the driver's process only: per-batch progress
+    val: Dataset | None = None  # the recovery curve's validation loss (and early stopping)
 
 
 @dataclass(frozen=True)
 class VariantOutcome:
-    """One fine-tuned level: its weights (``torch.save`` bytes), and in-process the model."""
+    """One fine-tuned level: its weights (``torch.save`` bytes), its recovery log (JSON-ready),
+    and in-process the model."""
 
     level: float
     weights: bytes
     live: nn.Module | None = None
+    recovery: dict[str, Any] | None = None
 
 
 def variant_task(shared: VariantShared, level: float) -> VariantOutcome:
-    """Prune and fine-tune one level."""
+    """Prune one level and recover it (fine-tuning, plain or distilled, in one step or more)."""
     loader = None
     if shared.train is not None:
         loader = batch_loader(shared.train, shared.batch_size, shuffle=True)
-    model = prune_variant(
-        shared.base_model, level, loader, shared.settings, progress=shared.progress
+    val = None if shared.val is None else batch_loader(shared.val, shared.batch_size)
+    model, log = recover_variant(
+        shared.base_model, level, loader, val, shared.settings, progress=shared.progress
     )
-    return VariantOutcome(level, state_dict_bytes(model), model if shared.keep_live else None)
+    live = model if shared.keep_live else None
+    return VariantOutcome(level, state_dict_bytes(model), live, log.to_dict())
 
 
 # --------------------------------------------------------------------------- candidates

@@ -110,39 +110,110 @@ def structured_channel_prune(
         >>> pruned.conv1.out_channels, pruned.classifier.in_features
         (8, 784)
     """
-    _check_level(pruning_level)
-    if scope not in ("uniform", "global"):
-        raise PruningError(f"pruning_scope: {scope!r} is not 'uniform' or 'global'")
-    if channel_multiple not in (1, 4, 8, 16):
-        raise PruningError(f"channel_multiple: {channel_multiple!r} is not one of 1, 4, 8, 16")
-    pruned = copy.deepcopy(model)
-    if pruning_level == 0.0:
-        return pruned
-    was_training = pruned.training
-    pruned.eval()
-    if example_inputs is None:
-        example_inputs = _inferred_example(pruned, type(model).__name__)
-    import torch_pruning as tp  # imported here: it is only needed when something is pruned
+    pruner = StepPruner.of(
+        model, pruning_level, 1, example_inputs, scope=scope, channel_multiple=channel_multiple
+    )
+    pruner.step()
+    return pruner.model
 
-    head = classifier_layer(pruned)
-    try:
-        pruner = tp.pruner.BasePruner(
-            pruned,
-            example_inputs,
-            importance=_importance(scope),
-            pruning_ratio=pruning_level,
-            global_pruning=scope == "global",
-            ignored_layers=[head] if head is not None else [],
-            round_to=channel_multiple if channel_multiple > 1 else None,
-        )
-        pruner.step()
-        with torch.no_grad():
-            pruned(example_inputs)  # the pruned graph must still run
-    except Exception as exc:  # torch-pruning raises many types; say which model and why
-        raise PruningError(
-            f"cannot prune {type(model).__name__} at {pruning_level}: {type(exc).__name__}: {exc}"
-        ) from exc
-    return pruned.train(was_training)
+
+class StepPruner:
+    """A copy of a model pruned to ``level`` in ``steps`` equal steps (torch-pruning's iterative
+    pruning): after step i every group keeps ``int(C * (1 - level * i / steps))`` of its
+    original C channels, ranked by L1 on the weights the model holds then (so fine-tuning
+    between steps decides what the next step keeps). The last step ends on the channel counts
+    of one-shot pruning (``uniform`` scope). ``model`` is pruned in place at each ``step``: load
+    trained weights into it (``load_state_dict``) between steps, do not replace it."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        pruner: object | None,
+        steps: int,
+        name: str,
+        example: torch.Tensor | None = None,
+        level: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.steps = steps
+        self.steps_done = 0
+        self._pruner = pruner
+        self._name = name
+        self._example = example
+        self._level = level
+
+    @classmethod
+    def of(
+        cls,
+        model: nn.Module,
+        level: float,
+        steps: int,
+        example_inputs: torch.Tensor | tuple[int, int, int] | None = None,
+        *,
+        scope: PruningScope = "uniform",
+        channel_multiple: int = 1,
+    ) -> StepPruner:
+        """Raises ``PruningError`` like ``structured_channel_prune``."""
+        _check_level(level)
+        if scope not in ("uniform", "global"):
+            raise PruningError(f"pruning_scope: {scope!r} is not 'uniform' or 'global'")
+        if channel_multiple not in (1, 4, 8, 16):
+            raise PruningError(f"channel_multiple: {channel_multiple!r} is not one of 1, 4, 8, 16")
+        if steps < 1 or (steps > 1 and (scope != "uniform" or channel_multiple != 1)):
+            # Only then is the last step's width the one-shot width (a cached level is loaded
+            # into the one-shot skeleton).
+            raise PruningError(
+                f"steps: {steps} must be >= 1, and 1 with a global scope or a channel_multiple"
+            )
+        pruned = copy.deepcopy(model)
+        name = type(model).__name__
+        if level == 0.0:
+            return cls(pruned, None, steps, name)
+        was_training = pruned.training
+        pruned.eval()
+        if isinstance(example_inputs, tuple):
+            example_inputs = torch.zeros(1, *example_inputs)
+        if example_inputs is None:
+            example_inputs = _inferred_example(pruned, name)
+        import torch_pruning as tp  # imported here: it is only needed when something is pruned
+
+        head = classifier_layer(pruned)
+        try:
+            pruner = tp.pruner.BasePruner(
+                pruned,
+                example_inputs,
+                importance=_importance(scope),
+                pruning_ratio=level,
+                iterative_steps=steps,
+                global_pruning=scope == "global",
+                ignored_layers=[head] if head is not None else [],
+                round_to=channel_multiple if channel_multiple > 1 else None,
+            )
+        except Exception as exc:  # torch-pruning raises many types; say which model and why
+            raise PruningError(
+                f"cannot prune {name} at {level}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return cls(pruned.train(was_training), pruner, steps, name, example_inputs, level)
+
+    def step(self) -> None:
+        """The next step, in place (a no-op at level 0 or after the last step)."""
+        if self.steps_done >= self.steps:
+            return
+        self.steps_done += 1
+        if self._pruner is None:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            self._pruner.step()  # type: ignore[attr-defined]
+            with torch.no_grad():
+                self.model(self._example)  # the pruned graph must still run
+        except Exception as exc:  # torch-pruning raises many types; say which model and why
+            raise PruningError(
+                f"cannot prune {self._name} at {self._level} (step {self.steps_done} of "
+                f"{self.steps}): {type(exc).__name__}: {exc}"
+            ) from exc
+        self.model.train(was_training)
 
 
 def _importance(scope: PruningScope) -> object:

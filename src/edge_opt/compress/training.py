@@ -7,7 +7,7 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -44,6 +44,7 @@ def train_model(
     progress: Progress | None = None,
     task: str = "training",
     threads: int | None = None,
+    objective: Objective | None = None,
 ) -> nn.Module:
     """Train a copy of ``model`` with Adam and cross-entropy; the caller's model is untouched.
 
@@ -65,6 +66,8 @@ def train_model(
         threads: torch intra-op threads while training (restored after); None keeps the
             process's setting. Gradient reductions are split across threads, so the weights
             depend on this number: fix it wherever the same model must come out.
+        objective: the loss of a batch, ``objective(outputs, targets, inputs)``; None is
+            cross-entropy (``compress.distillation.Distillation`` adds a teacher).
 
     Returns:
         The trained copy, in eval mode.
@@ -79,10 +82,10 @@ def train_model(
     """
     if epochs < 0:
         raise ValueError(f"epochs: {epochs} must be >= 0")
-    with _fixed_threads(threads):
+    with fixed_threads(threads):
         if seed is not None:
             torch.manual_seed(seed)
-        trainer = _Trainer.of(model, learning_rate, device)
+        trainer = Trainer.of(model, learning_rate, device, objective)
         progress = progress or NullProgress()
         batches = _batch_count(train_loader)
         progress.start(task, None if batches is None else epochs * batches, "batches")
@@ -106,10 +109,14 @@ def train_model(
         return trainer.finished()
 
 
+# The loss of one batch: objective(outputs, targets, inputs) -> scalar tensor.
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 @dataclass
-class _Trainer:
+class Trainer:
     """A copy of the model being trained, in the layout that trains fastest on CPU, with its
-    optimizer (one for all epochs) and loss."""
+    optimizer (one for all its batches) and loss."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -117,10 +124,17 @@ class _Trainer:
     device: str | torch.device
     learning_rate: float
     in_place: list[nn.ReLU]
+    objective: Objective | None = None
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
 
     @classmethod
-    def of(cls, model: nn.Module, learning_rate: float, device: str | torch.device) -> _Trainer:
+    def of(
+        cls,
+        model: nn.Module,
+        learning_rate: float,
+        device: str | torch.device,
+        objective: Objective | None = None,
+    ) -> Trainer:
         trained = copy.deepcopy(model).to(device)
         # Convolutions train 1.1-1.5x faster in channels-last layout on CPU (benchmarks/
         # wall_time.py); the returned model is back in the default layout.
@@ -130,36 +144,51 @@ class _Trainer:
         for relu in in_place:
             relu.inplace = True
         optimizer = torch.optim.Adam(trained.parameters(), lr=learning_rate)
-        return cls(trained, optimizer, layout, device, learning_rate, in_place)
+        return cls(trained, optimizer, layout, device, learning_rate, in_place, objective)
 
     def epoch(
         self, loader: DataLoader, epoch: int, epochs: int, progress: Progress
     ) -> tuple[float, float]:
         """Epoch ``epoch`` of ``epochs``, one pass over ``loader``: (mean loss, accuracy)."""
+        running = RunningStats()
+        self.train_on(loader, running, epoch, epochs, progress)
+        return running.loss, running.accuracy
+
+    def train_on(
+        self,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        running: RunningStats,
+        epoch: int,
+        epochs: int,
+        progress: Progress,
+    ) -> None:
+        """One optimizer step per batch of ``batches``, counted in ``running``."""
         self.model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for batch, (inputs, targets) in enumerate(loader, start=1):
+        for inputs, targets in batches:
             inputs, targets = inputs.to(self.device), targets.to(self.device)
             if inputs.dim() == 4:
                 inputs = inputs.contiguous(memory_format=self.layout)
             self.optimizer.zero_grad(set_to_none=True)
             outputs = self.model(inputs)
-            loss = self.criterion(outputs, targets)
+            if self.objective is None:
+                loss = self.criterion(outputs, targets)
+            else:
+                loss = self.objective(outputs, targets, inputs)
             loss_value = loss.item()
+            running.batches += 1
             if not math.isfinite(loss_value):
                 rate = self.learning_rate
                 raise TrainingDivergedError(
                     f"training diverged: the loss became {loss_value} at epoch {epoch}, batch "
-                    f"{batch} with learning_rate {rate:g}; lower learning_rate "
+                    f"{running.batches} with learning_rate {rate:g}; lower learning_rate "
                     f"(e.g. {rate / 10:g}), or check the model and its inputs"
                 )
             loss.backward()
             self.optimizer.step()
-            loss_sum += loss_value * targets.numel()
-            correct += int((outputs.argmax(1) == targets).sum())
-            seen += targets.numel()
-            progress.advance(1, f"epoch {epoch}/{epochs}, loss {loss_sum / seen:.4f}")
-        return loss_sum / max(seen, 1), correct / max(seen, 1)
+            running.loss_sum += loss_value * targets.numel()
+            running.correct += int((outputs.argmax(1) == targets).sum())
+            running.seen += targets.numel()
+            progress.advance(1, f"epoch {epoch}/{epochs}, loss {running.loss:.4f}")
 
     def mean_loss(self, loader: DataLoader) -> float:
         return _mean_loss(self.model, loader, self.criterion, self.device)
@@ -170,8 +199,26 @@ class _Trainer:
         return self.model.to(memory_format=torch.contiguous_format).eval()
 
 
+@dataclass
+class RunningStats:
+    """Sums over the batches of one epoch (which several ``Trainer.train_on`` calls may share)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    batches: int = 0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.seen, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.seen, 1)
+
+
 @contextmanager
-def _fixed_threads(threads: int | None) -> Iterator[None]:
+def fixed_threads(threads: int | None) -> Iterator[None]:
     """torch's intra-op thread count set for a block, then restored (None: left alone)."""
     if threads is None:
         yield
@@ -222,6 +269,11 @@ def _batch_count(loader: DataLoader) -> int | None:
         return len(loader)
     except TypeError:  # an iterable dataset: no length, the bar counts without a total
         return None
+
+
+def mean_loss(model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu") -> float:
+    """Mean cross-entropy of ``model`` over ``loader`` (the model is left in eval mode)."""
+    return _mean_loss(model, loader, nn.CrossEntropyLoss(), device)
 
 
 def _mean_loss(

@@ -1,23 +1,26 @@
-"""Pruned variants: one float model per pruning level, pruned from the baseline and fine-tuned.
+"""Pruned variants: one float model per pruning level, pruned from the baseline and recovered.
 
-Every level, 0 included, is fine-tuned for ``fine_tune_epochs``, so every candidate had the
-same total training (a pruned level must not "beat" the baseline by training longer). A
-level's result depends only on the baseline, the level and the training settings: its shuffle
-order and seed come from (seed, level), never from what ran before in the process, so a level
-fine-tuned in a fresh worker, after ``--resume`` or in another order is the same model.
+Every level, 0 included, is fine-tuned for its ``fine_tune_epochs`` (one number, or one per
+level), plain or distilled from the baseline, pruned in one step or several
+(``compress.recovery``), so every candidate had the training its level was given (a pruned level
+must not "beat" the baseline by training longer). A level's result depends only on the
+baseline, the level and the settings: its shuffle order and seed come from (seed, level), never
+from what ran before in the process, so a level fine-tuned in a fresh worker, after
+``--resume`` or in another order is the same model.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from edge_opt.compress.pruning import PruningScope, structured_channel_prune
-from edge_opt.compress.training import train_model
+from edge_opt.compress.recovery import LevelJob, Recovery, RecoveryLog, recover_level
 from edge_opt.data.splits import batch_loader, loader_batch_size
 from edge_opt.infra.cache import content_key
 from edge_opt.infra.progress import Progress
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 class VariantSettings:
     """How one pruning level is made: everything but the baseline and the data."""
 
-    fine_tune_epochs: int
+    fine_tune_epochs: int | Mapping[float, int]  # one for every level, or {level: epochs}
     learning_rate: float
     seed: int
     input_shape: tuple[int, int, int]
@@ -37,6 +40,23 @@ class VariantSettings:
     channel_multiple: int = 1
     # Fine-tuning's torch threads wherever it runs (a Ray task too): the weights depend on it.
     train_threads: int | None = None
+    # How each level recovers (its ``epochs`` is ignored: ``fine_tune_epochs`` gives them).
+    recovery: Recovery = field(default_factory=lambda: Recovery(0))
+
+    def epochs_at(self, level: float) -> int:
+        epochs = self.fine_tune_epochs
+        return int(epochs) if isinstance(epochs, int) else int(epochs.get(level, 0))
+
+    def recovery_at(self, level: float) -> Recovery:
+        """How ``level`` recovers (level 0 has nothing to prune in steps: one-shot)."""
+        steps = self.recovery.steps if level > 0 else 1
+        return replace(self.recovery, epochs=self.epochs_at(level), steps=steps)
+
+    @property
+    def trains(self) -> bool:
+        """Whether any level is fine-tuned."""
+        epochs = self.fine_tune_epochs
+        return (epochs if isinstance(epochs, int) else max(epochs.values(), default=0)) > 0
 
 
 def fine_tune_seed(seed: int, level: float) -> int:
@@ -55,7 +75,9 @@ def variant_key(
             "baseline_sha256": baseline_sha256,
             "level": level,
             "scope": settings.scope,
-            "fine_tune_epochs": settings.fine_tune_epochs,
+            # epochs, teacher (the baseline: its sha256 above), temperature, weight, steps,
+            # early stopping: recovered and plain variants never share an entry
+            "recovery": settings.recovery_at(level).key(),
             "learning_rate": settings.learning_rate,
             "seed": fine_tune_seed(settings.seed, level),
             "train": train_fingerprint,
@@ -101,20 +123,44 @@ def prune_variant(
     progress: Progress | None = None,
 ) -> nn.Module:
     """One level: prune ``base_model`` (a copy) and fine-tune it; no cache (a task's body)."""
-    pruned = prune_structure(
-        base_model, level, settings.input_shape, settings.scope, settings.channel_multiple
+    return recover_variant(base_model, level, train_loader, None, settings, progress)[0]
+
+
+def recover_variant(
+    base_model: nn.Module,
+    level: float,
+    train_loader: DataLoader | None,
+    val_loader: DataLoader | None,
+    settings: VariantSettings,
+    progress: Progress | None = None,
+) -> tuple[nn.Module, RecoveryLog]:
+    """One level pruned from ``base_model`` (a copy) and recovered as ``settings`` say, with
+    the log of its recovery (its validation-loss curve when ``val_loader`` is given)."""
+    recovery = settings.recovery_at(level)
+    if train_loader is None:
+        recovery = replace(recovery, epochs=0)
+    if recovery.epochs > 0:
+        log.info("fine-tuning pruning level %.2f: %s", level, _how(recovery))
+    job = LevelJob(
+        base_model,
+        level,
+        level_loader(train_loader, settings.seed, level) if train_loader is not None else None,
+        val_loader,
+        settings.input_shape,
+        settings.scope,
+        settings.channel_multiple,
     )
-    if settings.fine_tune_epochs <= 0 or train_loader is None:
-        return pruned.eval()
-    log.info("fine-tuning pruning level %.2f for %d epoch(s)", level, settings.fine_tune_epochs)
-    return train_model(
-        pruned,
-        level_loader(train_loader, settings.seed, level),
-        settings.fine_tune_epochs,
+    return recover_level(
+        job,
+        recovery,
         settings.learning_rate,
-        device,
-        seed=fine_tune_seed(settings.seed, level),
-        progress=progress,
-        task=f"fine-tuning p{round(level * 100):02d}",
-        threads=settings.train_threads,
-    ).eval()
+        fine_tune_seed(settings.seed, level),
+        settings.train_threads,
+        progress,
+    )
+
+
+def _how(recovery: Recovery) -> str:
+    how = "distilled from the baseline" if recovery.distillation else "cross-entropy"
+    steps = "" if recovery.steps == 1 else f", pruned in {recovery.steps} steps"
+    return f"{recovery.epochs} epoch(s), {how}{steps}"

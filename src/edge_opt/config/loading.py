@@ -197,12 +197,37 @@ def load_config(
     items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     pairs = list(items)
     try:
-        return build_config({**raw, **dict(pairs)}, str(path))
+        return build_config(with_overrides(raw, pairs), str(path))
     except ConfigError as exc:  # a bad value that came from --set: say so, not only the file
         named = [k for k, _ in pairs if any(p.startswith((f"{k}:", f"{k}.")) for p in exc.problems)]
         if not named:
             raise
         raise ConfigError(exc.problems, f"{path} with --set {', '.join(named)}") from None
+
+
+# A section written as one word stands for this key of its mapping (``model: SmallCNN``).
+_SECTION_SHORTHAND = {"model": "name", "executor": "kind", "dataset": "name"}
+
+
+def with_overrides(raw: Mapping[str, Any], pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """``raw`` with each (key, value) set; a dotted key of a section (``recovery.steps``)
+    sets that one key inside the section and keeps its others."""
+    merged = dict(raw)
+    for key, value in pairs:
+        head, dot, rest = key.partition(".")
+        if not (dot and rest and head in NESTED_KEYS):
+            merged[key] = value
+            continue
+        section = merged.get(head)
+        if isinstance(section, str) and head in _SECTION_SHORTHAND:
+            section = {_SECTION_SHORTHAND[head]: section}
+        if section is None:
+            section = {}
+        if not isinstance(section, Mapping):
+            merged[key] = value  # reported as an unknown key, naming it
+            continue
+        merged[head] = {**section, rest: value}
+    return merged
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

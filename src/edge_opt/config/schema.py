@@ -5,20 +5,28 @@ is ``config.loading``."""
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     model_validator,
 )
 
+from edge_opt.config.checks import (
+    colliding_levels,
+    duplicates,
+    epoch_budget_problems,
+    recovery_problems,
+)
 from edge_opt.config.sections import (
     DatasetSpec,
     ExecutorSpec,
     ModelSpec,
+    RecoveryConfig,
     SearchConfig,
     path_formats,
 )
@@ -44,6 +52,11 @@ from edge_opt.config.types import (
 from edge_opt.infra.cpu import this_cpu
 
 DATASET_NAMES: tuple[str, ...] = ("mnist", "fashion-mnist", "synthetic")
+
+Epochs = Annotated[int, Field(ge=0, le=MAX_EPOCHS), Strict()]
+# One number for every level, or {level: epochs}; a level's entry is checked against the grid.
+LevelKey = Annotated[float, Field(ge=0, lt=1)]
+EpochBudget = Epochs | Annotated[dict[LevelKey, Epochs], Field(max_length=MAX_LIST)]
 
 
 _DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
@@ -130,12 +143,17 @@ class ExperimentConfig(BaseModel):
         "depend on this number: it is fixed, not the machine's core count, so a run trains "
         "the same weights in every process (recorded; part of the cache key).",
     )
-    fine_tune_epochs: Int = Field(
+    fine_tune_epochs: EpochBudget = Field(
         0,
-        ge=0,
-        le=MAX_EPOCHS,
-        description="Epochs of fine-tuning of every pruning level, 0 included, so every "
-        "candidate had the same training budget.",
+        description="Epochs of fine-tuning of every pruning level, 0 included (every candidate "
+        "had the same training budget): one number, or a mapping from each of `pruning_levels` "
+        "to its own epochs (e.g. `{0.0: 1, 0.5: 1, 0.7: 3}`).",
+    )
+    recovery: RecoveryConfig = Field(
+        default_factory=RecoveryConfig,
+        description="How pruned variants recover in their fine-tuning: `{distillation, "
+        "temperature, distill_weight, steps, early_stop_patience}`; every key under "
+        "*Recovery after pruning*.",
     )
     device: DeviceName = Field(
         "host",
@@ -390,12 +408,18 @@ class ExperimentConfig(BaseModel):
                     f"pruning_levels.{i}: {level!r} is outside [0, 1); "
                     "use e.g. 0.5 to remove half the channels"
                 )
-        problems += _duplicates("pruning_levels", self.pruning_levels)
-        problems += _colliding_levels(self.pruning_levels)
-        problems += _duplicates("precisions", self.precisions)
-        problems += _duplicates("runtimes", self.runtimes)
-        problems += _duplicates("memory_budgets_mb", self.memory_budgets_mb)
-        problems += _duplicates("seeds", self.seeds or ())
+        problems += duplicates("pruning_levels", self.pruning_levels)
+        problems += colliding_levels(self.pruning_levels)
+        problems += duplicates("precisions", self.precisions)
+        problems += duplicates("runtimes", self.runtimes)
+        problems += duplicates("memory_budgets_mb", self.memory_budgets_mb)
+        problems += duplicates("seeds", self.seeds or ())
+        strategy = self.search.strategy
+        epochs = self.fine_tune_epochs
+        problems += epoch_budget_problems(epochs, self.pruning_levels, strategy)
+        problems += recovery_problems(
+            self.recovery, self.pruning_scope, strategy, epochs, self.channel_multiple
+        )
         if self.benchmark_max_rounds < self.benchmark_trials:
             problems.append(
                 f"benchmark_max_rounds: {self.benchmark_max_rounds} is below benchmark_trials "
@@ -474,27 +498,3 @@ class ExperimentConfig(BaseModel):
             # pin every run's shuffle when this file is loaded again.
             data["dataloader_seed"] = None
         return data
-
-
-def _colliding_levels(levels: Iterable[float]) -> list[str]:
-    """Two levels that round to one candidate id (``p50``: 0.5 and 0.504) would share rows,
-    a variant file and an export name."""
-    named: dict[int, float] = {}
-    for i, level in enumerate(levels):
-        percent = round(float(level) * 100)
-        if percent in named and named[percent] != level:
-            return [
-                f"pruning_levels.{i}: {level!r} and {named[percent]!r} both round to "
-                f"p{percent:02d} (ids use whole percents); keep one, or make them differ by "
-                "at least 0.01"
-            ]
-        named[percent] = level
-    return []
-
-
-def _duplicates(field: str, values: Iterable[object]) -> list[str]:
-    seen: set[object] = set()
-    dupes = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
-    if dupes:
-        return [f"{field}: {dupes[0]!r} is listed twice; list each value once"]
-    return []

@@ -1,4 +1,5 @@
-"""The config's nested sections: ``model``, ``dataset`` (a mapping), ``executor`` and ``search``.
+"""The config's nested sections: ``model``, ``dataset`` (a mapping), ``executor``, ``search`` and
+``recovery``.
 
 Each is a frozen pydantic model with strict types; a key set to a non-default value that its
 section's mode ignores is an error (it would silently do nothing)."""
@@ -312,4 +313,78 @@ class SearchConfig(BaseModel):
 SEARCH_KEYS = tuple(SearchConfig.model_fields)
 
 
-NESTED_KEYS = {"model": MODEL_SPEC_KEYS, "search": SEARCH_KEYS, "executor": EXECUTOR_KEYS}
+class RecoveryConfig(BaseModel):
+    """How a pruned variant recovers its accuracy in its ``fine_tune_epochs``: plain
+    cross-entropy or distillation from the trained baseline, pruned in one step or several,
+    stopped early or not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    distillation: Flag = Field(
+        False,
+        description="Fine-tune against the trained baseline as teacher: the loss is "
+        "`distill_weight` x T^2 x KL(teacher || student, both softened by `temperature`) plus "
+        "(1 - `distill_weight`) x cross-entropy (Hinton et al. 2015). The baseline is already "
+        "trained, so the teacher costs one forward pass per batch. Off by default: on the "
+        "default config it did not help (benchmarks/recovery.py; docs/recovery.md).",
+    )
+    temperature: Real = Field(
+        2.0, gt=0, le=100, description="Distillation: the softmax temperature T of both logits."
+    )
+    distill_weight: Real = Field(
+        0.5, ge=0, le=1, description="Distillation: the weight of the KL term (0: cross-entropy)."
+    )
+    steps: Int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Prune each level in this many equal steps (0 -> level/steps -> ... -> "
+        "level, torch-pruning's iterative pruning), each on the weights the previous step's "
+        "fine-tuning left; the level's fine-tuning budget is split evenly between the steps "
+        "(in batches), so the total training is the same. 1 = one-shot. `uniform` scope only.",
+    )
+    early_stop_patience: Int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Stop fine-tuning a level once its validation loss has not fallen for this "
+        "many epochs, keeping the epoch with the lowest; null = train every budgeted epoch.",
+    )
+
+    @model_validator(mode="after")
+    def _distillation_only(self) -> RecoveryConfig:
+        unused = [k for k in _changed_from_default(self) if k in ("temperature", "distill_weight")]
+        if not self.distillation and unused:
+            raise ValueError(
+                f"recovery.{unused[0]}: only used with `distillation: true`; set it or remove "
+                f"{', '.join(unused)}"
+            )
+        return self
+
+    def describe(self) -> str:
+        """One phrase for a report: how the levels were recovered."""
+        how = (
+            f"distilled from the trained baseline (T={self.temperature:g}, KL weight "
+            f"{self.distill_weight:g})"
+            if self.distillation
+            else "plain cross-entropy"
+        )
+        steps = "one-shot pruning" if self.steps == 1 else f"pruned in {self.steps} steps"
+        stop = (
+            ""
+            if self.early_stop_patience is None
+            else f", stopped after {self.early_stop_patience} epoch(s) without a better "
+            "validation loss"
+        )
+        return f"{how}, {steps}{stop}"
+
+
+RECOVERY_KEYS = tuple(RecoveryConfig.model_fields)
+
+
+NESTED_KEYS = {
+    "model": MODEL_SPEC_KEYS,
+    "search": SEARCH_KEYS,
+    "executor": EXECUTOR_KEYS,
+    "recovery": RECOVERY_KEYS,
+}

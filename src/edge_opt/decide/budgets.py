@@ -45,7 +45,7 @@ class MemoryVerdict:
 def judge_memory(
     figure_mb: float | None, budgets_mb: Sequence[float], active_mb: float
 ) -> MemoryVerdict:
-    """The seed's rule: rejected when the figure exceeds the active budget."""
+    """edge-opt v1's rule: rejected when the figure exceeds the active budget."""
     return MemoryVerdict(
         accepted=figure_mb is not None and figure_mb <= active_mb,
         violations={b: None if figure_mb is None else figure_mb > b for b in budgets_mb},

@@ -203,10 +203,13 @@ def training_note(cfg: ExperimentConfig, history: list[dict[str, Any]]) -> dict[
     """How much training every candidate had, and whether the baseline had converged."""
     losses = [h["val_loss"] for h in history if h.get("val_loss") is not None]
     falling = len(losses) >= 2 and losses[-1] < losses[-2]
+    budget = cfg.fine_tune_epochs
+    per_level = {str(lv): n for lv, n in budget.items()} if isinstance(budget, dict) else None
     return {
         "baseline_epochs": cfg.epochs,
-        "fine_tune_epochs": cfg.fine_tune_epochs,
-        "total_epochs_per_candidate": cfg.epochs + cfg.fine_tune_epochs,
+        "fine_tune_epochs": budget if per_level is None else per_level,
+        "total_epochs_per_candidate": cfg.epochs + budget if per_level is None else None,
+        "recovery": cfg.recovery.describe(),
         "val_loss_per_epoch": losses,
         "val_loss_still_falling": falling if len(losses) >= 2 else None,
     }

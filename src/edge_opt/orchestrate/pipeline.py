@@ -257,6 +257,7 @@ def describe_run(
         precision_tradeoffs=precision_tradeoff_table(sweep).to_dict("records"),
         warnings=warnings,
         timings_s=timings,
+        recovery=[log.to_dict() for log in parts.study.recovery.values()],
         started_at=start.started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -35,10 +35,11 @@ from edge_opt.candidates.tasks import (
     candidate_task,
     variant_task,
 )
+from edge_opt.compress.recovery import RecoveryLog
 from edge_opt.compress.variants import (
     VariantSettings,
     prune_structure,
-    prune_variant,
+    recover_variant,
     variant_key,
 )
 from edge_opt.data.splits import loader_batch_size
@@ -57,6 +58,14 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- variants
+@dataclass(frozen=True)
+class PreparedVariants:
+    """Each level's recovered float model, and how it was recovered (its log and curve)."""
+
+    models: dict[float, nn.Module]
+    recovery: dict[float, RecoveryLog]
+
+
 def prepare_variants(
     base_model: nn.Module,
     levels: Sequence[float],
@@ -68,20 +77,47 @@ def prepare_variants(
     progress: Progress | None = None,
 ) -> dict[float, nn.Module]:
     """One pruned and fine-tuned float model per level: from the cache, or made by tasks."""
+    return recover_variants(
+        base_model,
+        levels,
+        (train_loader, None),
+        settings,
+        executor,
+        cache,
+        train_fingerprint,
+        progress,
+    ).models
+
+
+def recover_variants(
+    base_model: nn.Module,
+    levels: Sequence[float],
+    loaders: tuple[DataLoader | None, DataLoader | None],
+    settings: VariantSettings,
+    executor: Executor,
+    cache: ArtifactCache,
+    train_fingerprint: str = "",
+    progress: Progress | None = None,
+) -> PreparedVariants:
+    """Every level pruned and recovered (``loaders``: training, and validation for the curve and
+    early stopping): from the cache, or made by tasks, with its recovery log."""
+    train_loader, val_loader = loaders
     base_sha = sha256_bytes(state_dict_bytes(base_model)) if cache.enabled else ""
     keys = {lv: variant_key(base_sha, lv, settings, train_fingerprint) for lv in levels}
     variants: dict[float, nn.Module] = {}
+    logs: dict[float, RecoveryLog] = {}
     for level in levels:
         entry = cache.get("variant", keys[level], state_dicts=("weights.pt",))
         if entry is not None:
             state = entry.state_dicts["weights.pt"]
             variants[level] = _loaded_variant(base_model, level, settings, state)
+            logs[level] = _read_log(entry.meta.get("recovery"), level, settings)
             log.info("pruning level %.2f: reused from the cache", level)
     missing = [level for level in levels if level not in variants]
-    if missing and settings.fine_tune_epochs > 0 and train_loader is None:
+    if missing and settings.trains and train_loader is None:
         raise ValueError("fine_tune_epochs > 0 needs a train_loader")
     # Pruning alone takes milliseconds: without fine-tuning there is nothing to hand out.
-    runner = executor if settings.fine_tune_epochs > 0 else LocalExecutor()
+    runner = executor if settings.trains else LocalExecutor()
     in_process = not runner.distributed
     shared = VariantShared(
         base_model,
@@ -90,6 +126,7 @@ def prepare_variants(
         settings,
         keep_live=in_process,
         progress=progress if in_process else None,
+        val=val_loader.dataset if val_loader is not None else None,
     )
     # Tasks run here show their own per-batch progress; tasks elsewhere count per level.
     counted = progress if (progress is not None and not in_process and missing) else None
@@ -101,21 +138,39 @@ def prepare_variants(
             counted.advance(1, f"p{round(level * 100):02d}")
         if isinstance(outcome, TaskFailure):
             log.warning("pruning level %.2f: %s; it is made here", level, outcome.describe())
-            model = prune_variant(base_model, level, train_loader, settings)
-            weights = state_dict_bytes(model)
+            model, made = recover_variant(base_model, level, train_loader, val_loader, settings)
+            weights, record = state_dict_bytes(model), made.to_dict()
         else:
-            weights = outcome.weights
+            weights, record = outcome.weights, outcome.recovery
             source = f"the weights pruning level {level:.2f}'s task returned"
             model = outcome.live or _loaded_variant(
                 base_model, level, settings, load_state_dict_bytes(weights, source)
             )
             if not in_process:
                 log.info("pruning level %.2f: fine-tuned by a task", level)
-        cache.put("variant", keys[level], {"level": level}, {"weights.pt": weights})
+        logs[level] = _read_log(record, level, settings)
+        meta = {"level": level, "recovery": logs[level].to_dict()}
+        cache.put("variant", keys[level], meta, {"weights.pt": weights})
         variants[level] = model.eval()
     if counted is not None:
         counted.finish()
-    return {level: variants[level] for level in levels}
+    return PreparedVariants(
+        {level: variants[level] for level in levels}, {level: logs[level] for level in levels}
+    )
+
+
+def _read_log(record: Any, level: float, settings: VariantSettings) -> RecoveryLog:
+    """A level's recovery log read back (a cache entry, a task's result), checked against what
+    this run asked for; one that does not parse or fit says only what was asked (no curve)."""
+    wanted = settings.recovery_at(level)
+    try:
+        found = RecoveryLog.from_dict(record)
+        if found.level == level and found.recovery == wanted:
+            return found
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    log.warning("pruning level %.2f: its recovery record is missing or malformed", level)
+    return RecoveryLog(level, wanted, wanted.epochs, wanted.epochs, False, ())
 
 
 def _loaded_variant(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
 from edge_opt.candidates.plan import SweepPlan
 from edge_opt.candidates.record import CandidateResult
+from edge_opt.compress.recovery import Recovery, RecoveryLog
 from edge_opt.compress.variants import VariantSettings
 from edge_opt.config.schema import ExperimentConfig
 from edge_opt.measure.metrics import first_inputs
@@ -23,7 +24,7 @@ from edge_opt.orchestrate.baseline import Baseline, RunInputs
 from edge_opt.orchestrate.context import RunContext
 from edge_opt.orchestrate.device import Cluster, DeviceRun, measure_on_device
 from edge_opt.orchestrate.preflight import harness_settings
-from edge_opt.orchestrate.prepare import CandidateInputs, prepare_variants
+from edge_opt.orchestrate.prepare import CandidateInputs, recover_variants
 from edge_opt.orchestrate.sweep import SweepHooks, execute_sweep
 from edge_opt.runtimes.base import RuntimeModel
 
@@ -40,6 +41,7 @@ class Study:
     plan: SweepPlan
     device_samples: dict[str, list[float]] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    recovery: dict[float, RecoveryLog] = field(default_factory=dict)  # grid: per level
 
     def float_model(self, record: CandidateResult) -> nn.Module:
         key = record.candidate_id if record.candidate_id in self.variants else record.pruning_level
@@ -110,7 +112,7 @@ def run_study(
         cluster.executor, run, study.records, study.built, context.cache
     )
     context.sink.device_samples(samples)
-    return Study(records, study.built, study.variants, plan, samples, study.timings)
+    return replace(study, records=records, device_samples=samples)
 
 
 def _grid(
@@ -124,19 +126,11 @@ def _grid(
 ) -> Study:
     context.on_stage("pruning")
     start = time.perf_counter()
-    settings = VariantSettings(
-        cfg.fine_tune_epochs,
-        cfg.learning_rate,
-        cfg.seed,
-        inputs.input_shape,
-        cfg.pruning_scope,
-        cfg.channel_multiple,
-        cfg.train_threads,
-    )
-    variants = prepare_variants(
+    settings = variant_settings(cfg, inputs.input_shape)
+    recovered = recover_variants(
         baseline.model,
         cfg.pruning_levels,
-        inputs.loaders.train,
+        (inputs.loaders.train, inputs.loaders.val),
         settings,
         cluster.executor,
         context.cache,
@@ -144,6 +138,7 @@ def _grid(
         context.progress,
     )
     pruned = time.perf_counter()
+    variants = recovered.models
     outcome = execute_sweep(
         plan,
         variants,
@@ -155,7 +150,32 @@ def _grid(
         measured_on=cluster.host.describe(),
     )
     timings = {"pruning": pruned - start, "sweep": time.perf_counter() - pruned}
-    return Study(outcome.records, outcome.built, dict(variants), plan, None, timings)
+    return Study(
+        outcome.records, outcome.built, dict(variants), plan, None, timings, recovered.recovery
+    )
+
+
+def recovery_of(cfg: ExperimentConfig) -> Recovery:
+    """The config's ``recovery`` section as ``compress.recovery`` takes it (epochs per level
+    come from ``fine_tune_epochs``)."""
+    r = cfg.recovery
+    return Recovery(
+        0, r.distillation, r.temperature, r.distill_weight, r.steps, r.early_stop_patience
+    )
+
+
+def variant_settings(cfg: ExperimentConfig, input_shape: tuple[int, int, int]) -> VariantSettings:
+    """How the config's pruning levels are made and recovered."""
+    return VariantSettings(
+        cfg.fine_tune_epochs,
+        cfg.learning_rate,
+        cfg.seed,
+        input_shape,
+        cfg.pruning_scope,
+        cfg.channel_multiple,
+        cfg.train_threads,
+        recovery_of(cfg),
+    )
 
 
 def _search(

@@ -228,7 +228,7 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Measure every pruning level x precision and decide acceptance against the budgets.
 
-    The seed's call, as documented: the twelve leading arguments suffice (with
+    edge-opt v1's call, as documented: the twelve leading arguments suffice (with
     ``fine_tune_epochs=0`` nothing is trained). A thin wrapper: it builds a ``SweepPlan`` and
     calls ``execute_sweep`` in this process. ``harness`` overrides the ``benchmark_*`` and
     ``threads`` arguments; ``pruned_models`` skips pruning; ``keep_models`` is filled with every

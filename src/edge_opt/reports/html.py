@@ -25,6 +25,7 @@ from edge_opt.reports.page import (
     peak_text,
     table,
 )
+from edge_opt.reports.recovery import recovery_html
 from edge_opt.reports.result import RunResult
 from edge_opt.reports.svg import Point, frontier_svg, legend_html
 
@@ -397,6 +398,7 @@ def render_html(
             _verdict(result, summary),
             _frontier(result, points),
             _candidates(records),
+            recovery_html(result),
             _per_class(result),
             _tradeoffs(result),
             _hardware(result, images),

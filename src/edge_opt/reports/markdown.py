@@ -10,6 +10,7 @@ from edge_opt.analysis.per_class import per_class_markdown
 from edge_opt.candidates.columns import C, schema_table
 from edge_opt.infra.text import percent
 from edge_opt.reports.page import peak_text
+from edge_opt.reports.recovery import recovery_markdown
 from edge_opt.reports.result import RunResult
 from edge_opt.reports.summary import projection_summary
 
@@ -99,12 +100,26 @@ def _training_sentence(baseline: dict[str, Any]) -> str:
     falling = {True: "still falling", False: "no longer falling", None: "unknown"}[
         note["val_loss_still_falling"]
     ]
+    budget = note["fine_tune_epochs"]
+    if isinstance(budget, dict):  # one budget per level: each level's own
+        per_level = ", ".join(f"{n} at p{round(float(lv) * 100):02d}" for lv, n in budget.items())
+        training = (
+            f"{note['baseline_epochs']} baseline epoch(s), then its level's fine-tuning "
+            f"({per_level}; the unpruned level included), so the reference had the budget "
+            "of level 0"
+        )
+    else:
+        training = (
+            f"{note['total_epochs_per_candidate']} epoch(s) ({note['baseline_epochs']} baseline "
+            f"+ {budget} fine-tuning after pruning at its level, 0 included), so no candidate "
+            "wins by training longer"
+        )
+    recovery = f"Recovery after pruning: {note['recovery']}. " if note.get("recovery") else ""
     return (
-        f"- Training: every candidate, the unpruned one included, had "
-        f"{note['total_epochs_per_candidate']} epoch(s) ({note['baseline_epochs']} baseline + "
-        f"{note['fine_tune_epochs']} fine-tuning after pruning at its level, 0 included), so "
-        "no candidate wins by training longer; the recommendation's reference accuracy is "
+        f"- Training: every candidate, the unpruned one included, had {training}; "
+        "the recommendation's reference accuracy is "
         f"p00-fp32-eager's ({baseline.get('reference_val_accuracy', float('nan')):.4f}). "
+        f"{recovery}"
         f"Baseline validation loss per epoch: {losses} ({falling} at the last epoch"
         + (
             "; more `epochs` may raise every candidate's accuracy)."
@@ -176,6 +191,7 @@ def render_report(result: RunResult, summary: dict[str, Any]) -> str:
         *_verdict_section(result, summary),
         *_setup_section(result, sweep),
         *_candidates_section(result, sweep),
+        *recovery_markdown(result),
         *per_class_markdown(result.per_class_accuracy),
         *_hardware_section(result),
         *_profile_section(result),

@@ -21,7 +21,13 @@ from pydantic import BaseModel
 
 from edge_opt.candidates.columns import reference_table
 from edge_opt.config.reference import describe_fields
-from edge_opt.config.sections import DatasetSpec, ExecutorSpec, ModelSpec, SearchConfig
+from edge_opt.config.sections import (
+    DatasetSpec,
+    ExecutorSpec,
+    ModelSpec,
+    RecoveryConfig,
+    SearchConfig,
+)
 from edge_opt.config.types import registry
 from edge_opt.infra.registry import BUILT_IN
 from edge_opt.runtimes.registry import FORMATS
@@ -81,13 +87,14 @@ def _section(prefix: str, model: type[BaseModel]) -> list[str]:
 
 
 def config_sections() -> str:
-    """The keys of the nested sections (model, dataset, executor, search)."""
+    """The keys of the nested sections (model, dataset, executor, search, recovery)."""
     parts: list[str] = []
     for prefix, model in (
         ("model", ModelSpec),
         ("dataset", DatasetSpec),
         ("executor", ExecutorSpec),
         ("search", SearchConfig),
+        ("recovery", RecoveryConfig),
     ):
         parts += [f"**`{prefix}`**", "", *_section(prefix, model), ""]
     return "\n".join(parts).rstrip()
@@ -218,7 +225,7 @@ def package_map() -> str:
             dotted = module.relative_to(folder).with_suffix("").as_posix().replace("/", ".")
             lines.append(f"| | `{dotted}` | {_cell(_summary(module))} |")
     top = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
-    lines.append("| **top level** | | the seed's import paths (facades) and the errors |")
+    lines.append("| **top level** | | edge-opt v1's import paths (facades) and the errors |")
     lines += [f"| | `{p.stem}` | {_cell(_summary(p))} |" for p in top]
     return "\n".join(lines)
 

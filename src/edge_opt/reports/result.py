@@ -49,6 +49,8 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     per_class_accuracy: list[dict[str, Any]] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    # One record per pruning level: how it was recovered and its loss curve (recovery.py).
+    recovery: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
 

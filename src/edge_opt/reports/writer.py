@@ -26,6 +26,7 @@ from edge_opt.infra.environment import sha256_file
 from edge_opt.infra.verified import contained
 from edge_opt.reports.hardware_files import save_hardware_artifacts
 from edge_opt.reports.markdown import render_report
+from edge_opt.reports.recovery import curves_frame
 from edge_opt.reports.result import RunResult
 from edge_opt.reports.summary import build_summary, frontier_frame
 
@@ -103,6 +104,8 @@ def write_reports(result: RunResult, out_dir: str | Path) -> list[Path]:
         atomic_write_json(out / "run_result.json", result.to_dict()),
         atomic_write_text(out / "report.md", render_report(result, summary)),
     ]
+    if result.recovery:
+        paths.append(atomic_write_csv(out / "recovery_curves.csv", curves_frame(result)))
     if result.per_class_accuracy:
         per_class = pd.DataFrame(result.per_class_accuracy)
         paths.append(atomic_write_csv(out / "per_class_accuracy.csv", per_class))

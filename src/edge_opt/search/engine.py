@@ -305,6 +305,11 @@ def search_from_config(
         seed=cfg.seed,
         channel_multiple=cfg.channel_multiple,
         train_threads=cfg.train_threads,
+        distillation=(
+            (cfg.recovery.temperature, cfg.recovery.distill_weight)
+            if cfg.recovery.distillation
+            else None
+        ),
         on_rows=on_rows,
         measured_on=measured_on,
     )

@@ -50,6 +50,8 @@ class SearchInputs:
     seed: int = 0
     channel_multiple: int = 1
     train_threads: int | None = None  # fine-tuning's torch threads (the weights depend on it)
+    # Fine-tuning distilled from the baseline: (temperature, KL weight); None: cross-entropy.
+    distillation: tuple[float, float] | None = None
     # Sees the rows so far after each generation (the run's sweep_results.csv).
     on_rows: Callable[[pd.DataFrame], None] | None = None
     measured_on: str | None = None  # the machine that times the trials, as it describes itself

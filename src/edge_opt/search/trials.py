@@ -19,6 +19,7 @@ from edge_opt.candidates.preparation import (
     level_reference,
     new_candidate,
 )
+from edge_opt.compress.distillation import Distillation
 from edge_opt.compress.precisions import BYTES_PER_ELEMENT
 from edge_opt.compress.training import train_model
 from edge_opt.measure.memory import BYTES_PER_MB
@@ -73,6 +74,9 @@ def fine_tuned(state: SearchState, ratios: tuple[float, ...], model: nn.Module) 
     key = (*ratios, -1.0)  # fine-tuned copies live beside the pruned ones
     if key not in state.variants:
         log.info("search: fine-tuning ratios %s for %d epoch(s)", list(ratios), epochs)
+        objective = None
+        if inputs.distillation is not None:  # the baseline is the teacher, as in the grid
+            objective = Distillation.of(inputs.baseline, *inputs.distillation)
         state.variants[key] = train_model(
             model,
             inputs.train_loader,
@@ -81,6 +85,7 @@ def fine_tuned(state: SearchState, ratios: tuple[float, ...], model: nn.Module) 
             "cpu",
             seed=inputs.seed,
             threads=inputs.train_threads,
+            objective=objective,
         ).eval()
     return state.variants[key]
 

@@ -1,4 +1,4 @@
-"""The seed's documented API (DESIGN.md's public API table), called exactly as documented.
+"""edge-opt v1's documented API (DESIGN.md's public API table), called exactly as documented.
 
 Every call here uses the documented positional/keyword names, so code written against the
 seed keeps working. Each test pins a specific truth (a formula, a count, an invariant).
