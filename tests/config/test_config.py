@@ -243,3 +243,14 @@ def test_a_dotted_set_changes_one_key_of_a_section(tmp_path: Path) -> None:
     assert cfg.model.kwargs == {"width": 8}
     with pytest.raises(ConfigError, match="recovery.stepz: unknown key"):
         load_config(path, ["recovery.stepz=2"])
+
+
+def test_a_number_or_mapping_key_reports_the_branch_it_was_written_as() -> None:
+    assert [p.split(", got")[0] for p in problems({"fine_tune_epochs": -1})] == [
+        "fine_tune_epochs: Input should be greater than or equal to 0"
+    ]
+    levels = {"pruning_levels": [0.0, 0.5]}
+    bad_entry = problems({**levels, "fine_tune_epochs": {0.0: 1, 0.5: "x"}})
+    assert [p.split(", got")[0] for p in bad_entry] == [
+        "fine_tune_epochs.0.5: Input should be a valid integer"
+    ]

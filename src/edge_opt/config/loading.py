@@ -12,12 +12,19 @@ from typing import Any
 
 import yaml
 from pydantic import (
+    BaseModel,
     ValidationError,
 )
 
 from edge_opt.config.reference import field_names
 from edge_opt.config.schema import DATASET_NAMES, ExperimentConfig
-from edge_opt.config.sections import DATASET_SPEC_KEYS, NESTED_KEYS, DatasetSpec, SearchConfig
+from edge_opt.config.sections import (
+    DATASET_SPEC_KEYS,
+    NESTED_KEYS,
+    DatasetSpec,
+    RecoveryConfig,
+    SearchConfig,
+)
 from edge_opt.config.yaml_input import (
     YamlInputError,
     clip,
@@ -58,13 +65,34 @@ _WANTED = {
 }
 
 
+_SECTIONS: dict[str, type[BaseModel]] = {"search": SearchConfig, "recovery": RecoveryConfig}
+
+
+def _one_branch(errors: list[Any]) -> list[Any]:
+    """A union's errors as the branch the value was written for: ``fine_tune_epochs`` is a
+    number or a mapping, and a mapping's problems are its entries', not "not an integer". The
+    branch names pydantic puts in the location (``constrained-int``, ``dict[...]``) go."""
+    kept = []
+    for err in errors:
+        loc = list(err["loc"])
+        if len(loc) > 1 and isinstance(loc[1], str) and ("[" in loc[1] or "constrained" in loc[1]):
+            # An error inside the mapping branch (an entry's) or on a mapping value: the value
+            # was written as a mapping.
+            written_as_mapping = len(loc) > 2 or isinstance(err.get("input"), Mapping)
+            if loc[1].startswith("dict[") != written_as_mapping:
+                continue
+            err = {**err, "loc": (loc[0], *loc[2:])}
+        kept.append(err)
+    return kept
+
+
 def _format_validation_error(exc: ValidationError) -> list[str]:
     problems: list[str] = []
     errors = exc.errors()
     # A list whose items failed is also reported "too short after validation" (the bad items
     # are dropped first): that second line contradicts the first, so it is left out.
     with_bad_items = {err["loc"][0] for err in errors if len(err["loc"]) > 1}
-    for err in errors:
+    for err in _one_branch(errors):
         if err["type"] == "too_short" and err["loc"] and err["loc"][0] in with_bad_items:
             continue
         loc = ".".join(str(p) for p in err["loc"])
@@ -75,8 +103,9 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
             continue
         field = str(err["loc"][0]) if err["loc"] else ""
         info = ExperimentConfig.model_fields.get(field)
-        if field == "search" and len(err["loc"]) > 1:
-            info = SearchConfig.model_fields.get(str(err["loc"][1]))
+        section = _SECTIONS.get(field)
+        if section is not None and len(err["loc"]) > 1:
+            info = section.model_fields.get(str(err["loc"][1]))
         hint = f" ({info.description})" if info and info.description else ""
         fix = how_to_write(_WANTED.get(err["type"]), err.get("input"))
         problems.append(f"{loc}: {msg}, got {clip_repr(err.get('input'))}{hint}{fix}")
