@@ -234,3 +234,34 @@ def test_cli_search_run_recommends_a_timed_trial_and_export_refuses_it(tmp_path:
     export = _edge_opt("export", str(out))
     assert export.returncode == 1
     assert "export rebuilds grid candidates only" in export.stderr
+
+
+def test_trials_fine_tune_distilled_from_the_baseline_when_asked(
+    trained_cnn, loaders, calibration, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from edge_opt.compress.distillation import Distillation
+    from edge_opt.compress.pruning import structured_channel_prune
+    from edge_opt.compress.training import train_model
+    from edge_opt.data.splits import batch_loader
+    from edge_opt.search.trials import fine_tuned
+
+    def shuffled():  # the same order for every call (a loader's generator advances)
+        generator = torch.Generator().manual_seed(1)
+        return batch_loader(loaders.train.dataset, 50, shuffle=True, generator=generator)
+
+    base = _inputs(trained_cnn, loaders, calibration, tmp_path, 1.0)
+    base = replace(base, plan=replace(base.plan, fine_tune_epochs=1), seed=3)
+    pruned = structured_channel_prune(trained_cnn, 0.5)
+    runs = []
+    for distillation in (None, (2.0, 0.5)):
+        inputs = replace(base, train_loader=shuffled(), distillation=distillation)
+        runs.append(fine_tuned(SimpleNamespace(inputs=inputs, variants={}), (0.5,), pruned))
+    plain, distilled = runs
+    objective = Distillation.of(trained_cnn, 2.0, 0.5)
+    expected = train_model(pruned, shuffled(), 1, base.learning_rate, seed=3, objective=objective)
+    weights = [m.state_dict() for m in (plain, distilled, expected)]
+    assert not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1])
