@@ -10,7 +10,11 @@ back to back, for revision REV running its own configs/default.yaml from a tempo
 worktree (e.g. 46751a4), and the two are printed as ratios. Run it on a quiet machine.
 
     .venv/bin/python benchmarks/footprint.py [--config configs/default.yaml] [--against REV]
-        [--set KEY=VALUE ...]
+        [--set KEY=VALUE ...] [--keep DIR]
+
+This tree's run is `python -m edge_opt.cli run` with this interpreter and the caller's
+environment, so `PYTHONPATH=src` measures the checkout's code rather than the installed one.
+--keep DIR writes that run to DIR (a fresh directory) and keeps it, to compare its results.
 """
 
 from __future__ import annotations
@@ -160,8 +164,8 @@ def main() -> None:
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--against", help="a git revision to measure first, the same way")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", metavar="DIR", help="write this tree's run to DIR and keep it")
     args = parser.parse_args()
-    edge_opt = str(Path(sys.executable).parent / "edge-opt")
     sets = [a for item in args.set for a in ("--set", item)]
     with tempfile.TemporaryDirectory(prefix="edge-opt-footprint-") as tmp:
         other = None
@@ -181,8 +185,9 @@ def main() -> None:
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO)
             _show(f"{args.against} (its own configs/default.yaml)", other)
-        out = Path(tmp) / "run"
-        this = measure([edge_opt, "run", args.config, "-o", str(out), *sets], out)
+        out = Path(args.keep) if args.keep else Path(tmp) / "run"
+        command = [sys.executable, "-m", "edge_opt.cli", "run", args.config, "-o", str(out)]
+        this = measure([*command, *sets], out, dict(os.environ))
         _show(f"this tree: {args.config} {' '.join(args.set)}".strip(), this)
         if other is not None:
             print(
