@@ -203,6 +203,7 @@ def build_candidate(
     try:
         built = _build(p, float_model, ctx, None)
         evaluate_candidate(p, built, ctx, reference)
+        built.release_buffers()  # evaluation's batch-size buffers: the timing builds its own
         p.built = built
     except (EdgeOptError, RuntimeError) as exc:
         log.warning("%s failed: %s", p.cid, exc)
