@@ -68,11 +68,24 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def _name(pid: int) -> str:
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _name(pid: int, child_of_same: bool = True) -> str:
+    """A process's name: its command, or what edge-opt's inline scripts are (a probe server's
+    forked child has the server's command line)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "?"
+    if child_of_same:
+        parent = _name(_parent(pid), child_of_same=False)
+        if parent.endswith("(peak-RSS probe server)") and _name(pid, False) == parent:
+            return "python -c (peak-RSS probe child, forked)"
     words = [a.decode(errors="replace") for a in argv if a]
     if not words:
         return "?"
