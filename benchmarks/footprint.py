@@ -10,7 +10,11 @@ back to back, for revision REV running its own configs/default.yaml from a tempo
 worktree (e.g. 46751a4), and the two are printed as ratios. Run it on a quiet machine.
 
     .venv/bin/python benchmarks/footprint.py [--config configs/default.yaml] [--against REV]
-        [--set KEY=VALUE ...]
+        [--set KEY=VALUE ...] [--keep DIR]
+
+This tree's run is `python -m edge_opt.cli run` with this interpreter and the caller's
+environment, so `PYTHONPATH=src` measures the checkout's code rather than the installed one.
+--keep DIR writes that run to DIR (a fresh directory) and keeps it, to compare its results.
 """
 
 from __future__ import annotations
@@ -64,11 +68,24 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def _name(pid: int) -> str:
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _name(pid: int, child_of_same: bool = True) -> str:
+    """A process's name: its command, or what edge-opt's inline scripts are (a probe server's
+    forked child has the server's command line)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "?"
+    if child_of_same:
+        parent = _name(_parent(pid), child_of_same=False)
+        if parent.endswith("(peak-RSS probe server)") and _name(pid, False) == parent:
+            return "python -c (peak-RSS probe child, forked)"
     words = [a.decode(errors="replace") for a in argv if a]
     if not words:
         return "?"
@@ -160,8 +177,8 @@ def main() -> None:
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--against", help="a git revision to measure first, the same way")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", metavar="DIR", help="write this tree's run to DIR and keep it")
     args = parser.parse_args()
-    edge_opt = str(Path(sys.executable).parent / "edge-opt")
     sets = [a for item in args.set for a in ("--set", item)]
     with tempfile.TemporaryDirectory(prefix="edge-opt-footprint-") as tmp:
         other = None
@@ -181,8 +198,9 @@ def main() -> None:
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO)
             _show(f"{args.against} (its own configs/default.yaml)", other)
-        out = Path(tmp) / "run"
-        this = measure([edge_opt, "run", args.config, "-o", str(out), *sets], out)
+        out = Path(args.keep) if args.keep else Path(tmp) / "run"
+        command = [sys.executable, "-m", "edge_opt.cli", "run", args.config, "-o", str(out)]
+        this = measure([*command, *sets], out, dict(os.environ))
         _show(f"this tree: {args.config} {' '.join(args.set)}".strip(), this)
         if other is not None:
             print(

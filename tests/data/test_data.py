@@ -198,6 +198,52 @@ def test_normalisation_by_table_and_exact_pixel_statistics() -> None:
     assert data._pixel_stats(np.zeros((2, 1, 2, 2), np.uint8), 255.0) == (0.0, 1.0)
 
 
+@pytest.mark.parametrize(
+    ("mean", "std", "shape"),
+    [
+        (None, None, (1, 8, 8)),
+        ((0.3,), (0.35,), (1, 8, 8)),
+        ((0.4, 0.5, 0.6), (0.2, 0.3, 0.25), (3, 4, 4)),
+    ],
+)
+def test_uint8_splits_read_the_values_normalising_whole_images_gives(mean, std, shape) -> None:
+    import dataclasses
+    import hashlib
+
+    import torch
+
+    from edge_opt.data.imaging import normalise
+    from edge_opt.orchestrate.baseline import data_fingerprint
+
+    raw = dataclasses.replace(data.make_synthetic(300, 100, shape, seed=2), mean=mean, std=std)
+    splits = data.split_dataset(raw, None, 50, None, seed=0)
+    assert splits.train.pixels.dtype == np.uint8  # a quarter of float32's bytes
+    images = raw.train_images[_train_rows_by_label_order(splits, raw)]
+    if mean is None:
+        direct = data._scaled(images, 255.0, splits.mean, splits.std)
+    else:
+        direct = normalise(images, mean, std)
+    whole = splits.train.images()
+    assert whole.dtype == torch.float32
+    assert np.array_equal(whole.numpy(), direct)  # bit for bit
+    batch = [5, 0, 7, 3]
+    assert torch.equal(splits.train[batch][0], whole[batch])
+    assert torch.equal(splits.train[2][0], whole[2])
+    digest = hashlib.sha256()  # the fingerprint is the bytes of the whole normalised splits
+    for split in (splits.train, splits.val, splits.test):
+        digest.update(split.images().numpy().tobytes())
+        digest.update(split.labels.numpy().tobytes())
+    assert data_fingerprint(splits) == digest.hexdigest()
+
+
+def _train_rows_by_label_order(splits, raw) -> np.ndarray:
+    # The training rows drawn from the raw images: the split's pixels are those rows' pixels.
+    flat = raw.train_images.reshape(len(raw.train_images), -1)
+    lookup = {row.tobytes(): i for i, row in enumerate(flat)}
+    pixels = splits.train.pixels.reshape(len(splits.train), -1)
+    return np.array([lookup[row.tobytes()] for row in pixels])
+
+
 def _train_rows(splits, images: np.ndarray) -> np.ndarray:
     # Recover which rows went to training: each training image, normalised, is unique here.
     flat = images.reshape(len(images), -1)

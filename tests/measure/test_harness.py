@@ -12,7 +12,7 @@ import edge_opt.measure.statistics as statistics
 from edge_opt.decide.dominance import Dominance
 from edge_opt.errors import MeasurementError
 from edge_opt.measure.harness import HarnessSettings, measure_callable, measure_interleaved
-from edge_opt.measure.process import stabilize_allocator
+from edge_opt.measure.process import release_free_heap, stabilize_allocator
 from edge_opt.measure.statistics import (
     bootstrap_median_ci,
     paired_speedup,
@@ -168,6 +168,7 @@ def test_allocator_is_stabilised_on_glibc() -> None:
     assert state["method"] == "glibc mallopt"
     assert state["mmap_threshold"] == 1 << 30
     assert stabilize_allocator() is state  # idempotent
+    assert release_free_heap()  # glibc: malloc_trim(0)
 
 
 def test_a_slowed_host_is_detected_by_the_reference_kernel(monkeypatch) -> None:

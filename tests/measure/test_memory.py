@@ -72,7 +72,7 @@ def test_one_probe_server_serves_every_candidate_each_in_a_fresh_child() -> None
     with RssProber() as prober:
         first = prober.probe(SmallCNN().eval(), torch.zeros(1, 1, 28, 28))
         second = prober.probe(SmallCNN(16, 32).eval(), torch.zeros(32, 1, 28, 28))
-        server = prober._server
+        server = prober._server.process if prober._server is not None else None
     assert first.cold_mb is not None
     assert second.cold_mb is not None
     assert second.cold_mb > first.cold_mb  # batch 32 needs more activation memory than batch 1
@@ -97,3 +97,22 @@ def test_probes_in_two_lanes_keep_each_candidates_own_figures(tmp_path) -> None:
     assert probes[2].cold_mb is None  # a failed probe is a note on its own row, not a crash
     assert probes[2].note.startswith("probe failed")
     assert probe_many([]) == []
+
+
+def test_lanes_share_one_probe_server_and_each_gets_its_own_answer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edge_opt.measure.memory import RssProber
+
+    shapes = [(1, SmallCNN()), (32, SmallCNN(16, 32)), (1, SmallCNN()), (32, SmallCNN(16, 32))]
+    with RssProber() as prober, ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(prober.probe, model.eval(), torch.zeros(batch, 1, 28, 28))
+            for batch, model in shapes
+        ]
+        probes = [f.result() for f in futures]
+        servers = {prober._server.process.pid} if prober._server is not None else set()
+    assert len(servers) == 1
+    assert all(p.cold_mb is not None for p in probes)
+    assert probes[1].cold_mb > probes[0].cold_mb  # the answers stay with their requests
+    assert probes[3].cold_mb > probes[2].cold_mb

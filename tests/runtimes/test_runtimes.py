@@ -37,6 +37,11 @@ def test_onnx_round_trip_agrees_with_eager_fp32(trained_cnn, synthetic_splits, t
     assert outputs.shape == (200, 10)
     assert top1_agreement(outputs, reference) >= 0.99
     assert float((outputs - reference).abs().max()) < 1e-3
+    built.release_buffers()  # the session goes; the next call loads the file again
+    assert torch.equal(built.predict(x), outputs)
+    call = built.timed_call(x[:1])
+    built.release_buffers()  # a bound timed call keeps its own session
+    call()
 
 
 def test_onnxruntime_int8_is_quantized_and_agrees(

@@ -143,7 +143,7 @@ def per_class_for_run(
     from edge_opt.candidates.plan import REFERENCE_ID
     from edge_opt.measure.metrics import evaluate_predict
 
-    labels = splits.val.tensors[1].numpy()
+    labels = splits.val.labels.numpy()
     names = splits.class_names or tuple(str(i) for i in range(splits.num_classes))
     ref_id = REFERENCE_ID
     if ref_id in built_models:

@@ -28,7 +28,7 @@ from edge_opt.errors import EdgeOptError
 from edge_opt.infra.cache import sha256_bytes, state_dict_bytes
 from edge_opt.measure.memory import peak_activation_bytes
 from edge_opt.measure.metrics import AccuracyResult, evaluate_predict
-from edge_opt.measure.process import torch_threads
+from edge_opt.measure.process import release_free_heap, torch_threads
 from edge_opt.models.layers import estimate_layerwise_stats
 from edge_opt.models.zoo import count_parameters
 from edge_opt.runtimes.base import RuntimeModel
@@ -203,11 +203,13 @@ def build_candidate(
     try:
         built = _build(p, float_model, ctx, None)
         evaluate_candidate(p, built, ctx, reference)
+        built.release_buffers()  # evaluation's batch-size buffers: the timing builds its own
         p.built = built
     except (EdgeOptError, RuntimeError) as exc:
         log.warning("%s failed: %s", p.cid, exc)
         p.built, p.error = None, f"{type(exc).__name__}: {exc}"
     p.seconds = time.perf_counter() - start
+    release_free_heap()  # what its conversion, export and evaluation freed, before the next
     return p
 
 

@@ -38,6 +38,7 @@ from edge_opt.data.formats.idx import (
     read_idx,
 )
 from edge_opt.data.imaging import normalise
+from edge_opt.data.pixels import SplitImages
 from edge_opt.errors import DataError
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "DataSplits",
     "Loaders",
     "RawDataset",
+    "SplitImages",
     "build_loaders",
     "calibration_inputs",
     "load_dataset",
@@ -68,7 +70,8 @@ SINGLE_POOL_VAL_FRACTION = 0.1
 # ------------------------------------------------------------------------------------ splits
 @dataclass(frozen=True)
 class DataSplits:
-    """Normalised float32 tensors (N, C, H, W) and labels for each split, plus provenance.
+    """Each split's images (normalised float32 (N, C, H, W) as read; 8-bit images kept as
+    uint8 and normalised batch by batch, ``data.pixels``) and labels, plus provenance.
 
     ``mean``/``std``: one value for all channels (computed on the training split), or one per
     channel (given in the config); a model input is ``(pixel / 255 - mean) / std``.
@@ -76,9 +79,9 @@ class DataSplits:
 
     name: str
     source: str
-    train: TensorDataset
-    val: TensorDataset
-    test: TensorDataset
+    train: SplitImages
+    val: SplitImages
+    test: SplitImages
     input_shape: tuple[int, int, int]
     num_classes: int
     mean: float | tuple[float, ...]
@@ -269,21 +272,33 @@ def _draw(
 
 @dataclass(frozen=True)
 class _Normaliser:
-    """Pixels to normalised float32 tensors: (pixel / divisor - mean) / std."""
+    """Pixels to a ``SplitImages``: (pixel / divisor - mean) / std in float32, looked up per
+    batch from a table for 8-bit images (``data.pixels``: the same float32 values)."""
 
     mean: float | tuple[float, ...]
     std: float | tuple[float, ...]
     divisor: float
 
-    def tensors(self, images: np.ndarray, labels: np.ndarray) -> TensorDataset:
+    def table(self, channels: int) -> np.ndarray:
+        """(1 or C, 256): what each 8-bit pixel value normalises to, by the expression that
+        normalises whole images (so the values are the same float32, bit for bit)."""
         mean, std, divisor = self.mean, self.std, self.divisor
+        levels = np.arange(256, dtype=np.uint8)
+        if isinstance(mean, tuple) or isinstance(std, tuple):
+            grid = np.ascontiguousarray(np.broadcast_to(levels, (1, channels, 1, 256)))
+            return normalise(grid, mean, std, divisor).reshape(channels, 256)  # type: ignore[arg-type]
+        return _scaled(levels, divisor, mean, std).reshape(1, 256)
+
+    def tensors(self, images: np.ndarray, labels: np.ndarray) -> SplitImages:
+        mean, std, divisor = self.mean, self.std, self.divisor
+        targets = torch.from_numpy(labels.astype(np.int64))
+        if images.dtype == np.uint8:
+            return SplitImages(images, targets, self.table(int(images.shape[1])))
         if isinstance(mean, tuple) or isinstance(std, tuple):
             x = normalise(images, mean, std, divisor)  # type: ignore[arg-type]
-        elif images.dtype == np.uint8:  # one table lookup per pixel, the same float32 values
-            x = _scaled(np.arange(256, dtype=np.uint8), divisor, mean, std)[images]
         else:
             x = _scaled(images, divisor, mean, std)
-        return TensorDataset(torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)))
+        return SplitImages(torch.from_numpy(x), targets, None)
 
 
 # ----------------------------------------------------------------------------------- loaders
@@ -303,9 +318,10 @@ def batch_loader(
     num_workers: int = 0,
 ) -> DataLoader:
     """``DataLoader(dataset, batch_size, shuffle, generator=...)``, the same batches in the same
-    order, but each batch of a ``TensorDataset`` (or a ``Subset`` of one) is fetched with one
-    indexing call instead of ``batch_size`` item reads and a stack (one pass over 55,000
-    Fashion-MNIST images: 0.33 s -> 0.09 s, measured). Other datasets get the plain loader."""
+    order, but each batch of a ``TensorDataset`` or ``SplitImages`` (or a ``Subset`` of one) is
+    fetched with one indexing call instead of ``batch_size`` item reads and a stack (one pass
+    over 55,000 Fashion-MNIST images: 0.33 s -> 0.09 s, measured). Other datasets get the plain
+    loader."""
     if not _indexes_in_batches(dataset):
         return DataLoader(
             dataset, batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers
@@ -323,7 +339,7 @@ def batch_loader(
 def _indexes_in_batches(dataset: Dataset) -> bool:
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
-    return isinstance(dataset, TensorDataset)
+    return isinstance(dataset, TensorDataset | SplitImages)
 
 
 def loader_batch_size(loader: DataLoader) -> int:
@@ -337,7 +353,7 @@ def make_loaders(splits: DataSplits, batch_size: int, seed: int, num_workers: in
     """Training loader shuffled by a seeded generator; evaluation loaders in fixed order."""
     generator = torch.Generator().manual_seed(seed)
 
-    def loader(ds: TensorDataset, shuffle: bool) -> DataLoader:
+    def loader(ds: Dataset, shuffle: bool) -> DataLoader:
         return batch_loader(
             ds,
             batch_size,
@@ -358,9 +374,8 @@ def calibration_inputs(
 ) -> list[torch.Tensor]:
     """``batches`` batches of training images in a seeded order, for int8 calibration."""
     order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))
-    images = splits.train.tensors[0]
     return [
-        images[order[i : i + batch_size]]
+        splits.train.images(order[i : i + batch_size])
         for i in range(0, batch_size * batches, batch_size)
         if i < len(order)
     ]

@@ -28,6 +28,7 @@ from edge_opt.infra.artifacts import (
 )
 from edge_opt.infra.cache import ArtifactCache
 from edge_opt.infra.progress import NullProgress, Progress
+from edge_opt.measure.process import release_free_heap
 from edge_opt.runtimes.base import RuntimeModel
 
 CHECKPOINT = "models/baseline_fp32.pt"
@@ -84,7 +85,10 @@ class RunContext:
 
 @dataclass
 class StageClock:
-    """Passes stage changes on, and times the sweep's own phases between them."""
+    """Passes stage changes on, and times the sweep's own phases between them. Each change
+    first hands the heap's free pages back to the kernel (``release_free_heap``): what the
+    stage before freed (decoded data, training and evaluation buffers) is not kept resident
+    for the rest of the run."""
 
     notify: Callable[[str], None]
     phases: dict[str, float] = field(default_factory=dict)
@@ -95,4 +99,5 @@ class StageClock:
         if self.current is not None and self.current[0] in SWEEP_PHASES:
             self.phases[self.current[0]] = now - self.current[1]
         self.current = (name, now)
+        release_free_heap()
         self.notify(name)

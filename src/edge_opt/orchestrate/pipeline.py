@@ -29,7 +29,12 @@ from edge_opt.decide.verdict import DecisionSettings, Verdict, decide
 from edge_opt.infra.cache import ArtifactCache, state_dict_bytes
 from edge_opt.infra.environment import sha256_file
 from edge_opt.measure.energy import PowerSource, power_source
-from edge_opt.measure.process import load_average, stabilize_allocator
+from edge_opt.measure.process import (
+    load_average,
+    release_free_heap,
+    single_arena,
+    stabilize_allocator,
+)
 from edge_opt.models.zoo import count_parameters
 from edge_opt.orchestrate.baseline import (
     Baseline,
@@ -115,9 +120,16 @@ def _run_stages(
 ) -> RunResult:
     # The energy proxy's one source of power figures: power_source.
     power = power_source(cfg.power_watts)
-    start = _Start(
-        datetime.now(UTC), time.perf_counter(), load_average(), stabilize_allocator(), power
-    )
+    # Memory the stages free goes back to the kernel: one arena, trimmed at every stage change
+    # (StageClock); the heap still keeps freed memory within a stage, as timing needs.
+    arenas = "1 (mallopt M_ARENA_MAX)" if single_arena() else "glibc's default"
+    trimmed = release_free_heap()
+    allocator = {
+        **stabilize_allocator(),
+        "arenas": arenas,
+        "between_stages": "malloc_trim(0)" if trimmed else "not trimmed",
+    }
+    start = _Start(datetime.now(UTC), time.perf_counter(), load_average(), allocator, power)
     clock = StageClock(context.on_stage)
     context = replace(context, on_stage=clock)
     context.sink.config(cfg)

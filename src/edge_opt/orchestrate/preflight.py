@@ -35,7 +35,7 @@ def check_data_fits_model(splits: DataSplits, built: BuiltModel) -> None:
             "or a dataset with matching images"
         )
     with torch.inference_mode():
-        classes = int(built.model.eval()(splits.train.tensors[0][:1]).shape[-1])
+        classes = int(built.model.eval()(splits.train.images(slice(0, 1))).shape[-1])
     if classes != splits.num_classes:
         raise ModelError(
             f"model {built.label!r} outputs {classes} classes but dataset {splits.name!r} has "

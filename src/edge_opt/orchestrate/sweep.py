@@ -130,6 +130,8 @@ def execute_sweep(
         measure_energy=True,
         progress=hooks.progress,
     )
+    for built in ready.values():  # their buffers at the throughput batch; probes come next
+        built.release_buffers()
     rss: dict[str, RssProbe] = {}
     if plan.measure_rss and ready:
         hooks.on_stage("memory")
